@@ -1,0 +1,3 @@
+//! The `phyvae` command-line tool.
+
+fn main() {}

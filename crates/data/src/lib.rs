@@ -1,0 +1,19 @@
+//! Data for phyvae: getting an image in, cutting it into patches, and making
+//! synthetic test images whose truth is known.
+//!
+//! - [`Image`]: one 2-D `f32` image with its pixel size when the file has one;
+//! - [`io`]: readers (NPY, TIFF, PNG, SPIEPy raw) and NPY writers;
+//! - [`patches`]: the square patch grid of the phy-VAE method, patches as views;
+//! - [`synth`]: synthetic two-phase and domain images with a per-pixel truth map.
+
+mod error;
+mod image;
+pub mod io;
+pub mod patches;
+pub mod synth;
+
+pub use error::DataError;
+pub use image::{Image, PixelSize};
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, DataError>;

@@ -1,0 +1,33 @@
+//! Image processing for phyvae, on 2-D `f32`/`f64` arrays ([`ndarray::Array2`]).
+//!
+//! Every function here is a free function on a concrete 2-D image view. Where a
+//! function mirrors a scikit-image routine it follows scikit-image's conventions
+//! (border mode, normalisation, histogram bins) and says so; deviations are
+//! documented on the item. Nothing here depends on a deep-learning framework.
+//!
+//! Modules, one concept each:
+//! - [`filters`]: bilateral denoising (scikit-image-compatible and textbook Gaussian), Scharr edges;
+//! - [`threshold`]: Otsu, multi-Otsu and digitising into labels;
+//! - [`segmentation`]: Chan-Vese active contours without edges;
+//! - [`fft`]: 2-D FFT, fftshift and log-magnitude spectra;
+//! - [`physics`]: the phy-VAE physics losses SL1 (edge length) and SL2 (Fourier peak);
+//! - [`visualize`]: the paper's segmentation pipeline for one latent map;
+//! - [`metrics`]: scores of a label map against a truth map (ARI, accuracy, boundary F1);
+//! - [`background`]: plane levelling of topographs.
+
+pub mod background;
+mod error;
+pub mod fft;
+pub mod filters;
+pub mod metrics;
+pub mod physics;
+mod real;
+pub mod segmentation;
+pub mod threshold;
+pub mod visualize;
+
+pub use error::ImagingError;
+pub use real::Real;
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, ImagingError>;
