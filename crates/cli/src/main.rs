@@ -1,3 +1,56 @@
-//! The `phyvae` command-line tool.
+//! The `phyvae` command-line tool: a thin shell over the phyvae library crates.
+//!
+//! Every command prints JSON on stdout or writes NPY/PNG files; errors go to
+//! stderr as one message with its causes, and the process exits with a code
+//! that says what kind of failure it was (see [`exit_code`]).
 
-fn main() {}
+mod cli;
+mod commands;
+mod input;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match commands::dispatch(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// Exit codes: 3 = an input file could not be read or is not a usable image;
+/// 4 = a parameter or an input's content is invalid for the computation;
+/// 5 = an output could not be written; 1 = anything else. (2 is clap's code for
+/// a malformed command line.)
+fn exit_code(err: &anyhow::Error) -> u8 {
+    use phyvae_data::DataError;
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<DataError>() {
+            return match e {
+                DataError::InvalidParameter { .. }
+                | DataError::ImageSmallerThanWindow { .. }
+                | DataError::ConstantImage { .. }
+                | DataError::NonFinitePixel { .. }
+                | DataError::ShapeMismatch { .. } => 4,
+                _ => 3,
+            };
+        }
+        if cause
+            .downcast_ref::<phyvae_imaging::ImagingError>()
+            .is_some()
+        {
+            return 4;
+        }
+        if cause.downcast_ref::<phyvae_report::ReportError>().is_some() {
+            return 5;
+        }
+        if cause.downcast_ref::<commands::OutputError>().is_some() {
+            return 5;
+        }
+    }
+    1
+}

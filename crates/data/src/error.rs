@@ -46,7 +46,9 @@ pub enum DataError {
         reason: String,
     },
     /// The data is not a 2-D image (or a stack of them).
-    #[error("{path}: expected a 2-D image (or a 3-D stack with a frame index), found shape {shape:?}")]
+    #[error(
+        "{path}: expected a 2-D image (or a 3-D stack with a frame index), found shape {shape:?}"
+    )]
     NotAnImage {
         /// File concerned.
         path: PathBuf,
@@ -109,4 +111,15 @@ pub enum DataError {
         /// Shape found.
         found: Vec<usize>,
     },
+    /// A patch index is not below the number of patches.
+    #[error("patch {index} requested, but the grid holds {len} patches")]
+    PatchIndexOutOfRange {
+        /// Index requested.
+        index: usize,
+        /// Number of patches.
+        len: usize,
+    },
+    /// An image-processing step (e.g. background levelling) failed.
+    #[error("image processing failed: {0}")]
+    Imaging(#[from] phyvae_imaging::ImagingError),
 }

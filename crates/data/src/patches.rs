@@ -6,8 +6,15 @@
 //! `(i / gw, i % gw)` with its top-left pixel at `(step * (i / gw), step * (i % gw))`.
 //! Leftover rows/columns at the bottom/right that do not fill a window are not
 //! used (as in the authors' code and pyroVED).
+//!
+//! [`PatchSet`] holds one scaled copy of the image and hands out patches as
+//! views or copies into a caller's buffer, so that the `N x window x window`
+//! stack (2 GB for the 233 289 patches of a 3904 px image) is never built.
+//! [`labels_at_patch_centres`] samples a per-pixel truth map on the grid.
 
-use crate::{DataError, Result};
+use crate::{DataError, Image, Result};
+use ndarray::{Array2, ArrayView2, Axis, Slice};
+use phyvae_imaging::background::{level_lines, level_plane};
 
 /// Geometry of a patch grid over one image: no pixels, only positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -123,6 +130,308 @@ impl PatchGrid {
     }
 }
 
+/// How patch values are scaled to `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Scaling {
+    /// The authors' choice: `(img - min) / (max - min)` over the whole image,
+    /// computed in `f64` and stored as `f32` (phyvae_ref `extract_patches`).
+    #[default]
+    GlobalMinMax,
+    /// Global scaling, then each patch min-max scaled on its own,
+    /// `(p - p.min) / (p.max - p.min)` in `f64`; a constant patch becomes zeros
+    /// (phyvae_ref `extract_patches(per_patch_norm=True)`).
+    PerPatch,
+}
+
+/// Background levelling applied to the image before scaling
+/// ([`phyvae_imaging::background`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Levelling {
+    /// The image as read.
+    #[default]
+    None,
+    /// Subtract the least-squares plane ([`phyvae_imaging::background::level_plane`]).
+    Plane,
+    /// Plane, then each scan line's median
+    /// ([`phyvae_imaging::background::level_lines`]): for STM/AFM topographs.
+    PlanePlusLines,
+}
+
+/// The patches of one image on a [`PatchGrid`], without the patch stack.
+///
+/// Holds a single `f32` copy of the image, levelled and globally min-max
+/// scaled, plus the grid: memory is one image (`rows * cols` floats, see
+/// [`PatchSet::stored_values`]) whatever the number of patches. Patches are
+/// numbered row-major as in [`PatchGrid`]; patch `i` is the window at
+/// `grid.origin(grid.position(i))`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchSet {
+    scaled: Array2<f32>,
+    grid: PatchGrid,
+    scaling: Scaling,
+    min: f64,
+    max: f64,
+}
+
+impl PatchSet {
+    /// Levels (optionally) and scales `pixels` once, for patch access on `grid`.
+    ///
+    /// Order of operations: check every pixel is finite, apply `levelling`, then
+    /// global min-max scaling to `[0, 1]` (`(v - min) / (max - min)` in `f64`,
+    /// stored as `f32`). [`Scaling::PerPatch`] is applied per patch in
+    /// [`PatchSet::copy_patch_into`].
+    ///
+    /// # Errors
+    /// [`DataError::ShapeMismatch`] if `pixels` is not the grid's image shape;
+    /// [`DataError::NonFinitePixel`] for the first NaN/infinite pixel (row-major);
+    /// [`DataError::ConstantImage`] if every (levelled) pixel is equal;
+    /// [`DataError::Imaging`] if levelling fails.
+    ///
+    /// # Example
+    /// ```
+    /// use ndarray::Array2;
+    /// use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling};
+    /// // A 4 x 5 ramp 0..19, 3 x 3 windows every 2 px -> a 1 x 2 grid.
+    /// let img = Array2::from_shape_fn((4, 5), |(r, c)| (5 * r + c) as f32);
+    /// let grid = PatchGrid::new(4, 5, 3, 2).unwrap();
+    /// let set = PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+    /// assert_eq!(set.len(), 2);
+    /// let mut buf = vec![0.0_f32; 9];
+    /// set.copy_patch_into(1, &mut buf).unwrap();
+    /// // Patch 1 starts at (0, 2): raw 2, scaled 2 / 19.
+    /// assert_eq!(buf[0], (2.0_f64 / 19.0) as f32);
+    /// assert_eq!(set.stored_values(), 20);
+    /// ```
+    pub fn new(
+        pixels: ArrayView2<'_, f32>,
+        grid: PatchGrid,
+        scaling: Scaling,
+        levelling: Levelling,
+    ) -> Result<Self> {
+        let (rows, cols) = grid.image_shape();
+        if pixels.dim() != (rows, cols) {
+            return Err(DataError::ShapeMismatch {
+                what: "image vs patch grid",
+                expected: vec![rows, cols],
+                found: vec![pixels.nrows(), pixels.ncols()],
+            });
+        }
+        if let Some(((row, col), &value)) = pixels.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(DataError::NonFinitePixel { row, col, value });
+        }
+        let mut work = match levelling {
+            Levelling::None => pixels.to_owned(),
+            Levelling::Plane => level_plane(pixels)?,
+            Levelling::PlanePlusLines => level_lines(level_plane(pixels)?.view())?,
+        };
+        let (min, max) = work
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                let v = f64::from(v);
+                (lo.min(v), hi.max(v))
+            });
+        if min >= max {
+            #[allow(clippy::cast_possible_truncation)]
+            return Err(DataError::ConstantImage { value: min as f32 });
+        }
+        let range = max - min;
+        #[allow(clippy::cast_possible_truncation)]
+        work.mapv_inplace(|v| ((f64::from(v) - min) / range) as f32);
+        Ok(Self {
+            scaled: work,
+            grid,
+            scaling,
+            min,
+            max,
+        })
+    }
+
+    /// [`PatchSet::new`] on an [`Image`]'s pixels.
+    ///
+    /// # Errors
+    /// As [`PatchSet::new`].
+    pub fn from_image(
+        image: &Image,
+        grid: PatchGrid,
+        scaling: Scaling,
+        levelling: Levelling,
+    ) -> Result<Self> {
+        Self::new(image.pixels.view(), grid, scaling, levelling)
+    }
+
+    /// Number of patches, `grid().len()`.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.grid.len()
+    }
+
+    /// Always `false`: a grid holds at least one patch.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The patch grid.
+    #[must_use]
+    pub fn grid(&self) -> &PatchGrid {
+        &self.grid
+    }
+
+    /// The scaling chosen at construction.
+    #[must_use]
+    pub fn scaling(&self) -> Scaling {
+        self.scaling
+    }
+
+    /// Number of values in one patch, `window * window`.
+    #[must_use]
+    pub fn patch_len(&self) -> usize {
+        self.grid.window() * self.grid.window()
+    }
+
+    /// `(min, max)` of the levelled image before scaling.
+    #[must_use]
+    pub fn value_range(&self) -> (f64, f64) {
+        (self.min, self.max)
+    }
+
+    /// The whole levelled, globally scaled image.
+    #[must_use]
+    pub fn scaled_image(&self) -> ArrayView2<'_, f32> {
+        self.scaled.view()
+    }
+
+    /// Number of `f32` values this set owns: one image, `rows * cols`.
+    #[must_use]
+    pub fn stored_values(&self) -> usize {
+        self.scaled.len()
+    }
+
+    /// Top-left pixel `(row, col)` of patch `index`.
+    ///
+    /// # Errors
+    /// [`DataError::PatchIndexOutOfRange`] if `index >= len()`.
+    pub fn origin(&self, index: usize) -> Result<(usize, usize)> {
+        self.check_index(index)?;
+        let (gr, gc) = self.grid.position(index);
+        Ok(self.grid.origin(gr, gc))
+    }
+
+    /// Patch `index` as a view into the globally scaled image (no copy).
+    ///
+    /// This is the [`Scaling::GlobalMinMax`] patch whatever the set's scaling;
+    /// use [`PatchSet::copy_patch_into`] to get [`Scaling::PerPatch`] values.
+    ///
+    /// # Errors
+    /// [`DataError::PatchIndexOutOfRange`] if `index >= len()`.
+    pub fn patch(&self, index: usize) -> Result<ArrayView2<'_, f32>> {
+        let (r, c) = self.origin(index)?;
+        let w = self.grid.window();
+        Ok(self
+            .scaled
+            .view()
+            .slice_axis_move(Axis(0), Slice::from(r..r + w))
+            .slice_axis_move(Axis(1), Slice::from(c..c + w)))
+    }
+
+    /// Writes patch `index` into `out` (`window * window` values, row-major),
+    /// scaled as chosen at construction; allocates nothing (for batch loaders).
+    ///
+    /// # Errors
+    /// [`DataError::PatchIndexOutOfRange`] if `index >= len()`;
+    /// [`DataError::ShapeMismatch`] if `out.len() != window * window`.
+    pub fn copy_patch_into(&self, index: usize, out: &mut [f32]) -> Result<()> {
+        let (r0, c0) = self.origin(index)?;
+        let w = self.grid.window();
+        if out.len() != w * w {
+            return Err(DataError::ShapeMismatch {
+                what: "patch output buffer",
+                expected: vec![w * w],
+                found: vec![out.len()],
+            });
+        }
+        let cols = self.scaled.ncols();
+        let Some(data) = self.scaled.as_slice() else {
+            // `scaled` is built by `mapv_inplace` on an owned standard-layout
+            // array; fall back to the strided view should that ever change.
+            for (dst, &v) in out.iter_mut().zip(self.patch(index)?.iter()) {
+                *dst = v;
+            }
+            return self.rescale_patch(out);
+        };
+        for (r, dst) in out.chunks_exact_mut(w).enumerate() {
+            let start = (r0 + r) * cols + c0;
+            dst.copy_from_slice(&data[start..start + w]);
+        }
+        self.rescale_patch(out)
+    }
+
+    /// Applies [`Scaling::PerPatch`] to a copied patch (no-op for global scaling).
+    fn rescale_patch(&self, out: &mut [f32]) -> Result<()> {
+        if self.scaling == Scaling::PerPatch {
+            let (lo, hi) = out
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
+            if hi > lo {
+                let (lo, range) = (f64::from(lo), f64::from(hi) - f64::from(lo));
+                for v in out.iter_mut() {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let scaled = ((f64::from(*v) - lo) / range) as f32;
+                    *v = scaled;
+                }
+            } else {
+                out.fill(0.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_index(&self, index: usize) -> Result<()> {
+        if index < self.len() {
+            Ok(())
+        } else {
+            Err(DataError::PatchIndexOutOfRange {
+                index,
+                len: self.len(),
+            })
+        }
+    }
+}
+
+/// The truth label at each patch centre: a `gh x gw` map with
+/// `out[[i, j]] = truth[grid.centre(i, j)]` (centre = top-left + `window / 2`).
+///
+/// # Errors
+/// [`DataError::ShapeMismatch`] if `truth` is not the grid's image shape.
+///
+/// # Example
+/// ```
+/// use ndarray::Array2;
+/// use phyvae_data::patches::{PatchGrid, labels_at_patch_centres};
+/// let truth = Array2::from_shape_fn((6, 6), |(r, _)| i32::from(r >= 3));
+/// let grid = PatchGrid::new(6, 6, 2, 2).unwrap(); // centres at rows 1, 3, 5
+/// let labels = labels_at_patch_centres(truth.view(), &grid).unwrap();
+/// assert_eq!(labels.column(0).to_vec(), vec![0, 1, 1]);
+/// ```
+pub fn labels_at_patch_centres(
+    truth: ArrayView2<'_, i32>,
+    grid: &PatchGrid,
+) -> Result<Array2<i32>> {
+    let (rows, cols) = grid.image_shape();
+    if truth.dim() != (rows, cols) {
+        return Err(DataError::ShapeMismatch {
+            what: "truth map vs patch grid",
+            expected: vec![rows, cols],
+            found: vec![truth.nrows(), truth.ncols()],
+        });
+    }
+    Ok(Array2::from_shape_fn((grid.gh(), grid.gw()), |(i, j)| {
+        truth[grid.centre(i, j)]
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +477,170 @@ mod tests {
     fn image_smaller_than_window_is_an_error() {
         assert!(matches!(
             PatchGrid::new(40, 64, 48, 8),
-            Err(DataError::ImageSmallerThanWindow { rows: 40, cols: 64, window: 48 })
+            Err(DataError::ImageSmallerThanWindow {
+                rows: 40,
+                cols: 64,
+                window: 48
+            })
+        ));
+    }
+
+    use ndarray::array;
+
+    fn ramp(rows: usize, cols: usize) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |(r, c)| (r * cols + c) as f32)
+    }
+
+    #[test]
+    fn bifeo3_sized_grid_stores_one_image() {
+        // 3904 x 3904 px, window 48, step 8: 483^2 = 233 289 patches, which as a
+        // stack would be 233 289 * 48 * 48 * 4 B = 2.15 GB; the set holds one
+        // image of 3904^2 = 15 241 216 floats (61 MB).
+        let img = ramp(3904, 3904);
+        let grid = PatchGrid::new(3904, 3904, 48, 8).unwrap();
+        let set = PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        assert_eq!(set.len(), 233_289);
+        assert_eq!(set.stored_values(), 3904 * 3904);
+        // Last patch starts at (482 * 8, 482 * 8) = (3856, 3856).
+        assert_eq!(set.origin(233_288).unwrap(), (3856, 3856));
+        let mut buf = vec![0.0_f32; 48 * 48];
+        set.copy_patch_into(233_288, &mut buf).unwrap();
+        // Bottom-right pixel of the image is the maximum -> 1.
+        assert_eq!(buf[48 * 48 - 1], 1.0);
+    }
+
+    #[test]
+    fn global_scaling_by_hand() {
+        // Values 0..=11 on 3 x 4; min 0, max 11; window 2, step 2 -> 1 x 2 grid.
+        let img = ramp(3, 4);
+        let grid = PatchGrid::new(3, 4, 2, 2).unwrap();
+        let set = PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.value_range(), (0.0, 11.0));
+        // Patch 1 = rows 0..2, cols 2..4 = [[2, 3], [6, 7]] / 11.
+        let expect = [2.0, 3.0, 6.0, 7.0].map(|v: f64| (v / 11.0) as f32);
+        let mut buf = [0.0_f32; 4];
+        set.copy_patch_into(1, &mut buf).unwrap();
+        assert_eq!(buf, expect);
+        let view = set.patch(1).unwrap();
+        assert_eq!(view.iter().copied().collect::<Vec<_>>(), expect.to_vec());
+    }
+
+    #[test]
+    fn per_patch_scaling_by_hand() {
+        // Patch 1 = [[2, 3], [6, 7]]: per patch (v - 2) / 5 -> [0, 0.2, 0.8, 1].
+        let img = ramp(3, 4);
+        let grid = PatchGrid::new(3, 4, 2, 2).unwrap();
+        let set = PatchSet::new(img.view(), grid, Scaling::PerPatch, Levelling::None).unwrap();
+        let mut buf = [0.0_f32; 4];
+        set.copy_patch_into(1, &mut buf).unwrap();
+        for (b, e) in buf.iter().zip([0.0_f32, 0.2, 0.8, 1.0]) {
+            assert!((b - e).abs() < 1e-6, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn constant_patch_becomes_zeros_per_patch() {
+        // Left 2 x 2 block constant 5, right block varies.
+        let img = array![[5.0_f32, 5.0, 1.0, 2.0], [5.0, 5.0, 3.0, 9.0]];
+        let grid = PatchGrid::new(2, 4, 2, 2).unwrap();
+        let set = PatchSet::new(img.view(), grid, Scaling::PerPatch, Levelling::None).unwrap();
+        let mut buf = [7.0_f32; 4];
+        set.copy_patch_into(0, &mut buf).unwrap();
+        assert_eq!(buf, [0.0; 4]);
+    }
+
+    #[test]
+    fn plane_levelling_removes_a_tilt_before_scaling() {
+        // Tilt + a checkerboard of +-1: after levelling only the checkerboard
+        // remains, so scaled values are exactly 0 or 1 (to rounding).
+        let img = Array2::from_shape_fn((8, 8), |(r, c)| {
+            100.0 + 3.0 * r as f32 - 2.0 * c as f32 + if (r + c) % 2 == 0 { 1.0 } else { -1.0 }
+        });
+        let grid = PatchGrid::new(8, 8, 4, 4).unwrap();
+        let set = PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::Plane).unwrap();
+        for (i, v) in set.scaled_image().iter().enumerate() {
+            let (r, c) = (i / 8, i % 8);
+            let expect = if (r + c) % 2 == 0 { 1.0 } else { 0.0 };
+            assert!((v - expect).abs() < 1e-4, "({r}, {c}) = {v}");
+        }
+        let lines = PatchSet::new(
+            img.view(),
+            grid,
+            Scaling::GlobalMinMax,
+            Levelling::PlanePlusLines,
+        );
+        assert!(lines.is_ok());
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let img = ramp(10, 10);
+        let grid = PatchGrid::new(10, 12, 4, 2).unwrap();
+        assert!(matches!(
+            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None),
+            Err(DataError::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn non_finite_pixel_is_reported_with_position() {
+        let mut img = ramp(6, 6);
+        img[[4, 1]] = f32::INFINITY;
+        img[[5, 0]] = f32::NAN;
+        let grid = PatchGrid::new(6, 6, 4, 2).unwrap();
+        assert!(matches!(
+            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None),
+            Err(DataError::NonFinitePixel { row: 4, col: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn constant_image_is_an_error() {
+        let img = Array2::from_elem((6, 6), 2.5_f32);
+        let grid = PatchGrid::new(6, 6, 4, 2).unwrap();
+        assert!(matches!(
+            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None),
+            Err(DataError::ConstantImage { value }) if value == 2.5
+        ));
+    }
+
+    #[test]
+    fn bad_index_and_buffer_are_errors() {
+        let img = ramp(6, 6);
+        let grid = PatchGrid::new(6, 6, 4, 2).unwrap(); // 2 x 2 = 4 patches
+        let set = PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        let mut buf = vec![0.0_f32; 16];
+        assert!(matches!(
+            set.copy_patch_into(4, &mut buf),
+            Err(DataError::PatchIndexOutOfRange { index: 4, len: 4 })
+        ));
+        assert!(matches!(
+            set.patch(4),
+            Err(DataError::PatchIndexOutOfRange { index: 4, len: 4 })
+        ));
+        let mut short = vec![0.0_f32; 15];
+        assert!(matches!(
+            set.copy_patch_into(0, &mut short),
+            Err(DataError::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn labels_at_centres_by_hand() {
+        // 64 x 72 image, window 48 step 8 -> 3 x 4 grid; centres at rows 24, 32, 40
+        // and cols 24, 32, 40, 48. truth = 1000 * row + col.
+        let truth = Array2::from_shape_fn((64, 72), |(r, c)| (1000 * r + c) as i32);
+        let grid = PatchGrid::new(64, 72, 48, 8).unwrap();
+        let labels = labels_at_patch_centres(truth.view(), &grid).unwrap();
+        assert_eq!(labels.dim(), (3, 4));
+        assert_eq!(labels[[0, 0]], 24_024);
+        assert_eq!(labels[[2, 3]], 40_048);
+        assert_eq!(labels[[1, 2]], 32_040);
+        let wrong = Array2::<i32>::zeros((64, 71));
+        assert!(matches!(
+            labels_at_patch_centres(wrong.view(), &grid),
+            Err(DataError::ShapeMismatch { .. })
         ));
     }
 }

@@ -48,7 +48,9 @@ pub enum ImagingError {
         found: Vec<usize>,
     },
     /// A batch of latent vectors cannot be arranged as a square map.
-    #[error("batch of {batch} latent vectors is not a perfect square, so it cannot form a d x d latent map")]
+    #[error(
+        "batch of {batch} latent vectors is not a perfect square, so it cannot form a d x d latent map"
+    )]
     NotSquareBatch {
         /// Number of rows (batch size) of the latent array.
         batch: usize,
@@ -62,7 +64,9 @@ pub enum ImagingError {
         columns: usize,
     },
     /// The image holds too few distinct values for the requested number of classes.
-    #[error("image has {found} distinct histogram levels, fewer than the {needed} needed for {classes} classes")]
+    #[error(
+        "image has {found} distinct histogram levels, fewer than the {needed} needed for {classes} classes"
+    )]
     TooFewLevels {
         /// Requested number of classes.
         classes: usize,
@@ -70,6 +74,18 @@ pub enum ImagingError {
         needed: usize,
         /// Levels found.
         found: usize,
+    },
+    /// The image's value range is too narrow to be cut into the requested number of
+    /// histogram bins with strictly increasing edges in its precision (NumPy raises
+    /// "Too many bins for data range").
+    #[error("value range [{min}, {max}] is too narrow for {bins} distinct histogram bins")]
+    RangeTooNarrow {
+        /// Smallest pixel value (or the lower histogram edge), as `f64`.
+        min: f64,
+        /// Largest pixel value (or the upper histogram edge), as `f64`.
+        max: f64,
+        /// Number of bins requested.
+        bins: usize,
     },
 }
 

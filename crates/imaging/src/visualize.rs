@@ -1,1 +1,391 @@
-//! TODO
+//! The paper's segmentation of one latent map (Biswas, Ziatdinov & Kalinin 2023,
+//! "visualization"; the authors' `visualize_boundaries`): min-max normalise, bilateral
+//! denoise, then binary Otsu, multi-Otsu and Chan-Vese labels of the denoised map.
+//!
+//! Everything runs in `f32`, as the authors' latent maps are `float32` tensors and
+//! scikit-image keeps `float32` in `float32`:
+//! 1. if `max - min <= flat_threshold` the map is flat (see [`Segmentations::flat`]);
+//! 2. `zn = (z - min) / (max - min)`;
+//! 3. `den = denoise_bilateral(zn, sigma_color, sigma_spatial)` in scikit-image mode
+//!    ([`crate::filters::BilateralMode::Skimage`], `mode='constant'`, `cval=0`);
+//! 4. Otsu labels `den > threshold_otsu(den)`; for each class count `c`,
+//!    `numpy.digitize(den, threshold_multiotsu(den, c))`; Chan-Vese labels
+//!    `chan_vese(den) > 0` with scikit-image's defaults.
+
+use crate::error::check_finite;
+use crate::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral};
+use crate::segmentation::{ChanVeseParams, chan_vese};
+use crate::threshold::{MAX_CLASSES, MIN_CLASSES, binarize, digitize, multiotsu, otsu};
+use crate::{ImagingError, Result};
+use ndarray::{Array2, ArrayView2};
+
+/// Range (max - min) at or below which a map counts as flat (the authors' `1e-3`).
+pub const DEFAULT_FLAT_THRESHOLD: f64 = 1e-3;
+/// Colour standard deviation of the denoising, in units of the normalised map (the
+/// authors' visualisation uses 0.3; the paper also quotes 0.1).
+pub const DEFAULT_SIGMA_COLOR: f64 = 0.3;
+/// Spatial standard deviation of the denoising, in grid cells.
+pub const DEFAULT_SIGMA_SPATIAL: f64 = 5.0;
+/// Multi-Otsu class counts computed by default.
+pub const DEFAULT_MULTIOTSU_CLASSES: [usize; 2] = [3, 4];
+
+/// Validated parameters of [`segment_map`]; from [`VisualizeParams::new`] or
+/// [`VisualizeParams::default`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisualizeParams {
+    flat_threshold: f64,
+    bilateral: BilateralParams,
+    multiotsu_classes: Vec<usize>,
+    chan_vese: ChanVeseParams,
+}
+
+impl Default for VisualizeParams {
+    /// The paper's settings: flat threshold 1e-3, `sigma_color` 0.3, `sigma_spatial` 5,
+    /// multi-Otsu with 3 and 4 classes, Chan-Vese with scikit-image's defaults (energies
+    /// not recorded).
+    fn default() -> Self {
+        // The default values satisfy every rule (checked by a unit test), so the
+        // fallback, which only keeps the pipeline usable, is never taken.
+        Self::new().build().unwrap_or_else(|_| Self {
+            flat_threshold: DEFAULT_FLAT_THRESHOLD,
+            bilateral: BilateralParams::paper(),
+            multiotsu_classes: DEFAULT_MULTIOTSU_CLASSES.to_vec(),
+            chan_vese: ChanVeseParams::default().without_energies(),
+        })
+    }
+}
+
+impl VisualizeParams {
+    /// A builder starting from the defaults ([`VisualizeParams::default`]).
+    #[must_use]
+    #[allow(
+        clippy::new_ret_no_self,
+        reason = "parameters are only obtained validated, through the builder"
+    )]
+    pub fn new() -> VisualizeParamsBuilder {
+        VisualizeParamsBuilder {
+            flat_threshold: DEFAULT_FLAT_THRESHOLD,
+            sigma_color: DEFAULT_SIGMA_COLOR,
+            sigma_spatial: DEFAULT_SIGMA_SPATIAL,
+            multiotsu_classes: DEFAULT_MULTIOTSU_CLASSES.to_vec(),
+            chan_vese: ChanVeseParams::default(),
+        }
+    }
+
+    /// Range at or below which a map is flat.
+    #[must_use]
+    pub fn flat_threshold(&self) -> f64 {
+        self.flat_threshold
+    }
+
+    /// The bilateral filter settings (scikit-image mode).
+    #[must_use]
+    pub fn bilateral(&self) -> &BilateralParams {
+        &self.bilateral
+    }
+
+    /// The multi-Otsu class counts, in the order the labels are returned.
+    #[must_use]
+    pub fn multiotsu_classes(&self) -> &[usize] {
+        &self.multiotsu_classes
+    }
+
+    /// The Chan-Vese settings.
+    #[must_use]
+    pub fn chan_vese(&self) -> &ChanVeseParams {
+        &self.chan_vese
+    }
+}
+
+/// Builder of [`VisualizeParams`]; [`VisualizeParamsBuilder::build`] checks every rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisualizeParamsBuilder {
+    flat_threshold: f64,
+    sigma_color: f64,
+    sigma_spatial: f64,
+    multiotsu_classes: Vec<usize>,
+    chan_vese: ChanVeseParams,
+}
+
+impl VisualizeParamsBuilder {
+    /// Range (max - min) at or below which a map is flat; finite, `>= 0`.
+    #[must_use]
+    pub fn flat_threshold(mut self, flat_threshold: f64) -> Self {
+        self.flat_threshold = flat_threshold;
+        self
+    }
+
+    /// Colour standard deviation of the denoising (normalised units); finite, `> 0`.
+    #[must_use]
+    pub fn sigma_color(mut self, sigma_color: f64) -> Self {
+        self.sigma_color = sigma_color;
+        self
+    }
+
+    /// Spatial standard deviation of the denoising (grid cells); finite, `> 0`.
+    #[must_use]
+    pub fn sigma_spatial(mut self, sigma_spatial: f64) -> Self {
+        self.sigma_spatial = sigma_spatial;
+        self
+    }
+
+    /// Multi-Otsu class counts; each in 2..=5 (may be empty).
+    #[must_use]
+    pub fn multiotsu_classes(mut self, classes: &[usize]) -> Self {
+        self.multiotsu_classes = classes.to_vec();
+        self
+    }
+
+    /// Chan-Vese settings (already validated); energies are switched off in any case.
+    #[must_use]
+    pub fn chan_vese(mut self, params: ChanVeseParams) -> Self {
+        self.chan_vese = params;
+        self
+    }
+
+    /// Checks the rules and returns the parameters.
+    ///
+    /// # Errors
+    /// [`ImagingError::InvalidParameter`] naming the first broken rule: `flat_threshold`
+    /// (finite, >= 0), `sigma_color` (finite, > 0), `sigma_spatial` (finite, > 0),
+    /// `multiotsu_classes` (each in 2..=5).
+    pub fn build(self) -> Result<VisualizeParams> {
+        if !(self.flat_threshold.is_finite() && self.flat_threshold >= 0.0) {
+            return Err(ImagingError::InvalidParameter {
+                name: "flat_threshold",
+                value: self.flat_threshold.to_string(),
+                rule: "must be finite and >= 0",
+            });
+        }
+        if let Some(&c) = self
+            .multiotsu_classes
+            .iter()
+            .find(|c| !(MIN_CLASSES..=MAX_CLASSES).contains(*c))
+        {
+            return Err(ImagingError::InvalidParameter {
+                name: "multiotsu_classes",
+                value: c.to_string(),
+                rule: "each class count must be in 2..=5",
+            });
+        }
+        // The bilateral builder checks sigma_color and sigma_spatial (finite, > 0).
+        let bilateral = BilateralParams::new()
+            .sigma_color(SigmaColor::Value(self.sigma_color))
+            .sigma_spatial(self.sigma_spatial)
+            .mode(BilateralMode::Skimage)
+            .build()?;
+        Ok(VisualizeParams {
+            flat_threshold: self.flat_threshold,
+            bilateral,
+            multiotsu_classes: self.multiotsu_classes,
+            chan_vese: self.chan_vese.without_energies(),
+        })
+    }
+}
+
+/// The segmentations of one latent map, all of the map's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segmentations {
+    /// The normalised, bilateral-denoised map (all zeros for a flat map).
+    pub denoised: Array2<f32>,
+    /// Binary Otsu labels, 1 where `denoised > threshold_otsu(denoised)`.
+    pub otsu: Array2<i32>,
+    /// Multi-Otsu labels `0..classes` per requested class count, in the order of
+    /// [`VisualizeParams::multiotsu_classes`].
+    pub multiotsu: Vec<(usize, Array2<i32>)>,
+    /// Chan-Vese labels, 1 where the final level set is `> 0`.
+    pub chanvese: Array2<i32>,
+    /// Whether the map was flat (`max - min <= flat_threshold`). A flat map carries no
+    /// structure: every label map is all zeros and `denoised` is all zeros. (The
+    /// authors' code replaces such a map by its mean and then min-max normalises it
+    /// anyway, dividing by zero, so its output there is NaN.)
+    pub flat: bool,
+}
+
+impl Segmentations {
+    /// Every label map with its file-friendly name, in a fixed order: `otsu`,
+    /// `multiotsu<k>` for each class count `k` (in the order of
+    /// [`VisualizeParams`]), `chanvese`.
+    #[must_use]
+    pub fn named_labels(&self) -> Vec<(String, &Array2<i32>)> {
+        let mut out = Vec::with_capacity(self.multiotsu.len() + 2);
+        out.push(("otsu".to_owned(), &self.otsu));
+        for (k, labels) in &self.multiotsu {
+            out.push((format!("multiotsu{k}"), labels));
+        }
+        out.push(("chanvese".to_owned(), &self.chanvese));
+        out
+    }
+
+    /// The multi-Otsu labels for `classes`, if they were requested.
+    #[must_use]
+    pub fn multiotsu_labels(&self, classes: usize) -> Option<&Array2<i32>> {
+        self.multiotsu
+            .iter()
+            .find(|(c, _)| *c == classes)
+            .map(|(_, l)| l)
+    }
+}
+
+/// Segments one latent map as the paper's visualisation does (module documentation):
+/// normalise, bilateral-denoise, then Otsu, multi-Otsu and Chan-Vese labels.
+///
+/// # Errors
+/// [`ImagingError::EmptyImage`] / [`ImagingError::NonFinite`] for an empty or non-finite
+/// map; [`ImagingError::TooFewLevels`] if the denoised map has fewer occupied histogram
+/// bins than a requested multi-Otsu class count (scikit-image raises there too).
+///
+/// # Example
+/// ```
+/// use ndarray::Array2;
+/// use phyvae_imaging::visualize::{VisualizeParams, segment_map};
+///
+/// // Two domains with a vertical wall, plus a gentle ramp.
+/// let map = Array2::from_shape_fn((24, 24), |(i, j)| {
+///     (if j < 12 { 0.0_f32 } else { 1.0 }) + 0.01 * i as f32
+/// });
+/// let seg = segment_map(map.view(), &VisualizeParams::default())?;
+/// assert!(!seg.flat);
+/// assert_ne!(seg.otsu[[12, 2]], seg.otsu[[12, 21]]);
+/// assert_eq!(seg.multiotsu_labels(3).map(|l| l.dim()), Some((24, 24)));
+/// # Ok::<(), phyvae_imaging::ImagingError>(())
+/// ```
+pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result<Segmentations> {
+    check_finite(map)?;
+    let (lo, hi) = map
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let range = hi - lo;
+    if f64::from(range) <= params.flat_threshold {
+        let zeros = Array2::<i32>::zeros(map.dim());
+        return Ok(Segmentations {
+            denoised: Array2::zeros(map.dim()),
+            otsu: zeros.clone(),
+            multiotsu: params
+                .multiotsu_classes
+                .iter()
+                .map(|&c| (c, zeros.clone()))
+                .collect(),
+            chanvese: zeros,
+            flat: true,
+        });
+    }
+    let normalised = map.mapv(|v| (v - lo) / range);
+    let denoised = denoise_bilateral(normalised.view(), &params.bilateral)?;
+    let otsu_labels = binarize(denoised.view(), otsu(denoised.view())?);
+    let multiotsu_labels = params
+        .multiotsu_classes
+        .iter()
+        .map(|&c| {
+            Ok((
+                c,
+                digitize(denoised.view(), &multiotsu(denoised.view(), c)?),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cv = chan_vese(denoised.view(), &params.chan_vese)?;
+    Ok(Segmentations {
+        otsu: otsu_labels,
+        multiotsu: multiotsu_labels,
+        chanvese: cv.segmentation.mapv(i32::from),
+        denoised,
+        flat: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn invalid_name(r: Result<VisualizeParams>) -> &'static str {
+        match r {
+            Err(ImagingError::InvalidParameter { name, .. }) => name,
+            other => panic!("expected InvalidParameter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let p = VisualizeParams::default();
+        // Built through the checked builder (not the fallback of `default`).
+        assert_eq!(p, VisualizeParams::new().build().unwrap());
+        assert_eq!(p.flat_threshold(), 1e-3);
+        assert_eq!(p.bilateral().sigma_color(), SigmaColor::Value(0.3));
+        assert_eq!(p.bilateral().sigma_spatial(), 5.0);
+        assert_eq!(p.bilateral().mode(), BilateralMode::Skimage);
+        assert_eq!(p.multiotsu_classes(), &[3, 4]);
+        assert!(!p.chan_vese().record_energies());
+        assert_eq!(p.chan_vese().max_num_iter(), 500);
+    }
+
+    #[test]
+    fn rejects_negative_flat_threshold() {
+        let r = VisualizeParams::new().flat_threshold(-1e-3).build();
+        assert_eq!(invalid_name(r), "flat_threshold");
+    }
+
+    #[test]
+    fn rejects_nonpositive_sigma_color() {
+        let r = VisualizeParams::new().sigma_color(0.0).build();
+        assert_eq!(invalid_name(r), "sigma_color");
+    }
+
+    #[test]
+    fn rejects_nonpositive_sigma_spatial() {
+        let r = VisualizeParams::new().sigma_spatial(-5.0).build();
+        assert_eq!(invalid_name(r), "sigma_spatial");
+    }
+
+    #[test]
+    fn rejects_class_counts_out_of_range() {
+        let r = VisualizeParams::new().multiotsu_classes(&[3, 6]).build();
+        assert_eq!(invalid_name(r), "multiotsu_classes");
+        let r = VisualizeParams::new().multiotsu_classes(&[1]).build();
+        assert_eq!(invalid_name(r), "multiotsu_classes");
+    }
+
+    #[test]
+    fn flat_map_gives_zero_labels() {
+        // Range 5e-4 <= 1e-3: flat.
+        let map = array![[1.0_f32, 1.0005], [1.0002, 1.0]];
+        let seg = segment_map(map.view(), &VisualizeParams::default()).unwrap();
+        assert!(seg.flat);
+        assert_eq!(seg.denoised, Array2::<f32>::zeros((2, 2)));
+        assert_eq!(seg.otsu, Array2::<i32>::zeros((2, 2)));
+        assert_eq!(seg.chanvese, Array2::<i32>::zeros((2, 2)));
+        assert_eq!(seg.multiotsu.len(), 2);
+        assert!(seg.multiotsu.iter().all(|(_, l)| l.iter().all(|&v| v == 0)));
+    }
+
+    #[test]
+    fn labels_have_the_requested_ranges() {
+        let map = Array2::from_shape_fn((20, 20), |(i, j)| ((i * 3 + j * 7) % 11) as f32);
+        let p = VisualizeParams::new()
+            .multiotsu_classes(&[2, 5])
+            .build()
+            .unwrap();
+        let seg = segment_map(map.view(), &p).unwrap();
+        assert!(!seg.flat);
+        assert_eq!(seg.multiotsu[0].0, 2);
+        assert_eq!(seg.multiotsu[1].0, 5);
+        assert!(seg.multiotsu[0].1.iter().all(|&v| (0..2).contains(&v)));
+        assert!(seg.multiotsu[1].1.iter().all(|&v| (0..5).contains(&v)));
+        assert!(seg.otsu.iter().all(|&v| v == 0 || v == 1));
+        assert!(seg.chanvese.iter().all(|&v| v == 0 || v == 1));
+        assert!(seg.multiotsu_labels(3).is_none());
+        // The denoised map of a [0, 1] map stays in [0, 1].
+        assert!(seg.denoised.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    }
+
+    #[test]
+    fn rejects_non_finite_map() {
+        let map = array![[0.0_f32, f32::NAN]];
+        assert!(matches!(
+            segment_map(map.view(), &VisualizeParams::default()),
+            Err(ImagingError::NonFinite { .. })
+        ));
+    }
+}

@@ -24,6 +24,16 @@ pub enum ReportError {
         /// Encoder message.
         reason: String,
     },
+    /// A drawing parameter is outside its allowed range.
+    #[error("parameter `{name}` = {value} is invalid: {rule}")]
+    InvalidParameter {
+        /// Parameter name as it appears in the API.
+        name: &'static str,
+        /// The value given, rendered as text.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
     /// The map to draw is empty.
     #[error("cannot draw an empty map ({rows} x {cols})")]
     EmptyMap {

@@ -1,1 +1,510 @@
-//! TODO
+//! Image readers (NPY, TIFF, PNG, SPIEPy raw) and NPY writers.
+//!
+//! [`read_image`] recognises a file by its magic bytes first
+//! (NPY `\x93NUMPY`, TIFF `II*\0` / `MM\0*` and their BigTIFF forms, PNG
+//! `\x89PNG\r\n\x1a\n`) and only then by extension, for formats without magic
+//! (the SPIEPy raw `.dat`). Every reader returns an [`Image`] of `f32` raw values
+//! (no normalisation), the pixel size when the file records one, and the source
+//! path. Every error names the file and the reason; malformed input (truncated,
+//! random bytes, absurd header sizes) gives an error, never a panic, and no
+//! allocation larger than what the file can actually hold (see each reader).
+//!
+//! Pixel sizes are always reported in nanometres (`unit = "nm"`). When a file
+//! holds no usable calibration, [`read_image`] looks for a JSON sidecar (see
+//! [`read_sidecar_pixel_size`]).
+
+mod npy;
+mod png;
+mod raw;
+mod tiff;
+
+pub use npy::{
+    read_npy, read_npy_array, read_npy_f64, write_npy_f32, write_npy_f32_3d, write_npy_f64,
+    write_npy_i32, write_npy_u8,
+};
+pub use png::{LUMA_B, LUMA_G, LUMA_R, read_png};
+pub use raw::read_spiepy_dat;
+pub use tiff::read_tiff;
+
+use crate::{DataError, Image, PixelSize, Result};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The image file formats [`read_image`] understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// NumPy `.npy` (magic `\x93NUMPY`).
+    Npy,
+    /// TIFF or BigTIFF (magic `II*\0`, `MM\0*`, `II+\0`, `MM\0+`).
+    Tiff,
+    /// PNG (magic `\x89PNG\r\n\x1a\n`).
+    Png,
+    /// SPIEPy raw `.dat` (no magic; recognised by extension): two little-endian
+    /// `u32` (rows, cols), then `rows * cols` little-endian `f64`, row-major.
+    SpiepyDat,
+}
+
+impl Format {
+    /// Short name used in messages, e.g. `"NPY"`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Npy => "NPY",
+            Format::Tiff => "TIFF",
+            Format::Png => "PNG",
+            Format::SpiepyDat => "SPIEPy raw",
+        }
+    }
+}
+
+const NPY_MAGIC: &[u8] = b"\x93NUMPY";
+const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+const TIFF_MAGICS: [&[u8]; 4] = [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"];
+
+/// Identifies a format from the first bytes of a file, if they hold a known magic.
+fn format_from_magic(head: &[u8]) -> Option<Format> {
+    if head.starts_with(NPY_MAGIC) {
+        Some(Format::Npy)
+    } else if head.starts_with(PNG_MAGIC) {
+        Some(Format::Png)
+    } else if TIFF_MAGICS.iter().any(|m| head.starts_with(m)) {
+        Some(Format::Tiff)
+    } else {
+        None
+    }
+}
+
+/// Lower-case extension of `path`, or `""`.
+fn extension(path: &Path) -> String {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Detects the format of the file at `path`: by magic bytes first, then by
+/// extension for formats without magic (`.dat` -> [`Format::SpiepyDat`]).
+///
+/// # Errors
+/// [`DataError::Io`] if the file cannot be opened or read;
+/// [`DataError::UnknownFormat`] naming the first bytes and the extension seen
+/// when neither identifies a format (a `.npy`/`.tif`/`.png` file without the
+/// matching magic is reported here too, since its content is not that format).
+pub fn detect_format(path: &Path) -> Result<Format> {
+    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    let mut head = [0_u8; 8];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(path, e)),
+        }
+    }
+    let head = &head[..got];
+    if let Some(f) = format_from_magic(head) {
+        return Ok(f);
+    }
+    let ext = extension(path);
+    if ext == "dat" {
+        return Ok(Format::SpiepyDat);
+    }
+    let seen = if head.is_empty() {
+        "the file is empty".to_owned()
+    } else {
+        let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+        format!("first bytes {}", hex.join(" "))
+    };
+    let hint = match ext.as_str() {
+        "npy" => " (extension .npy, but no NPY magic \\x93NUMPY)",
+        "tif" | "tiff" => " (extension .tif, but no TIFF magic II*\\0 or MM\\0*)",
+        "png" => " (extension .png, but no PNG signature)",
+        "" => " and no extension",
+        _ => "",
+    };
+    let ext_note = if ext.is_empty() || hint.contains("extension") {
+        String::new()
+    } else {
+        format!(", extension .{ext}")
+    };
+    Err(DataError::UnknownFormat {
+        path: path.to_path_buf(),
+        reason: format!("{seen}{ext_note}{hint}"),
+    })
+}
+
+/// Reads a 2-D image from `path`, whatever its format ([`detect_format`]).
+///
+/// `frame` selects a page of a multi-page TIFF or a frame of a 3-D
+/// `(frames, rows, cols)` NPY stack (default 0); single-image formats accept
+/// only `None` or `Some(0)`. Pixel values are the raw stored values as `f32`
+/// (see the format readers [`read_npy`], [`read_tiff`], [`read_png`],
+/// [`read_spiepy_dat`] for conversions). When the file itself records no pixel
+/// size, a JSON sidecar with the same stem is consulted
+/// ([`read_sidecar_pixel_size`]).
+///
+/// # Errors
+/// [`DataError::Io`] (missing/unreadable file), [`DataError::UnknownFormat`],
+/// [`DataError::Malformed`], [`DataError::Unsupported`],
+/// [`DataError::NotAnImage`], [`DataError::NoSuchFrame`]; each names `path`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use phyvae_data::io::{read_image, write_npy_f32};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("img.npy");
+/// write_npy_f32(&path, array![[1.0_f32, 2.0], [3.0, 4.5]].view()).unwrap();
+/// let img = read_image(&path, None).unwrap();
+/// assert_eq!(img.pixels, array![[1.0_f32, 2.0], [3.0, 4.5]]);
+/// assert_eq!(img.source.as_deref(), Some(path.as_path()));
+/// ```
+pub fn read_image(path: &Path, frame: Option<usize>) -> Result<Image> {
+    let mut img = match detect_format(path)? {
+        Format::Npy => read_npy(path, frame)?,
+        Format::Tiff => read_tiff(path, frame)?,
+        Format::Png => read_png(path, frame)?,
+        Format::SpiepyDat => read_spiepy_dat(path, frame)?,
+    };
+    if img.pixel_size.is_none() {
+        img.pixel_size = read_sidecar_pixel_size(path, img.rows(), img.cols())?;
+    }
+    Ok(img)
+}
+
+/// Pixel size (nm) from a JSON sidecar `<stem>.json` next to `image_path`, for
+/// an image of `rows x cols` px.
+///
+/// Recognised keys, tried in this order:
+/// 1. top-level `"pixel_size_nm"`: a positive number (same size along x and y);
+/// 2. a `"spatial_info"` object, either top-level or inside
+///    `"experimental_details"` (the SciLink metadata layout), with
+///    `"field_of_view_x"` (positive number), optional `"field_of_view_y"`
+///    (defaults to x) and `"field_of_view_units"` (default `"nm"`): the pixel
+///    size is `field_of_view_x / cols` along x and `field_of_view_y / rows`
+///    along y, converted to nm. Units understood: `nm`, `pm`, `A`/`Å`/`angstrom`,
+///    `um`/`µm`/`micron`, `mm`, `cm`, `m` (and spelled-out forms such as
+///    `nanometer(s)`); any other unit gives `None`.
+///
+/// Returns `Ok(None)` when no sidecar exists or it holds none of these keys.
+///
+/// # Errors
+/// [`DataError::Io`] if the sidecar exists but cannot be read;
+/// [`DataError::Malformed`] (format `"JSON sidecar"`, naming the sidecar path)
+/// if it is not valid JSON or a recognised key holds a non-positive,
+/// non-finite or non-numeric value.
+pub fn read_sidecar_pixel_size(
+    image_path: &Path,
+    rows: usize,
+    cols: usize,
+) -> Result<Option<PixelSize>> {
+    let sidecar = image_path.with_extension("json");
+    if sidecar == image_path || !sidecar.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&sidecar).map_err(|e| io_error(&sidecar, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| malformed(&sidecar, "JSON sidecar", e))?;
+    let bad = |key: &str| {
+        malformed(
+            &sidecar,
+            "JSON sidecar",
+            format!("`{key}` must be a positive finite number"),
+        )
+    };
+    let positive = |v: &serde_json::Value, key: &str| -> Result<f64> {
+        v.as_f64()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| bad(key))
+    };
+    if let Some(v) = json.get("pixel_size_nm") {
+        let s = positive(v, "pixel_size_nm")?;
+        return Ok(Some(nm(s, s)));
+    }
+    let spatial = json
+        .get("spatial_info")
+        .or_else(|| json.get("experimental_details")?.get("spatial_info"));
+    let Some(spatial) = spatial else {
+        return Ok(None);
+    };
+    let Some(fx) = spatial.get("field_of_view_x") else {
+        return Ok(None);
+    };
+    let fx = positive(fx, "field_of_view_x")?;
+    let fy = match spatial.get("field_of_view_y") {
+        Some(v) => positive(v, "field_of_view_y")?,
+        None => fx,
+    };
+    let unit = match spatial.get("field_of_view_units") {
+        None => "nm",
+        Some(u) => u.as_str().ok_or_else(|| {
+            malformed(
+                &sidecar,
+                "JSON sidecar",
+                "`field_of_view_units` must be a string",
+            )
+        })?,
+    };
+    let Some(scale) = unit_in_nm(unit) else {
+        return Ok(None);
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let (c, r) = (cols as f64, rows as f64);
+    Ok(Some(nm(fx * scale / c, fy * scale / r)))
+}
+
+/// Length of one `unit` in nanometres, for the unit spellings found in
+/// microscopy metadata (ImageJ, SciLink, Gwyddion). `None` if unknown.
+pub(crate) fn unit_in_nm(unit: &str) -> Option<f64> {
+    let u = unit.trim().trim_matches('"').to_lowercase();
+    let scale = match u.as_str() {
+        "nm" | "nanometer" | "nanometers" | "nanometre" | "nanometres" => 1.0,
+        "pm" | "picometer" | "picometers" | "picometre" | "picometres" => 1e-3,
+        "a" | "å" | "\u{212b}" | "angstrom" | "angstroms" | "ångström" => 0.1,
+        "um" | "µm" | "\u{3bc}m" | "\\u00b5m" | "micron" | "microns" | "micrometer"
+        | "micrometers" | "micrometre" | "micrometres" => 1e3,
+        "mm" | "millimeter" | "millimeters" | "millimetre" | "millimetres" => 1e6,
+        "cm" | "centimeter" | "centimeters" | "centimetre" | "centimetres" => 1e7,
+        "m" | "meter" | "meters" | "metre" | "metres" => 1e9,
+        "inch" | "inches" | "in" => 2.54e7,
+        _ => return None,
+    };
+    Some(scale)
+}
+
+/// A pixel size in nanometres.
+pub(crate) fn nm(x: f64, y: f64) -> PixelSize {
+    PixelSize {
+        x,
+        y,
+        unit: "nm".to_owned(),
+    }
+}
+
+/// An I/O error on `path`.
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A malformed-file error on `path`.
+pub(crate) fn malformed(path: &Path, format: &'static str, reason: impl ToString) -> DataError {
+    DataError::Malformed {
+        path: path.to_path_buf(),
+        format,
+        reason: reason.to_string(),
+    }
+}
+
+/// An unsupported-content error on `path`.
+pub(crate) fn unsupported(path: &Path, format: &'static str, reason: impl ToString) -> DataError {
+    DataError::Unsupported {
+        path: path.to_path_buf(),
+        format,
+        reason: reason.to_string(),
+    }
+}
+
+/// Checks that a single-image format is asked for frame 0 (or none).
+pub(crate) fn single_frame(path: &Path, frame: Option<usize>) -> Result<()> {
+    match frame {
+        None | Some(0) => Ok(()),
+        Some(f) => Err(DataError::NoSuchFrame {
+            path: path.to_path_buf(),
+            frame: f,
+            frames: 1,
+        }),
+    }
+}
+
+/// Size of the file behind `file`, as `u64`.
+pub(crate) fn file_len(path: &Path, file: &File) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| io_error(path, e))
+}
+
+/// Largest decoded size (bytes) a compressed file may claim per byte of file:
+/// Deflate peaks at about 1032:1 and 12-bit LZW at about 2730:1, so 4096 bounds
+/// every codec the readers accept.
+const MAX_EXPANSION: u64 = 4096;
+/// Decoded-size allowance below which no expansion check applies (1 MiB).
+const MIN_DECODE_BUDGET: u64 = 1 << 20;
+/// Hard cap on the decoded size of one image (2 GiB).
+const MAX_DECODED_BYTES: u64 = 2 << 30;
+
+/// Largest number of decoded bytes a compressed image file of `file_len` bytes
+/// may legitimately produce: `clamp(file_len * 4096, 1 MiB, 2 GiB)`.
+pub(crate) fn decode_budget(file_len: u64) -> u64 {
+    file_len
+        .saturating_mul(MAX_EXPANSION)
+        .clamp(MIN_DECODE_BUDGET, MAX_DECODED_BYTES)
+}
+
+/// Writes `path` atomically: `write` fills a temporary file in the same
+/// directory, which is then renamed over `path`. On any error the temporary
+/// file is removed and `path` is left untouched.
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| -> std::io::Result<()> {
+        let file = File::options().write(true).create_new(true).open(&tmp)?;
+        let mut w = std::io::BufWriter::new(file);
+        write(&mut w)?;
+        w.flush()?;
+        let file = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        // Best effort: the temporary file may not exist if creating it failed.
+        let _ = std::fs::remove_file(&tmp);
+        io_error(path, e)
+    })
+}
+
+/// A fresh temporary name beside `path`: `.<name>.<pid>.<n>.tmp`.
+fn temp_sibling(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp_name = format!(".{name}.{}.{n}.tmp", std::process::id());
+    match path.parent() {
+        Some(dir) => dir.join(tmp_name),
+        None => PathBuf::from(tmp_name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_bytes_identify_formats() {
+        assert_eq!(format_from_magic(b"\x93NUMPY\x01\x00"), Some(Format::Npy));
+        assert_eq!(format_from_magic(b"II*\0\x08\0\0\0"), Some(Format::Tiff));
+        assert_eq!(format_from_magic(b"MM\0*\0\0\0\x08"), Some(Format::Tiff));
+        assert_eq!(format_from_magic(b"II+\0\x08\0\0\0"), Some(Format::Tiff));
+        assert_eq!(format_from_magic(b"\x89PNG\r\n\x1a\n"), Some(Format::Png));
+        assert_eq!(format_from_magic(b"\x89PNG"), None);
+        assert_eq!(format_from_magic(b""), None);
+    }
+
+    #[test]
+    fn units_convert_to_nm() {
+        assert_eq!(unit_in_nm("nm"), Some(1.0));
+        assert_eq!(unit_in_nm("micron"), Some(1e3));
+        assert_eq!(unit_in_nm("\u{b5}m"), Some(1e3));
+        assert_eq!(unit_in_nm("\\u00B5m"), Some(1e3));
+        assert_eq!(unit_in_nm("Å"), Some(0.1));
+        assert_eq!(unit_in_nm("pixel"), None);
+    }
+
+    #[test]
+    fn decode_budget_is_clamped() {
+        assert_eq!(decode_budget(0), 1 << 20);
+        // 1000 B * 4096 = 4 096 000 B, between the 1 MiB floor and the 2 GiB cap.
+        assert_eq!(decode_budget(1000), 4_096_000);
+        assert_eq!(decode_budget(u64::MAX), 2 << 30);
+    }
+
+    #[test]
+    fn frame_rule_for_single_images() {
+        let p = Path::new("x.png");
+        assert!(single_frame(p, None).is_ok());
+        assert!(single_frame(p, Some(0)).is_ok());
+        assert!(matches!(
+            single_frame(p, Some(2)),
+            Err(DataError::NoSuchFrame {
+                frame: 2,
+                frames: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sidecar_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("a.tif");
+        // No sidecar.
+        assert_eq!(read_sidecar_pixel_size(&img, 10, 20).unwrap(), None);
+        // SciLink layout: 15 nm over 20 columns = 0.75 nm/px; y defaults to x: 15 / 10 = 1.5.
+        std::fs::write(
+            dir.path().join("a.json"),
+            r#"{"experimental_details": {"spatial_info": {"field_of_view_x": 15, "field_of_view_units": "nm"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_sidecar_pixel_size(&img, 10, 20).unwrap(),
+            Some(nm(0.75, 1.5))
+        );
+        // Top-level spatial_info in Å: 20 Å = 2 nm over 4 px = 0.5 nm/px.
+        std::fs::write(
+            dir.path().join("a.json"),
+            r#"{"spatial_info": {"field_of_view_x": 20, "field_of_view_y": 40, "field_of_view_units": "A"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_sidecar_pixel_size(&img, 8, 4).unwrap(),
+            Some(nm(0.5, 0.5))
+        );
+        std::fs::write(dir.path().join("a.json"), r#"{"pixel_size_nm": 0.25}"#).unwrap();
+        assert_eq!(
+            read_sidecar_pixel_size(&img, 8, 4).unwrap(),
+            Some(nm(0.25, 0.25))
+        );
+        std::fs::write(dir.path().join("a.json"), r#"{"other": 1}"#).unwrap();
+        assert_eq!(read_sidecar_pixel_size(&img, 8, 4).unwrap(), None);
+        std::fs::write(
+            dir.path().join("a.json"),
+            r#"{"spatial_info": {"field_of_view_x": 3, "field_of_view_units": "pixels"}}"#,
+        )
+        .unwrap();
+        assert_eq!(read_sidecar_pixel_size(&img, 8, 4).unwrap(), None);
+        std::fs::write(dir.path().join("a.json"), r#"{"pixel_size_nm": -1}"#).unwrap();
+        assert!(matches!(
+            read_sidecar_pixel_size(&img, 8, 4),
+            Err(DataError::Malformed {
+                format: "JSON sidecar",
+                ..
+            })
+        ));
+        std::fs::write(dir.path().join("a.json"), "{not json").unwrap();
+        assert!(matches!(
+            read_sidecar_pixel_size(&img, 8, 4),
+            Err(DataError::Malformed {
+                format: "JSON sidecar",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        let err = write_atomically(&path, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("boom"))
+        });
+        assert!(matches!(err, Err(DataError::Io { .. })));
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomically(&path, |w| w.write_all(b"whole")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,5 +1,6 @@
 //! Loading the golden reference arrays (scikit-image and the authors' loss
 //! functions, see `testdata/golden/README.md`).
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 #![allow(dead_code)]
 
 use ndarray::{Array2, ArrayD, IxDyn};
@@ -18,12 +19,28 @@ pub fn load(stem: &str) -> ArrayD<f64> {
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let descr = npy.header().dtype().descr();
+    // npyz renders the dtype as in the header, quoted: `'<f8'`.
+    let descr = npy.header().dtype().descr().trim_matches('\'').to_string();
     let data: Vec<f64> = match descr.as_str() {
         "<f8" => npy.into_vec::<f64>().unwrap(),
-        "<f4" => npy.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect(),
-        "<i8" => npy.into_vec::<i64>().unwrap().into_iter().map(|v| v as f64).collect(),
-        "|u1" => npy.into_vec::<u8>().unwrap().into_iter().map(f64::from).collect(),
+        "<f4" => npy
+            .into_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        "<i8" => npy
+            .into_vec::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        "|u1" => npy
+            .into_vec::<u8>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         other => panic!("{}: unexpected dtype {other}", path.display()),
     };
     ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()

@@ -1,0 +1,233 @@
+//! Command-line definitions (clap).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Finds phases, domains and boundaries in atomic-resolution microscopy images.
+#[derive(Debug, Parser)]
+#[command(name = "phyvae", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Main job on one image: patch grid, per-patch maps, segmentations, pictures.
+    Run(RunArgs),
+    /// Image filters (output NPY has the input's float type: f64 stays f64).
+    #[command(subcommand)]
+    Filter(FilterCommand),
+    /// Threshold values of an image, as JSON {"thresholds": [...]}.
+    #[command(subcommand)]
+    Threshold(ThresholdCommand),
+    /// The paper's visualisation pipeline on one map: denoise, Otsu, multi-Otsu, Chan-Vese.
+    Segment(SegmentArgs),
+    /// Physics loss of a batch of latent means (B x C, B a perfect square), as JSON {"psi": ...}.
+    Physics(PhysicsArgs),
+    /// Synthetic image with a known per-pixel truth map.
+    Synth(SynthArgs),
+    /// Patch grid of an image, as JSON.
+    Patches(PatchesArgs),
+    /// Scores of a label map against a truth map, as JSON.
+    Score(ScoreArgs),
+}
+
+/// Arguments of `phyvae run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input image (.npy, .tif/.tiff, .png, SPIEPy .dat).
+    pub image: PathBuf,
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Frame or page of a multi-image file (0-based).
+    #[arg(long)]
+    pub frame: Option<usize>,
+    /// Patch window in px.
+    #[arg(long, default_value_t = 48)]
+    pub window: usize,
+    /// Patch step in px.
+    #[arg(long, default_value_t = 8)]
+    pub step: usize,
+    /// Background levelling before scaling (STM topographs need `plane` or `plane-lines`).
+    #[arg(long, value_enum, default_value_t = LevellingArg::None)]
+    pub level: LevellingArg,
+    /// Colour sigma of the bilateral denoising before segmentation.
+    #[arg(long, default_value_t = 0.3)]
+    pub sigma_color: f64,
+    /// Truth map (per pixel of the image, integer labels) to score the segmentations against.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Boundary tolerance in grid cells for the boundary F1 score.
+    #[arg(long, default_value_t = 1)]
+    pub tolerance: usize,
+}
+
+/// Levelling choices.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LevellingArg {
+    /// Raw values.
+    None,
+    /// Subtract the least-squares plane.
+    Plane,
+    /// Subtract the plane, then each scan line's median.
+    PlaneLines,
+}
+
+/// `phyvae filter ...`
+#[derive(Debug, Subcommand)]
+pub enum FilterCommand {
+    /// Bilateral denoising.
+    Bilateral(BilateralArgs),
+    /// Scharr edge magnitude (scikit-image `filters.scharr` conventions).
+    Scharr(InOut),
+}
+
+/// An input and an output file.
+#[derive(Debug, Args)]
+pub struct InOut {
+    /// Input image.
+    pub input: PathBuf,
+    /// Output .npy.
+    pub output: PathBuf,
+}
+
+/// Arguments of `phyvae filter bilateral`.
+#[derive(Debug, Args)]
+pub struct BilateralArgs {
+    /// Input image.
+    pub input: PathBuf,
+    /// Output .npy.
+    pub output: PathBuf,
+    /// Colour (range) sigma, or `std` for the image's standard deviation.
+    #[arg(long, default_value = "std")]
+    pub sigma_color: String,
+    /// Spatial sigma in px.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma_spatial: f64,
+    /// `skimage`: exactly scikit-image's denoise_bilateral; `gaussian`: the textbook filter.
+    #[arg(long, value_enum, default_value_t = BilateralModeArg::Skimage)]
+    pub mode: BilateralModeArg,
+}
+
+/// Bilateral modes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BilateralModeArg {
+    /// scikit-image compatible (quantised colour weights, its spatial kernel, zero padding).
+    Skimage,
+    /// Textbook Gaussian bilateral filter.
+    Gaussian,
+}
+
+/// `phyvae threshold ...`
+#[derive(Debug, Subcommand)]
+pub enum ThresholdCommand {
+    /// Otsu's threshold (256-bin histogram).
+    Otsu {
+        /// Input image.
+        input: PathBuf,
+    },
+    /// Multi-Otsu thresholds (256-bin histogram).
+    Multiotsu {
+        /// Input image.
+        input: PathBuf,
+        /// Number of classes (2 to 5).
+        #[arg(long, default_value_t = 3)]
+        classes: usize,
+    },
+}
+
+/// Arguments of `phyvae segment`.
+#[derive(Debug, Args)]
+pub struct SegmentArgs {
+    /// The map to segment (e.g. one latent map).
+    pub map: PathBuf,
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Colour sigma of the bilateral denoising.
+    #[arg(long, default_value_t = 0.3)]
+    pub sigma_color: f64,
+}
+
+/// Arguments of `phyvae physics`.
+#[derive(Debug, Args)]
+pub struct PhysicsArgs {
+    /// Which loss.
+    #[arg(value_enum)]
+    pub loss: PhysicsLossArg,
+    /// Latent means, B x C float .npy.
+    pub z_mean: PathBuf,
+    /// Half-width of the excluded central Fourier window (SL2 only).
+    #[arg(long, default_value_t = 1)]
+    pub alpha: usize,
+    /// Columns holding the content latents (the authors: 2 and 3).
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 3])]
+    pub columns: Vec<usize>,
+}
+
+/// Physics losses.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PhysicsLossArg {
+    /// Edge length (Scharr of the denoised map).
+    Sl1,
+    /// Fourier peak (log-spectrum outside the central window over total).
+    Sl2,
+}
+
+/// Arguments of `phyvae synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Which image.
+    #[arg(value_enum)]
+    pub kind: SynthKind,
+    /// Side of the square image in px.
+    #[arg(long, default_value_t = 512)]
+    pub size: usize,
+    /// Seed of the random generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (created): image.npy (f32), truth.npy (i32), image.png, truth.png.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Synthetic image kinds.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SynthKind {
+    /// Two phases with different lattices and a curved boundary.
+    TwoPhase,
+    /// Substrate plus a film with two slightly different domain variants.
+    Domains,
+}
+
+/// Arguments of `phyvae patches`.
+#[derive(Debug, Args)]
+pub struct PatchesArgs {
+    /// Input image.
+    pub image: PathBuf,
+    /// Frame or page of a multi-image file (0-based).
+    #[arg(long)]
+    pub frame: Option<usize>,
+    /// Patch window in px.
+    #[arg(long, default_value_t = 48)]
+    pub window: usize,
+    /// Patch step in px.
+    #[arg(long, default_value_t = 8)]
+    pub step: usize,
+}
+
+/// Arguments of `phyvae score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Predicted labels (integer .npy).
+    pub labels: PathBuf,
+    /// Truth labels, same shape.
+    pub truth: PathBuf,
+    /// Boundary tolerance in grid cells.
+    #[arg(long, default_value_t = 1)]
+    pub tolerance: usize,
+}

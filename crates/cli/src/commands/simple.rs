@@ -1,0 +1,80 @@
+//! The small commands: `threshold`, `synth`, `patches`, `score`.
+
+use crate::cli::{PatchesArgs, ScoreArgs, SynthArgs, SynthKind, ThresholdCommand};
+use crate::commands::{create_dir, print_json};
+use crate::input::{self, Pixels};
+use anyhow::Result;
+use phyvae_data::io;
+use phyvae_data::patches::PatchGrid;
+use phyvae_data::synth::{self, DomainsParams, TwoPhaseParams};
+use phyvae_imaging::{metrics, threshold};
+use serde_json::json;
+
+/// `phyvae threshold otsu|multiotsu`: prints `{"thresholds": [...]}`.
+pub fn threshold(cmd: ThresholdCommand) -> Result<()> {
+    let thresholds: Vec<f64> = match cmd {
+        ThresholdCommand::Otsu { input } => match input::pixels(&input)? {
+            Pixels::F32(x) => vec![f64::from(threshold::otsu(x.view())?)],
+            Pixels::F64(x) => vec![threshold::otsu(x.view())?],
+        },
+        ThresholdCommand::Multiotsu { input, classes } => match input::pixels(&input)? {
+            Pixels::F32(x) => threshold::multiotsu(x.view(), classes)?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            Pixels::F64(x) => threshold::multiotsu(x.view(), classes)?,
+        },
+    };
+    print_json(&json!({ "thresholds": thresholds }))
+}
+
+/// `phyvae synth two-phase|domains`: writes image.npy, truth.npy and PNGs of both.
+pub fn synth(a: &SynthArgs) -> Result<()> {
+    let s = match a.kind {
+        SynthKind::TwoPhase => {
+            synth::two_phase(&TwoPhaseParams::new().size(a.size).seed(a.seed).build()?)?
+        }
+        SynthKind::Domains => {
+            synth::domains(&DomainsParams::new().size(a.size).seed(a.seed).build()?)?
+        }
+    };
+    create_dir(&a.out)?;
+    io::write_npy_f32(&a.out.join("image.npy"), s.image.pixels.view())?;
+    io::write_npy_i32(&a.out.join("truth.npy"), s.truth.view())?;
+    phyvae_report::render::write_grey_png(&a.out.join("image.png"), s.image.pixels.view())?;
+    phyvae_report::render::write_labels_png(&a.out.join("truth.png"), s.truth.view(), 1)?;
+    print_json(&json!({
+        "image": a.out.join("image.npy"),
+        "truth": a.out.join("truth.npy"),
+        "shape": [s.image.rows(), s.image.cols()],
+    }))
+}
+
+/// `phyvae patches`: prints the grid of an image.
+pub fn patches(a: &PatchesArgs) -> Result<()> {
+    let img = input::image(&a.image, a.frame)?;
+    let grid = PatchGrid::new(img.rows(), img.cols(), a.window, a.step)?;
+    print_json(&json!({
+        "image_shape": [img.rows(), img.cols()],
+        "window": grid.window(),
+        "step": grid.step(),
+        "grid": [grid.gh(), grid.gw()],
+        "patches": grid.len(),
+        "unused_px": [img.rows() - ((grid.gh() - 1) * grid.step() + grid.window()),
+                      img.cols() - ((grid.gw() - 1) * grid.step() + grid.window())],
+        "pixel_size": img.pixel_size,
+    }))
+}
+
+/// `phyvae score`: prints ARI, accuracy and boundary F1.
+pub fn score(a: &ScoreArgs) -> Result<()> {
+    let pred = input::labels(&a.labels)?;
+    let truth = input::labels(&a.truth)?;
+    let s = metrics::score(pred.view(), truth.view(), a.tolerance)?;
+    print_json(&json!({
+        "ari": s.ari,
+        "accuracy": s.accuracy,
+        "boundary_f1": s.boundary_f1,
+        "tolerance": a.tolerance,
+    }))
+}

@@ -1,0 +1,49 @@
+//! Loading command inputs: images as f32 or, for f64 NPY files, as f64 so that
+//! filters and thresholds run in the input's precision (as scikit-image does).
+
+use anyhow::{Context, Result};
+use ndarray::Array2;
+use phyvae_data::{Image, io};
+use std::path::Path;
+
+/// Pixels in the precision of the file they came from.
+pub enum Pixels {
+    /// Any non-f64 source, converted to f32.
+    F32(Array2<f32>),
+    /// A float64 NPY file, kept in f64.
+    F64(Array2<f64>),
+}
+
+/// Reads an image in any supported format, as f32.
+pub fn image(path: &Path, frame: Option<usize>) -> Result<Image> {
+    io::read_image(path, frame).with_context(|| format!("reading image {}", path.display()))
+}
+
+/// Reads an image keeping f64 precision when the file is a float64 NPY.
+pub fn pixels(path: &Path) -> Result<Pixels> {
+    if let Some(a) =
+        io::read_npy_f64(path, None).with_context(|| format!("reading image {}", path.display()))?
+    {
+        return Ok(Pixels::F64(a));
+    }
+    Ok(Pixels::F32(image(path, None)?.pixels))
+}
+
+/// Reads an integer label map (any integer or integral-float NPY/TIFF/PNG).
+pub fn labels(path: &Path) -> Result<Array2<i32>> {
+    let img = image(path, None)?;
+    let mut out = Array2::<i32>::zeros(img.pixels.dim());
+    for ((r, c), &v) in img.pixels.indexed_iter() {
+        if !v.is_finite() || v.fract() != 0.0 || v.abs() > 16_777_216.0 {
+            anyhow::bail!(
+                "{}: pixel ({r}, {c}) = {v} is not an integer label",
+                path.display()
+            );
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            out[(r, c)] = v as i32;
+        }
+    }
+    Ok(out)
+}
