@@ -125,25 +125,28 @@ def main():
             check(f"multiotsu{k} {tag}", len(t) == k - 1 and err <= TOL[dtype], f"{t} vs {list(ref)}")
 
     # the visualisation pipeline on a latent-map-like input
-    h, w = rng.integers(20, 60, size=2)
-    z = smooth_map(rng, h, w, np.float32)
-    src = os.path.join(wd, "map.npy")
-    np.save(src, z)
-    seg = os.path.join(wd, "seg")
-    run(b, "segment", src, "--out", seg, "--sigma-color", 0.3)
-    zn = (z - z.min()) / (z.max() - z.min())
-    zd = denoise_bilateral(zn, sigma_color=0.3, sigma_spatial=5)
-    refs = {
-        "otsu": (zd > filters.threshold_otsu(zd)).astype(np.int32),
-        "multiotsu3": np.digitize(zd, bins=filters.threshold_multiotsu(zd, classes=3)),
-        "multiotsu4": np.digitize(zd, bins=filters.threshold_multiotsu(zd, classes=4)),
-        "chanvese": chan_vese(zd).astype(np.int32),
-    }
-    for name, ref in refs.items():
-        got = np.load(os.path.join(seg, f"{name}.npy"))
-        diff = int((got != ref).sum())
-        check(f"segment {name} {h}x{w}", got.dtype == np.int32 and diff == 0,
-              f"{diff} of {ref.size} labels differ")
+    for (h, w) in (tuple(rng.integers(20, 60, size=2)), tuple(rng.integers(180, 260, size=2))):
+        z = smooth_map(rng, h, w, np.float32)
+        src = os.path.join(wd, "map.npy")
+        np.save(src, z)
+        seg = os.path.join(wd, f"seg{h}x{w}")
+        run(b, "segment", src, "--out", seg, "--sigma-color", 0.3)
+        zn = (z - z.min()) / (z.max() - z.min())
+        zd = denoise_bilateral(zn, sigma_color=0.3, sigma_spatial=5)
+        refs = {
+            "otsu": (zd > filters.threshold_otsu(zd)).astype(np.int32),
+            "multiotsu3": np.digitize(zd, bins=filters.threshold_multiotsu(zd, classes=3)),
+            "multiotsu4": np.digitize(zd, bins=filters.threshold_multiotsu(zd, classes=4)),
+            "chanvese": chan_vese(zd).astype(np.int32),
+        }
+        den = np.load(os.path.join(seg, "denoised.npy"))
+        err = float(np.abs(den.astype(np.float64) - zd).max())
+        check(f"segment denoised {h}x{w}", err <= 1e-4, f"max|diff| {err:.2e}")
+        for name, ref in refs.items():
+            got = np.load(os.path.join(seg, f"{name}.npy"))
+            diff = int((got != ref).sum())
+            check(f"segment {name} {h}x{w}", got.dtype == np.int32 and diff == 0,
+                  f"{diff} of {ref.size} labels differ")
 
     # physics losses on random batches of latent means
     for d in (8, 10):

@@ -56,7 +56,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = LevellingArg::None)]
     pub level: LevellingArg,
     /// Colour sigma of the bilateral denoising before segmentation.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, allow_negative_numbers = true)]
     pub sigma_color: f64,
     /// Truth map (per pixel of the image, integer labels) to score the segmentations against.
     #[arg(long)]
@@ -103,10 +103,10 @@ pub struct BilateralArgs {
     /// Output .npy.
     pub output: PathBuf,
     /// Colour (range) sigma, or `std` for the image's standard deviation.
-    #[arg(long, default_value = "std")]
+    #[arg(long, default_value = "std", allow_hyphen_values = true)]
     pub sigma_color: String,
     /// Spatial sigma in px.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub sigma_spatial: f64,
     /// `skimage`: exactly scikit-image's denoise_bilateral; `gaussian`: the textbook filter.
     #[arg(long, value_enum, default_value_t = BilateralModeArg::Skimage)]
@@ -149,7 +149,7 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Colour sigma of the bilateral denoising.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, allow_negative_numbers = true)]
     pub sigma_color: f64,
 }
 

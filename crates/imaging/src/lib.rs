@@ -20,6 +20,7 @@ mod error;
 pub mod fft;
 pub mod filters;
 pub mod metrics;
+mod numeric;
 pub mod physics;
 mod real;
 pub mod segmentation;

@@ -22,8 +22,10 @@
 //! Line 2 (2012) 214-224.
 
 use crate::error::check_finite;
+use crate::numeric::{numpy_mean, pairwise_sum};
 use crate::{ImagingError, Real, Result};
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 
 /// Default weight of the edge-length term (scikit-image `mu`).
 pub const DEFAULT_MU: f64 = 0.25;
@@ -251,46 +253,6 @@ pub struct ChanVeseResult<T> {
     pub converged: bool,
 }
 
-/// Number of elements below which NumPy's pairwise summation adds sequentially.
-const PAIRWISE_UNROLL: usize = 8;
-/// Block size of NumPy's pairwise summation (`PW_BLOCKSIZE`).
-const PAIRWISE_BLOCK: usize = 128;
-
-/// Sum in the order of NumPy's `np.add.reduce` on a contiguous float array (pairwise
-/// summation, eight accumulators, blocks of 128), in `T`.
-fn pairwise_sum<T: Real>(v: &[T]) -> T {
-    let n = v.len();
-    if n < PAIRWISE_UNROLL {
-        v.iter().fold(T::zero(), |s, &x| s + x)
-    } else if n <= PAIRWISE_BLOCK {
-        let mut r = [T::zero(); PAIRWISE_UNROLL];
-        r.copy_from_slice(&v[..PAIRWISE_UNROLL]);
-        let full = n - n % PAIRWISE_UNROLL;
-        for chunk in v[PAIRWISE_UNROLL..full].chunks_exact(PAIRWISE_UNROLL) {
-            for (acc, &x) in r.iter_mut().zip(chunk) {
-                *acc += x;
-            }
-        }
-        let mut s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for &x in &v[full..] {
-            s += x;
-        }
-        s
-    } else {
-        let mut half = n / 2;
-        half -= half % PAIRWISE_UNROLL;
-        pairwise_sum(&v[..half]) + pairwise_sum(&v[half..])
-    }
-}
-
-/// NumPy's `mean` of the values: pairwise sum in `T`, divided by the count in `f64`,
-/// rounded back to `T`.
-fn numpy_mean<T: Real>(v: &[T]) -> T {
-    #[allow(clippy::cast_precision_loss)]
-    let n = v.len() as f64;
-    T::c(pairwise_sum(v).f64() / n)
-}
-
 /// The constants of one run, converted to `T` as NumPy converts Python floats.
 #[derive(Clone, Copy)]
 struct Consts<T> {
@@ -497,18 +459,23 @@ impl<T: Real> Work<T> {
     /// Means of the image inside (`phi > 0`) and outside, as `_cv_calculate_averages`
     /// with the hard Heaviside: sums of `img * H` and `img * (1 - H)` over all pixels.
     fn hard_averages(&mut self, phi: &[T]) -> (T, T) {
-        let mut inside = 0_usize;
-        for ((a, b), (&p, &f)) in self
+        let cols = self.cols;
+        let inside: usize = self
             .a
-            .iter_mut()
-            .zip(self.b.iter_mut())
-            .zip(phi.iter().zip(&self.img))
-        {
-            let is_in = p > T::zero();
-            inside += usize::from(is_in);
-            *a = if is_in { f } else { T::zero() };
-            *b = if is_in { T::zero() } else { f };
-        }
+            .par_chunks_mut(cols)
+            .zip(self.b.par_chunks_mut(cols))
+            .zip(phi.par_chunks(cols).zip(self.img.par_chunks(cols)))
+            .map(|((a, b), (phi, img))| {
+                let mut inside = 0_usize;
+                for ((a, b), (&p, &f)) in a.iter_mut().zip(b.iter_mut()).zip(phi.iter().zip(img)) {
+                    let is_in = p > T::zero();
+                    inside += usize::from(is_in);
+                    *a = if is_in { f } else { T::zero() };
+                    *b = if is_in { T::zero() } else { f };
+                }
+                inside
+            })
+            .sum();
         let mut avg_in = pairwise_sum(&self.a);
         let mut avg_out = pairwise_sum(&self.b);
         // Sums of 0/1 are exact counts.
@@ -527,21 +494,27 @@ impl<T: Real> Work<T> {
     /// `H = 0.5 (1 + (2/pi) atan(phi))` plus edge length `mu delta(phi) |grad phi|`.
     fn energy(&mut self, k: &Consts<T>, phi: &[T]) -> T {
         let (rows, cols) = (self.rows, self.cols);
-        // a: H, b: 1 - H, c: img * H, d: img * (1 - H).
-        for (((a, b), (c, d)), (&p, &f)) in self
-            .a
-            .iter_mut()
-            .zip(self.b.iter_mut())
-            .zip(self.c.iter_mut().zip(self.d.iter_mut()))
-            .zip(phi.iter().zip(&self.img))
-        {
-            let h = k.half * (k.one + k.two_over_pi * atan(p));
-            let hinv = k.one - h;
-            *a = h;
-            *b = hinv;
-            *c = f * h;
-            *d = f * hinv;
-        }
+        // a: H, b: 1 - H, c: img * H, d: img * (1 - H); rows in parallel (rayon).
+        self.a
+            .par_chunks_mut(cols)
+            .zip(self.b.par_chunks_mut(cols))
+            .zip(self.c.par_chunks_mut(cols).zip(self.d.par_chunks_mut(cols)))
+            .zip(phi.par_chunks(cols).zip(self.img.par_chunks(cols)))
+            .for_each(|(((a, b), (c, d)), (phi, img))| {
+                for (((a, b), (c, d)), (&p, &f)) in a
+                    .iter_mut()
+                    .zip(b.iter_mut())
+                    .zip(c.iter_mut().zip(d.iter_mut()))
+                    .zip(phi.iter().zip(img))
+                {
+                    let h = k.half * (k.one + k.two_over_pi * atan(p));
+                    let hinv = k.one - h;
+                    *a = h;
+                    *b = hinv;
+                    *c = f * h;
+                    *d = f * hinv;
+                }
+            });
         let h_sum = pairwise_sum(&self.a);
         let hinv_sum = pairwise_sum(&self.b);
         let mut avg_in = pairwise_sum(&self.c);
@@ -564,32 +537,34 @@ impl<T: Real> Work<T> {
             *c = k.lambda1 * (da * da) * h + k.lambda2 * (db * db) * hinv;
         }
         // d: edge-length energy, central differences with replicated edges.
-        for i in 0..rows {
-            let (up, down) = row_neighbours(i, rows, cols);
-            let row = i * cols;
-            let cur = &phi[row..row + cols];
-            let above = &phi[up..up + cols];
-            let below = &phi[down..down + cols];
-            let dst = &mut self.d[row..row + cols];
-            let edge = |j: usize| {
-                let l = cur[j.saturating_sub(1)];
-                let r = cur[if j + 1 < cols { j + 1 } else { j }];
-                edge_length(k, cur[j], l, r, above[j], below[j])
-            };
-            dst[0] = edge(0);
-            if cols > 1 {
-                dst[cols - 1] = edge(cols - 1);
-            }
-            if cols > 2 {
-                let m = cols - 2;
-                let (l, c, r) = (&cur[..m], &cur[1..=m], &cur[2..]);
-                let (u, d) = (&above[1..=m], &below[1..=m]);
-                let o = &mut dst[1..=m];
-                for j in 0..m {
-                    o[j] = edge_length(k, c[j], l[j], r[j], u[j], d[j]);
+        self.d
+            .par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let (up, down) = row_neighbours(i, rows, cols);
+                let row = i * cols;
+                let cur = &phi[row..row + cols];
+                let above = &phi[up..up + cols];
+                let below = &phi[down..down + cols];
+                let edge = |j: usize| {
+                    let l = cur[j.saturating_sub(1)];
+                    let r = cur[if j + 1 < cols { j + 1 } else { j }];
+                    edge_length(k, cur[j], l, r, above[j], below[j])
+                };
+                dst[0] = edge(0);
+                if cols > 1 {
+                    dst[cols - 1] = edge(cols - 1);
                 }
-            }
-        }
+                if cols > 2 {
+                    let m = cols - 2;
+                    let (l, c, r) = (&cur[..m], &cur[1..=m], &cur[2..]);
+                    let (u, d) = (&above[1..=m], &below[1..=m]);
+                    let o = &mut dst[1..=m];
+                    for j in 0..m {
+                        o[j] = edge_length(k, c[j], l[j], r[j], u[j], d[j]);
+                    }
+                }
+            });
         pairwise_sum(&self.c) + pairwise_sum(&self.d)
     }
 
@@ -597,41 +572,44 @@ impl<T: Real> Work<T> {
     fn step(&mut self, k: &Consts<T>, phi: &[T], out: &mut [T]) -> T {
         let (rows, cols) = (self.rows, self.cols);
         let (avg_in, avg_out) = self.hard_averages(phi);
-        for i in 0..rows {
-            let (up, down) = row_neighbours(i, rows, cols);
-            let row = i * cols;
-            let cur = &phi[row..row + cols];
-            let above = &phi[up..up + cols];
-            let below = &phi[down..down + cols];
-            let img = &self.img[row..row + cols];
-            let dst = &mut out[row..row + cols];
-            let sq = &mut self.a[row..row + cols];
-            let edge = |j: usize| {
-                let l = cur[j.saturating_sub(1)];
-                let r = cur[if j + 1 < cols { j + 1 } else { j }];
-                let diff = region_term(k, img[j], avg_in, avg_out);
-                update_pixel(k, cur[j], l, r, above[j], below[j], diff)
-            };
-            dst[0] = edge(0);
-            if cols > 1 {
-                dst[cols - 1] = edge(cols - 1);
-            }
-            if cols > 2 {
-                // Interior: equal-length slices so the loop compiles without bounds checks.
-                let m = cols - 2;
-                let (l, c, r) = (&cur[..m], &cur[1..=m], &cur[2..]);
-                let (u, d, f) = (&above[1..=m], &below[1..=m], &img[1..=m]);
-                let o = &mut dst[1..=m];
-                for j in 0..m {
-                    let diff = region_term(k, f[j], avg_in, avg_out);
-                    o[j] = update_pixel(k, c[j], l[j], r[j], u[j], d[j], diff);
+        let img = &self.img;
+        // Rows are independent: each is updated by one thread (rayon).
+        out.par_chunks_mut(cols)
+            .zip(self.a.par_chunks_mut(cols))
+            .enumerate()
+            .for_each(|(i, (dst, sq))| {
+                let (up, down) = row_neighbours(i, rows, cols);
+                let row = i * cols;
+                let cur = &phi[row..row + cols];
+                let above = &phi[up..up + cols];
+                let below = &phi[down..down + cols];
+                let img = &img[row..row + cols];
+                let edge = |j: usize| {
+                    let l = cur[j.saturating_sub(1)];
+                    let r = cur[if j + 1 < cols { j + 1 } else { j }];
+                    let diff = region_term(k, img[j], avg_in, avg_out);
+                    update_pixel(k, cur[j], l, r, above[j], below[j], diff)
+                };
+                dst[0] = edge(0);
+                if cols > 1 {
+                    dst[cols - 1] = edge(cols - 1);
                 }
-            }
-            for ((s, &n), &p) in sq.iter_mut().zip(dst.iter()).zip(cur) {
-                let d = n - p;
-                *s = d * d;
-            }
-        }
+                if cols > 2 {
+                    // Interior: equal-length slices so the loop compiles without bounds checks.
+                    let m = cols - 2;
+                    let (l, c, r) = (&cur[..m], &cur[1..=m], &cur[2..]);
+                    let (u, d, f) = (&above[1..=m], &below[1..=m], &img[1..=m]);
+                    let o = &mut dst[1..=m];
+                    for j in 0..m {
+                        let diff = region_term(k, f[j], avg_in, avg_out);
+                        o[j] = update_pixel(k, c[j], l[j], r[j], u[j], d[j], diff);
+                    }
+                }
+                for ((s, &n), &p) in sq.iter_mut().zip(dst.iter()).zip(cur) {
+                    let d = n - p;
+                    *s = d * d;
+                }
+            });
         numpy_mean(&self.a).sqrt()
     }
 }

@@ -6,10 +6,11 @@
 //! ICCV 1998; Biswas et al. 2023, *Mach. Learn.: Sci. Technol.* 4 045004, eq. 4
 //! (the SL1 loss denoises latent maps with `sigma_color=None, sigma_spatial=5`).
 
-use super::{min_max, numpy_std};
 use crate::error::check_finite;
+use crate::numeric::{min_max, numpy_std};
 use crate::{ImagingError, Real, Result};
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 
 /// scikit-image's default `sigma_spatial` of `denoise_bilateral` (pixels).
 pub const DEFAULT_SIGMA_SPATIAL: f64 = 1.0;
@@ -336,7 +337,7 @@ pub fn denoise_bilateral<T: Real>(
     }
     match params.mode {
         BilateralMode::Skimage => skimage_bilateral(img, params, (lo, hi), sigma_color_sq),
-        BilateralMode::Gaussian => Ok(gaussian_bilateral(img, params, (lo, hi), sigma_color_sq)),
+        BilateralMode::Gaussian => gaussian_bilateral(img, params, (lo, hi), sigma_color_sq),
     }
 }
 
@@ -519,11 +520,12 @@ impl<T: Real> SkimageKernel<'_, T> {
             && i32::try_from(self.max_bin).is_ok()
     }
 
-    /// Filters every pixel into `out` (shape of the unpadded image).
-    fn filter<const SQRT: bool>(&self, out: &mut Array2<T>) {
-        let w = out.ncols();
-        let mut line = vec![T::zero(); w];
-        for (r, mut out_row) in out.rows_mut().into_iter().enumerate() {
+    /// Filters every pixel into `out`, the row-major `h x w` unpadded image.
+    /// Rows are independent, so they run in parallel (rayon); each pixel's sum
+    /// is computed by one thread in a fixed order, so the result does not
+    /// depend on the number of threads.
+    fn filter<const SQRT: bool>(&self, out: &mut [T], w: usize) {
+        out.par_chunks_mut(w).enumerate().for_each(|(r, line)| {
             let mut chunks = line.chunks_exact_mut(LANES);
             for (k, chunk) in chunks.by_ref().enumerate() {
                 chunk.copy_from_slice(&self.pixels::<LANES, SQRT>(r, k * LANES));
@@ -533,10 +535,7 @@ impl<T: Real> SkimageKernel<'_, T> {
             for (k, o) in rest.iter_mut().enumerate() {
                 *o = self.pixels::<1, SQRT>(r, first + k)[0];
             }
-            for (o, &v) in out_row.iter_mut().zip(&line) {
-                *o = v;
-            }
-        }
+        });
     }
 }
 
@@ -590,16 +589,18 @@ fn skimage_bilateral<T: Real>(
         dist_scale,
     };
 
-    let mut out = Array2::zeros((h, w));
+    let mut out = vec![T::zero(); h * w];
     if kernel.exact_with_abs(max_value) {
-        kernel.filter::<false>(&mut out);
+        kernel.filter::<false>(&mut out, w);
     } else {
-        kernel.filter::<true>(&mut out);
+        kernel.filter::<true>(&mut out, w);
     }
     if shift {
-        out.mapv_inplace(|v| v + lo);
+        for v in &mut out {
+            *v += lo;
+        }
     }
-    Ok(out)
+    Array2::from_shape_vec((h, w), out).map_err(|_| too_large())
 }
 
 /// [`BilateralMode::Gaussian`] on a finite, non-constant image.
@@ -608,7 +609,7 @@ fn gaussian_bilateral<T: Real>(
     params: &BilateralParams,
     (lo, hi): (T, T),
     sigma_color_sq: T,
-) -> Array2<T> {
+) -> Result<Array2<T>> {
     let (h, w) = img.dim();
     let ext = (params.window() - 1) / 2;
     // Offsets beyond the image never meet a valid neighbour: clip the table.
@@ -626,24 +627,32 @@ fn gaussian_bilateral<T: Real>(
     let colour_factor = (T::c(-0.5) / sigma_color_sq).max(T::min_value());
     let data: Vec<T> = img.iter().copied().collect();
 
-    Array2::from_shape_fn((h, w), |(r, c)| {
-        let centre = data[r * w + c];
-        let (r0, r1) = (r.saturating_sub(er), (r + er + 1).min(h));
-        let (c0, c1) = (c.saturating_sub(ec), (c + ec + 1).min(w));
-        let mut value = T::zero();
-        let mut weight = T::zero();
-        for rr in r0..r1 {
-            let s0 = (rr + er - r) * side + (c0 + ec - c);
-            let spatial_row = &spatial[s0..s0 + (c1 - c0)];
-            let data_row = &data[rr * w + c0..rr * w + c1];
-            for (&s, &v) in spatial_row.iter().zip(data_row) {
-                let d = centre - v;
-                let wgt = s * (d * d * colour_factor).exp();
-                value += v * wgt;
-                weight += wgt;
+    let mut out = vec![T::zero(); h * w];
+    out.par_chunks_mut(w).enumerate().for_each(|(r, line)| {
+        for (c, o) in line.iter_mut().enumerate() {
+            let centre = data[r * w + c];
+            let (r0, r1) = (r.saturating_sub(er), (r + er + 1).min(h));
+            let (c0, c1) = (c.saturating_sub(ec), (c + ec + 1).min(w));
+            let mut value = T::zero();
+            let mut weight = T::zero();
+            for rr in r0..r1 {
+                let s0 = (rr + er - r) * side + (c0 + ec - c);
+                let spatial_row = &spatial[s0..s0 + (c1 - c0)];
+                let data_row = &data[rr * w + c0..rr * w + c1];
+                for (&s, &v) in spatial_row.iter().zip(data_row) {
+                    let d = centre - v;
+                    let wgt = s * (d * d * colour_factor).exp();
+                    value += v * wgt;
+                    weight += wgt;
+                }
             }
+            *o = (value / weight).max(lo).min(hi);
         }
-        (value / weight).max(lo).min(hi)
+    });
+    Array2::from_shape_vec((h, w), out).map_err(|_| ImagingError::ShapeMismatch {
+        what: "bilateral output",
+        expected: vec![h, w],
+        found: vec![h * w],
     })
 }
 
@@ -999,9 +1008,9 @@ mod tests {
             dist_scale: 100.0 / 0.9,
         };
         assert!(kernel.exact_with_abs(0.9));
-        let (mut a, mut b) = (Array2::zeros((2, 3)), Array2::zeros((2, 3)));
-        kernel.filter::<true>(&mut a);
-        kernel.filter::<false>(&mut b);
+        let (mut a, mut b) = (vec![0.0; 6], vec![0.0; 6]);
+        kernel.filter::<true>(&mut a, 3);
+        kernel.filter::<false>(&mut b, 3);
         assert_eq!(a, b);
         // A range of 1e-156 makes squared differences underflow: exact path.
         let tiny = SkimageKernel {
