@@ -92,7 +92,7 @@ def main():
     rng = np.random.default_rng(seed)
     wd = args.workdir or tempfile.mkdtemp(prefix="phyvae-xcheck-")
     os.makedirs(wd, exist_ok=True)
-    b = args.binary
+    exe = args.binary
 
     for dtype in (np.float64, np.float32):
         tag = np.dtype(dtype).name
@@ -104,22 +104,22 @@ def main():
         np.save(src, x)
         for sc in (None, 0.3):
             out = os.path.join(wd, f"bil_{tag}_{sc}.npy")
-            run(b, "filter", "bilateral", src, out, "--sigma-color", "std" if sc is None else sc,
+            run(exe, "filter", "bilateral", src, out, "--sigma-color", "std" if sc is None else sc,
                 "--sigma-spatial", 5, "--mode", "skimage")
             got, ref = np.load(out), denoise_bilateral(x, sigma_color=sc, sigma_spatial=5)
             err = float(np.abs(got.astype(np.float64) - ref).max())
             check(f"bilateral {tag} {h}x{w} sigma_color={sc}", got.dtype == ref.dtype and err <= TOL[dtype],
                   f"max|diff| {err:.2e}, dtype {got.dtype}")
         out = os.path.join(wd, f"scharr_{tag}.npy")
-        run(b, "filter", "scharr", src, out)
+        run(exe, "filter", "scharr", src, out)
         got, ref = np.load(out), filters.scharr(x)
         err = float(np.abs(got.astype(np.float64) - ref).max())
         check(f"scharr {tag} {h}x{w}", err <= TOL[dtype], f"max|diff| {err:.2e}")
-        t = json.loads(run(b, "threshold", "otsu", src))["thresholds"]
+        t = json.loads(run(exe, "threshold", "otsu", src))["thresholds"]
         ref = filters.threshold_otsu(x)
         check(f"otsu {tag}", abs(t[0] - ref) <= TOL[dtype], f"{t[0]} vs {ref}")
         for k in (3, 4):
-            t = json.loads(run(b, "threshold", "multiotsu", src, "--classes", k))["thresholds"]
+            t = json.loads(run(exe, "threshold", "multiotsu", src, "--classes", k))["thresholds"]
             ref = filters.threshold_multiotsu(x, classes=k)
             err = float(np.abs(np.array(t) - ref).max())
             check(f"multiotsu{k} {tag}", len(t) == k - 1 and err <= TOL[dtype], f"{t} vs {list(ref)}")
@@ -130,23 +130,63 @@ def main():
         src = os.path.join(wd, "map.npy")
         np.save(src, z)
         seg = os.path.join(wd, f"seg{h}x{w}")
-        run(b, "segment", src, "--out", seg, "--sigma-color", 0.3)
+        run(exe, "segment", src, "--out", seg, "--sigma-color", 0.3)
         zn = (z - z.min()) / (z.max() - z.min())
         zd = denoise_bilateral(zn, sigma_color=0.3, sigma_spatial=5)
-        refs = {
-            "otsu": (zd > filters.threshold_otsu(zd)).astype(np.int32),
-            "multiotsu3": np.digitize(zd, bins=filters.threshold_multiotsu(zd, classes=3)),
-            "multiotsu4": np.digitize(zd, bins=filters.threshold_multiotsu(zd, classes=4)),
-            "chanvese": chan_vese(zd).astype(np.int32),
-        }
         den = np.load(os.path.join(seg, "denoised.npy"))
         err = float(np.abs(den.astype(np.float64) - zd).max())
         check(f"segment denoised {h}x{w}", err <= 1e-4, f"max|diff| {err:.2e}")
-        for name, ref in refs.items():
+
+        def labels_of(d):
+            t3 = filters.threshold_multiotsu(d, classes=3)
+            t4 = filters.threshold_multiotsu(d, classes=4)
+            to = filters.threshold_otsu(d)
+            return {
+                "otsu": ((d > to).astype(np.int32), [to]),
+                "multiotsu3": (np.digitize(d, bins=t3), list(t3)),
+                "multiotsu4": (np.digitize(d, bins=t4), list(t4)),
+                "chanvese": (chan_vese(d).astype(np.int32), []),
+            }
+
+        # Each step on phyvae's own denoised map: thresholds and their labels must
+        # agree exactly. Chan-Vese starts from a checkerboard of sines, and
+        # NumPy's vectorised float32 sin is not correctly rounded (it differs
+        # from the correctly rounded value by 1 ulp for about one argument in
+        # eight, depending on the CPU), so the float32 level sets start a few
+        # ulp apart and a pixel whose level set ends near 0 may change side:
+        # at most 0.1 % of the labels may differ there.
+        for name, (ref, _) in labels_of(den).items():
             got = np.load(os.path.join(seg, f"{name}.npy"))
             diff = int((got != ref).sum())
-            check(f"segment {name} {h}x{w}", got.dtype == np.int32 and diff == 0,
-                  f"{diff} of {ref.size} labels differ")
+            allowed = 1e-3 * ref.size if name == "chanvese" else 0
+            check(f"segment {name} {h}x{w} (scikit-image on phyvae's denoised map)",
+                  got.dtype == np.int32 and diff <= allowed, f"{diff} of {ref.size} labels differ")
+        # End to end from the raw map. The denoised maps differ in the last place
+        # (NumPy's vectorised exp vs the C library's, in the colour table), so a
+        # pixel may cross a histogram-bin edge and a (multi-)Otsu threshold may
+        # move by one bin where two candidates nearly tie. Allowed: thresholds
+        # within one bin width of scikit-image's, and label differences only for
+        # pixels between the two thresholds (or within 1e-6 of one). Chan-Vese
+        # iterates on the map, so its labels may move by at most 0.1 % of pixels.
+        ours = labels_of(den)
+        bin_width = (zd.max() - zd.min()) / 256
+        for name, (ref, thresholds) in labels_of(zd).items():
+            got = np.load(os.path.join(seg, f"{name}.npy"))
+            bad = got != ref
+            if thresholds:
+                moved = max(abs(t_ref - t_ours) for t_ref, t_ours in zip(thresholds, ours[name][1]))
+                between = np.zeros_like(bad)
+                for t_ref, t_ours in zip(thresholds, ours[name][1]):
+                    lo, hi = min(t_ref, t_ours) - 1e-6, max(t_ref, t_ours) + 1e-6
+                    between |= (zd >= lo) & (zd <= hi)
+                unexplained = int((bad & ~between).sum())
+                check(f"segment {name} {h}x{w} (end to end)",
+                      moved <= bin_width * 1.0001 and unexplained == 0,
+                      f"{int(bad.sum())} of {ref.size} labels differ ({unexplained} unexplained), "
+                      f"thresholds moved by {moved / bin_width:.2f} bin")
+            else:
+                check(f"segment {name} {h}x{w} (end to end)", bad.sum() <= 1e-3 * ref.size,
+                      f"{int(bad.sum())} of {ref.size} labels differ")
 
     # physics losses on random batches of latent means
     for d in (8, 10):
@@ -154,7 +194,7 @@ def main():
         src = os.path.join(wd, f"zmean{d}.npy")
         np.save(src, zm)
         for name, fn in (("sl1", authors_sl1), ("sl2", authors_sl2)):
-            psi = json.loads(run(b, "physics", name, src))["psi"]
+            psi = json.loads(run(exe, "physics", name, src))["psi"]
             ref = fn(zm)
             rel = abs(psi - ref) / abs(ref)
             check(f"physics {name} B={d * d}", rel <= 1e-4, f"{psi} vs {ref} (rel {rel:.1e})")
@@ -168,7 +208,7 @@ def main():
     pred = perm[pred]
     np.save(os.path.join(wd, "pred.npy"), pred)
     np.save(os.path.join(wd, "truth.npy"), truth)
-    s = json.loads(run(b, "score", os.path.join(wd, "pred.npy"), os.path.join(wd, "truth.npy")))
+    s = json.loads(run(exe, "score", os.path.join(wd, "pred.npy"), os.path.join(wd, "truth.npy")))
     ref = ari(pred, truth)
     check("score ari", abs(s["ari"] - ref) <= 1e-9, f"{s['ari']} vs {ref}")
     acc = float((np.argsort(perm)[pred] == truth).mean())
