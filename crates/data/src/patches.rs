@@ -1,4 +1,4 @@
-//! The square patch grid of the phy-VAE method (METHOD.md section 1).
+//! The square patch grid of the phy-VAE method (docs/METHOD.md section 1).
 //!
 //! A `rows x cols` image cut with a `window x window` px window every `step` px
 //! gives `gh = (rows - window) / step + 1` by `gw = (cols - window) / step + 1`
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn paper_grid_sizes() {
-        // METHOD.md section 1: 15 129 = 123^2 patches for a 1024^2 NiO-LSMO image
+        // docs/METHOD.md section 1: 15 129 = 123^2 patches for a 1024^2 NiO-LSMO image
         // (window 48, step 8): (1024 - 48) / 8 + 1 = 123.
         let g = PatchGrid::new(1024, 1024, 48, 8).unwrap();
         assert_eq!((g.gh(), g.gw(), g.len()), (123, 123, 15_129));

@@ -1,7 +1,7 @@
 //! Models and training for phyvae.
 //!
 //! - [`decoder`]: the spatial (coordinate) decoder of the shift-invariant VAE
-//!   (pyroVED `sDecoderNet`, METHOD.md section 2) as a fused CPU kernel with an
+//!   (pyroVED `sDecoderNet`, docs/METHOD.md section 2) as a fused CPU kernel with an
 //!   explicit backward pass: the hot path of training.
 
 pub mod decoder;

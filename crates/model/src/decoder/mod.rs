@@ -1,7 +1,7 @@
 //! The spatial (coordinate) decoder of the shift-invariant VAE as a fused CPU
 //! kernel in `f32` with an explicit backward pass.
 //!
-//! Model (METHOD.md section 2; pyroVED `sDecoderNet` with `coord_latent`):
+//! Model (docs/METHOD.md section 2; pyroVED `sDecoderNet` with `coord_latent`):
 //! for every patch `b` with content latents `z_b` (length `n`) and shift latents
 //! `s_b = (dx, dy)`, and every pixel `i` with grid coordinate `G[i]`
 //! (see [`coord_grid`]):
