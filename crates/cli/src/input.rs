@@ -16,14 +16,12 @@ pub enum Pixels {
 
 /// Reads an image in any supported format, as f32.
 pub fn image(path: &Path, frame: Option<usize>) -> Result<Image> {
-    io::read_image(path, frame).with_context(|| format!("reading image {}", path.display()))
+    io::read_image(path, frame).context("reading image")
 }
 
 /// Reads an image keeping f64 precision when the file is a float64 NPY.
 pub fn pixels(path: &Path) -> Result<Pixels> {
-    if let Some(a) =
-        io::read_npy_f64(path, None).with_context(|| format!("reading image {}", path.display()))?
-    {
+    if let Some(a) = io::read_npy_f64(path, None).context("reading image")? {
         return Ok(Pixels::F64(a));
     }
     Ok(Pixels::F32(image(path, None)?.pixels))

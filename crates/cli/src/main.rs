@@ -16,10 +16,28 @@ fn main() -> ExitCode {
     match commands::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The error and its causes on one line, `a: b: c`, leaving out a cause whose
+/// text the message already holds (typed errors print their I/O cause in their
+/// own message and also expose it as their source).
+fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Exit codes: 3 = an input file could not be read or is not a usable image;

@@ -378,6 +378,9 @@ fn missing_input_names_the_file() {
         3,
     );
     assert!(err.contains("/nonexistent/in.npy"), "{err}");
+    // One line, the cause said once.
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 #[test]
