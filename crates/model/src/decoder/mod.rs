@@ -276,6 +276,24 @@ impl DecoderParams {
         })
     }
 
+    /// All-zero tensors shaped like `params` (e.g. gradients to accumulate into).
+    #[must_use]
+    pub fn zeros_like(params: &DecoderParams) -> Self {
+        let h = params.hidden();
+        let n = params.n_latent();
+        Self {
+            wc: Array2::zeros((h, 2)),
+            bc: Array1::zeros(h),
+            wz: Array2::zeros((h, n)),
+            w1: Array2::zeros((h, h)),
+            b1: Array1::zeros(h),
+            w2: Array2::zeros((h, h)),
+            b2: Array1::zeros(h),
+            w3: Array1::zeros(h),
+            b3: 0.0,
+        }
+    }
+
     /// Hidden width `H`.
     #[must_use]
     pub fn hidden(&self) -> usize {
@@ -300,60 +318,10 @@ impl DecoderParams {
     }
 }
 
-/// Gradients of a scalar loss with respect to every [`DecoderParams`] tensor;
-/// same field names and shapes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecoderGrads {
-    /// `dL/dWc`, `H x 2`.
-    pub wc: Array2<f32>,
-    /// `dL/dbc`, `H`.
-    pub bc: Array1<f32>,
-    /// `dL/dWz`, `H x n`.
-    pub wz: Array2<f32>,
-    /// `dL/dW1`, `H x H`.
-    pub w1: Array2<f32>,
-    /// `dL/db1`, `H`.
-    pub b1: Array1<f32>,
-    /// `dL/dW2`, `H x H`.
-    pub w2: Array2<f32>,
-    /// `dL/db2`, `H`.
-    pub b2: Array1<f32>,
-    /// `dL/dw3`, `H`.
-    pub w3: Array1<f32>,
-    /// `dL/db3`.
-    pub b3: f32,
-}
-
-impl DecoderGrads {
-    /// Zero gradients shaped like `params`.
-    #[must_use]
-    pub fn zeros_like(params: &DecoderParams) -> Self {
-        let h = params.hidden();
-        let n = params.n_latent();
-        Self {
-            wc: Array2::zeros((h, 2)),
-            bc: Array1::zeros(h),
-            wz: Array2::zeros((h, n)),
-            w1: Array2::zeros((h, h)),
-            b1: Array1::zeros(h),
-            w2: Array2::zeros((h, h)),
-            b2: Array1::zeros(h),
-            w3: Array1::zeros(h),
-            b3: 0.0,
-        }
-    }
-
-    fn check(&self) -> Result<(usize, usize)> {
-        check_param_shapes(
-            &self.wc,
-            &self.bc,
-            &self.wz,
-            &self.w1,
-            [&self.b1, &self.b2, &self.w3],
-            &self.w2,
-        )
-    }
-}
+/// Gradients of a scalar loss with respect to every [`DecoderParams`] tensor:
+/// the same tensors, shapes and field names (`grads.w1` is `dL/dW1`, ...).
+/// Make one with [`DecoderParams::zeros_like`].
+pub type DecoderGrads = DecoderParams;
 
 /// Every buffer the forward and backward passes need for a fixed
 /// `(B, window, n, H)`, allocated once by [`DecoderWorkspace::new`].
