@@ -2,7 +2,7 @@
 
 use crate::cli::SegmentArgs;
 use crate::commands::{create_dir, print_json};
-use crate::input::{self, Pixels};
+use crate::input;
 use anyhow::Result;
 use ndarray::ArrayView2;
 use phyvae_data::io;
@@ -36,11 +36,8 @@ pub fn segment_and_write(
 
 /// `phyvae segment MAP --out DIR`.
 pub fn run(a: &SegmentArgs) -> Result<()> {
-    #[allow(clippy::cast_possible_truncation)]
-    let map = match input::pixels(&a.map)? {
-        Pixels::F32(x) => x,
-        Pixels::F64(x) => x.mapv(|v| v as f32),
-    };
+    // Computed in f32 (the authors' latent maps are float32); any input is read as f32.
+    let map = input::image(&a.map, None)?.pixels;
     let params = VisualizeParams::new().sigma_color(a.sigma_color).build()?;
     let seg = segment_and_write(map.view(), &params, &a.out)?;
     print_json(&json!({
