@@ -1,15 +1,17 @@
 //! The typed error of the model crate.
 
+use std::path::PathBuf;
+
 use thiserror::Error;
 
-/// Why a model computation could not run.
-#[derive(Debug, Error, Clone, PartialEq)]
+/// Why a model computation, a training run or a model file could not proceed.
+#[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ModelError {
     /// A parameter is outside its allowed range.
     #[error("parameter `{name}` = {value} is invalid: {rule}")]
     InvalidParameter {
-        /// Parameter name as it appears in the API.
+        /// Parameter name as it appears in the API (and in `config.toml`).
         name: &'static str,
         /// The value given, rendered as text.
         value: String,
@@ -26,4 +28,63 @@ pub enum ModelError {
         /// Shape found.
         found: Vec<usize>,
     },
+    /// The deep-learning framework (candle) reported an error.
+    #[error("{context}: {source}")]
+    Framework {
+        /// What phyvae was doing.
+        context: &'static str,
+        /// The framework's error.
+        #[source]
+        source: candle_core::Error,
+    },
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// "reading", "writing", "renaming", ...
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model, checkpoint or configuration file is not what it should be.
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Training produced a non-finite loss or parameter.
+    #[error(
+        "training diverged at epoch {epoch}, batch {batch}: {what} is not finite; \
+         the last good checkpoint is kept (try a smaller learning rate)"
+    )]
+    Diverged {
+        /// Epoch (1-based) in which it happened.
+        epoch: usize,
+        /// Batch (0-based) within the epoch.
+        batch: usize,
+        /// Which quantity: "loss", "Psi", or a parameter name.
+        what: String,
+    },
+    /// Image processing (physics loss, segmentation) failed.
+    #[error(transparent)]
+    Imaging(#[from] phyvae_imaging::ImagingError),
+    /// Patch extraction or data handling failed.
+    #[error(transparent)]
+    Data(#[from] phyvae_data::DataError),
+}
+
+/// Attaches a context to a framework error: `tensor_op().ctx("encoder forward")?`.
+pub(crate) trait FrameworkContext<T> {
+    /// Maps a candle error to [`ModelError::Framework`] with `context`.
+    fn ctx(self, context: &'static str) -> Result<T, ModelError>;
+}
+
+impl<T> FrameworkContext<T> for candle_core::Result<T> {
+    fn ctx(self, context: &'static str) -> Result<T, ModelError> {
+        self.map_err(|source| ModelError::Framework { context, source })
+    }
 }

@@ -1,11 +1,13 @@
-//! Models and training for phyvae.
+//! Models and training for phyvae (docs/METHOD.md sections 2, 3 and 5).
 //!
-//! - [`decoder`]: the spatial (coordinate) decoder of the shift-invariant VAE
-//!   (pyroVED `sDecoderNet`, docs/METHOD.md section 2) as a fused CPU kernel with an
-//!   explicit backward pass: the hot path of training.
+//! - [`decoder`]: the spatial (coordinate) decoder of the invariant VAEs: a
+//!   plain candle implementation (reference, any device) and a fused CPU kernel
+//!   with an explicit backward pass (the hot path of training).
+//! - [`params`]: named trainable parameters, seeded initialisation, safetensors.
 
 pub mod decoder;
 mod error;
+pub mod params;
 
 pub use error::ModelError;
 
