@@ -1,10 +1,10 @@
 //! The fused decoder kernel against a naive `f64` reference (plain loops, libm
 //! `tanh`), against central finite differences of that reference, and
-//! invariants (shift independence at `k = 0`, workspace reuse).
+//! invariants (batches below the workspace capacity, workspace reuse).
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use ndarray::Array2;
+use ndarray::{Array2, Axis, Slice};
 use phyvae_model::decoder::{DecoderGrads, DecoderParams, DecoderWorkspace};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
@@ -22,9 +22,9 @@ const B2: usize = 6;
 const W3: usize = 7;
 const B3: usize = 8;
 const Z: usize = 9;
-const S: usize = 10;
+const C: usize = 10;
 const NAMES: [&str; 11] = [
-    "Wc", "bc", "Wz", "W1", "b1", "W2", "b2", "w3", "b3", "z", "s",
+    "Wc", "bc", "Wz", "W1", "b1", "W2", "b2", "w3", "b3", "z", "coords",
 ];
 
 /// Parameters and inputs in f64, every tensor flattened row-major.
@@ -35,7 +35,6 @@ struct Flat {
     n: usize,
     batch: usize,
     window: usize,
-    k: f64,
 }
 
 fn to_f64(a: impl IntoIterator<Item = f32>) -> Vec<f64> {
@@ -43,7 +42,7 @@ fn to_f64(a: impl IntoIterator<Item = f32>) -> Vec<f64> {
 }
 
 impl Flat {
-    fn new(p: &DecoderParams, z: &Array2<f32>, s: &Array2<f32>, window: usize, k: f32) -> Self {
+    fn new(p: &DecoderParams, z: &Array2<f32>, coords: &Array2<f32>, window: usize) -> Self {
         let t = vec![
             to_f64(p.wc.iter().copied()),
             to_f64(p.bc.iter().copied()),
@@ -55,7 +54,7 @@ impl Flat {
             to_f64(p.w3.iter().copied()),
             vec![f64::from(p.b3)],
             to_f64(z.iter().copied()),
-            to_f64(s.iter().copied()),
+            to_f64(coords.iter().copied()),
         ];
         Self {
             t,
@@ -63,7 +62,6 @@ impl Flat {
             n: p.n_latent(),
             batch: z.nrows(),
             window,
-            k: f64::from(k),
         }
     }
 
@@ -71,19 +69,16 @@ impl Flat {
         self.window * self.window
     }
 
-    /// pyroVED imcoordgrid: pixel (r, c) -> (linspace(-1,1)[r], linspace(1,-1)[c]).
-    fn grid(&self, i: usize) -> (f64, f64) {
-        let (r, c) = (i / self.window, i % self.window);
-        let d = (self.window - 1) as f64;
-        (-1.0 + 2.0 * r as f64 / d, 1.0 - 2.0 * c as f64 / d)
+    /// Coordinate of pixel i of patch b.
+    fn coord(&self, b: usize, i: usize) -> (f64, f64) {
+        let row = (b * self.npix() + i) * 2;
+        (self.t[C][row], self.t[C][row + 1])
     }
 
     /// Activations (h0, h1, h2) and logit for patch b, pixel i.
     fn pixel(&self, b: usize, i: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, f64) {
         let (h, n, t) = (self.h, self.n, &self.t);
-        let (gx, gy) = self.grid(i);
-        let gx = gx + self.k * t[S][b * 2];
-        let gy = gy + self.k * t[S][b * 2 + 1];
+        let (gx, gy) = self.coord(b, i);
         let mut h0 = vec![0.0; h];
         for j in 0..h {
             let mut a = t[WC][j * 2] * gx + t[WC][j * 2 + 1] * gy + t[BC][j];
@@ -149,9 +144,8 @@ impl Flat {
                 let d1: Vec<f64> = (0..h).map(|q| dh1[q] * (1.0 - h1[q] * h1[q])).collect();
                 let dh0 = back(&mut g, W1, B1, &d1, &h0);
                 let d0: Vec<f64> = (0..h).map(|q| dh0[q] * (1.0 - h0[q] * h0[q])).collect();
-                let (gx0, gy0) = self.grid(i);
-                let gx = gx0 + self.k * t[S][b * 2];
-                let gy = gy0 + self.k * t[S][b * 2 + 1];
+                let (gx, gy) = self.coord(b, i);
+                let row = (b * self.npix() + i) * 2;
                 for j in 0..h {
                     g[WC][j * 2] += d0[j] * gx;
                     g[WC][j * 2 + 1] += d0[j] * gy;
@@ -160,8 +154,8 @@ impl Flat {
                         g[WZ][j * n + l] += d0[j] * t[Z][b * n + l];
                         g[Z][b * n + l] += d0[j] * t[WZ][j * n + l];
                     }
-                    g[S][b * 2] += self.k * d0[j] * t[WC][j * 2];
-                    g[S][b * 2 + 1] += self.k * d0[j] * t[WC][j * 2 + 1];
+                    g[C][row] += d0[j] * t[WC][j * 2];
+                    g[C][row + 1] += d0[j] * t[WC][j * 2 + 1];
                 }
             }
         }
@@ -172,34 +166,52 @@ impl Flat {
 struct Case {
     params: DecoderParams,
     z: Array2<f32>,
-    s: Array2<f32>,
+    coords: Array2<f32>,
     r: Array2<f32>,
     window: usize,
-    k: f32,
+    capacity: usize,
 }
 
+/// pyroVED imcoordgrid: pixel (r, c) -> (linspace(-1,1)[r], linspace(1,-1)[c]).
+fn grid(window: usize, i: usize) -> (f32, f32) {
+    let (r, c) = (i / window, i % window);
+    let d = (window - 1) as f32;
+    (-1.0 + 2.0 * r as f32 / d, 1.0 - 2.0 * c as f32 / d)
+}
+
+/// Random decoder and inputs: coordinates = grid + k s_b (s_b ~ N(0, 1)) plus a
+/// per-pixel jitter of +-0.05, so that no two pixels or patches share an input.
 fn case(seed: u64, batch: usize, window: usize, n: usize, h: usize, k: f32) -> Case {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let params = DecoderParams::init(n, h, &mut rng).unwrap();
     let z = Array2::from_shape_simple_fn((batch, n), || rng.sample::<f32, _>(StandardNormal));
-    let s = Array2::from_shape_simple_fn((batch, 2), || rng.sample::<f32, _>(StandardNormal));
-    let r =
-        Array2::from_shape_simple_fn((batch, window * window), || rng.random_range(-1.0f32..1.0));
+    let npix = window * window;
+    let mut coords = Array2::zeros((batch * npix, 2));
+    for b in 0..batch {
+        let sx: f32 = rng.sample(StandardNormal);
+        let sy: f32 = rng.sample(StandardNormal);
+        for i in 0..npix {
+            let (gx, gy) = grid(window, i);
+            coords[[b * npix + i, 0]] = gx + k * sx + rng.random_range(-0.05f32..0.05);
+            coords[[b * npix + i, 1]] = gy + k * sy + rng.random_range(-0.05f32..0.05);
+        }
+    }
+    let r = Array2::from_shape_simple_fn((batch, npix), || rng.random_range(-1.0f32..1.0));
     Case {
         params,
         z,
-        s,
+        coords,
         r,
         window,
-        k,
+        capacity: batch,
     }
 }
 
 /// Runs the kernel: logits, parameter gradients (flat, same order as `Flat::t`,
-/// with dz and ds appended) for loss sum(logit * r).
+/// with dz and dcoords appended) for loss sum(logit * r).
 fn kernel(c: &Case, ws: &mut DecoderWorkspace) -> (Array2<f32>, Vec<Vec<f64>>) {
     let logits = ws
-        .forward(&c.params, c.z.view(), c.s.view())
+        .forward(&c.params, c.z.view(), c.coords.view())
         .unwrap()
         .to_owned();
     let mut g = DecoderGrads::zeros_like(&c.params);
@@ -215,20 +227,13 @@ fn kernel(c: &Case, ws: &mut DecoderWorkspace) -> (Array2<f32>, Vec<Vec<f64>>) {
         to_f64(g.w3.iter().copied()),
         vec![f64::from(g.b3)],
         to_f64(ws.grad_z().iter().copied()),
-        to_f64(ws.grad_s().iter().copied()),
+        to_f64(ws.grad_coords().iter().copied()),
     ];
     (logits, flat)
 }
 
 fn workspace(c: &Case) -> DecoderWorkspace {
-    DecoderWorkspace::new(
-        c.z.nrows(),
-        c.window,
-        c.params.n_latent(),
-        c.params.hidden(),
-        c.k,
-    )
-    .unwrap()
+    DecoderWorkspace::new(c.capacity, c.window, c.params.n_latent(), c.params.hidden()).unwrap()
 }
 
 fn max_abs(v: &[f64]) -> f64 {
@@ -255,10 +260,10 @@ fn assert_close(name: &str, got: &[f64], want: &[f64], rel: f64, floor: f64) {
 fn check_forward(c: &Case) {
     let mut ws = workspace(c);
     let got = ws
-        .forward(&c.params, c.z.view(), c.s.view())
+        .forward(&c.params, c.z.view(), c.coords.view())
         .unwrap()
         .to_owned();
-    let want = Flat::new(&c.params, &c.z, &c.s, c.window, c.k).forward();
+    let want = Flat::new(&c.params, &c.z, &c.coords, c.window).forward();
     let got: Vec<f64> = to_f64(got.iter().copied());
     let want: Vec<f64> = want.iter().copied().collect();
     // 1e-5 relative to each logit, or to the logits' scale near zero (floor 0.1).
@@ -278,7 +283,7 @@ fn forward_matches_f64_reference_h128() {
 fn check_backward_reference(c: &Case) {
     let mut ws = workspace(c);
     let (_, got) = kernel(c, &mut ws);
-    let flat = Flat::new(&c.params, &c.z, &c.s, c.window, c.k);
+    let flat = Flat::new(&c.params, &c.z, &c.coords, c.window);
     let want = flat.backward(&c.r.mapv(f64::from));
     for t in 0..NAMES.len() {
         assert_close(NAMES[t], &got[t], &want[t], 1e-4, 0.05);
@@ -304,7 +309,7 @@ fn backward_matches_f64_reference_h128() {
 fn check_finite_differences(c: &Case, per_tensor: usize) {
     let mut ws = workspace(c);
     let (_, got) = kernel(c, &mut ws);
-    let base = Flat::new(&c.params, &c.z, &c.s, c.window, c.k);
+    let base = Flat::new(&c.params, &c.z, &c.coords, c.window);
     let r = c.r.mapv(f64::from);
     let step = 1e-5;
     let mut pick = ChaCha8Rng::seed_from_u64(99);
@@ -363,28 +368,62 @@ fn reused_workspace_equals_fresh_workspaces() {
     assert_ne!(first.0, second.0);
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+/// A batch below the workspace capacity (after a full-capacity decode has
+/// filled every buffer) still equals the f64 reference.
+#[test]
+fn batch_below_capacity_matches_f64_reference() {
+    let full = case(51, 4, 5, 2, 16, 0.3);
+    let mut c = case(52, 2, 5, 2, 16, 0.3);
+    c.capacity = 4;
+    let mut ws = workspace(&c);
+    kernel(&full, &mut ws);
+    let (logits, got) = kernel(&c, &mut ws);
+    assert_eq!(logits.dim(), (2, 25));
+    assert_eq!(ws.batch(), 2);
+    let flat = Flat::new(&c.params, &c.z, &c.coords, c.window);
+    let want = flat.backward(&c.r.mapv(f64::from));
+    for t in 0..NAMES.len() {
+        assert_close(NAMES[t], &got[t], &want[t], 1e-4, 0.05);
+    }
+    let want_logits: Vec<f64> = flat.forward().iter().copied().collect();
+    assert_close(
+        "logits",
+        &to_f64(logits.iter().copied()),
+        &want_logits,
+        1e-5,
+        0.1,
+    );
+}
 
-    /// With k = 0 the shift latents do not enter: logits are identical for any s.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Patches are independent: decoding the first `b` patches of a batch gives
+    /// the first `b` rows of the logits, dL/dz and dL/dcoords of the full batch
+    /// (for loss sum(logit * r), whose per-patch terms do not interact).
     #[test]
-    fn k_zero_logits_ignore_shifts(
-        seed in 0u64..1000,
-        s1 in proptest::collection::vec(-5.0f32..5.0, 4),
-        s2 in proptest::collection::vec(-5.0f32..5.0, 4),
-    ) {
-        let c = case(seed, 2, 4, 2, 8, 0.0);
-        let mut ws = workspace(&c);
-        let s1 = Array2::from_shape_vec((2, 2), s1).unwrap();
-        let s2 = Array2::from_shape_vec((2, 2), s2).unwrap();
-        let l1 = ws.forward(&c.params, c.z.view(), s1.view()).unwrap().to_owned();
-        let l2 = ws.forward(&c.params, c.z.view(), s2.view()).unwrap().to_owned();
-        prop_assert_eq!(&l1, &l2);
-        // ... while with k = 0.1 they do (the test is not vacuous).
-        let mut ws_k = DecoderWorkspace::new(2, 4, 2, 8, 0.1).unwrap();
-        let m1 = ws_k.forward(&c.params, c.z.view(), s1.view()).unwrap().to_owned();
-        let m2 = ws_k.forward(&c.params, c.z.view(), s2.view()).unwrap().to_owned();
-        prop_assume!(s1 != s2);
-        prop_assert_ne!(m1, m2);
+    fn prefix_batch_equals_rows_of_full_batch(seed in 0u64..1000, b in 1usize..=4) {
+        let full = case(seed, 4, 4, 2, 8, 0.3);
+        let mut ws = workspace(&full);
+        let (logits, grads) = kernel(&full, &mut ws);
+        let npix = 16;
+        let part = Case {
+            params: full.params.clone(),
+            z: full.z.slice_axis(Axis(0), Slice::from(..b)).to_owned(),
+            coords: full.coords.slice_axis(Axis(0), Slice::from(..b * npix)).to_owned(),
+            r: full.r.slice_axis(Axis(0), Slice::from(..b)).to_owned(),
+            window: 4,
+            capacity: 4,
+        };
+        let (pl, pg) = kernel(&part, &mut ws);
+        let close = |a: &[f64], w: &[f64]| {
+            let scale = max_abs(w).max(1e-30);
+            a.iter().zip(w).all(|(x, y)| (x - y).abs() <= 1e-6 * scale)
+        };
+        let full_rows = to_f64(logits.slice_axis(Axis(0), Slice::from(..b)).iter().copied());
+        prop_assert!(close(&to_f64(pl.iter().copied()), &full_rows));
+        prop_assert!(close(&pg[Z], &grads[Z][..b * 2]));
+        prop_assert!(close(&pg[C], &grads[C][..b * npix * 2]));
+        prop_assert_eq!(pg[C].len(), b * npix * 2);
     }
 }

@@ -1,55 +1,67 @@
-//! The spatial (coordinate) decoder of the shift-invariant VAE as a fused CPU
-//! kernel in `f32` with an explicit backward pass.
+//! The spatial (coordinate) decoder of the invariant VAEs: a fused CPU kernel
+//! in `f32` with an explicit backward pass ([`DecoderWorkspace`]), the same
+//! kernel as a candle custom op ([`FusedDecoder`]), and a plain candle
+//! implementation that runs on any device ([`SpatialDecoder`]).
 //!
 //! Model (docs/METHOD.md section 2; pyroVED `sDecoderNet` with `coord_latent`):
-//! for every patch `b` with content latents `z_b` (length `n`) and shift latents
-//! `s_b = (dx, dy)`, and every pixel `i` with grid coordinate `G[i]`
-//! (see [`coord_grid`]):
+//! for every patch `b` with content latents `z_b` (length `n`) and every pixel
+//! `i` with coordinate `c = coords[b*N + i] = (x, y)`:
 //!
 //! ```text
-//! g'    = G[i] + k s_b                      (k: translation prior, pyroVED dx_prior)
-//! a0    = Wc g' + bc + Wz z_b               (Wc: H x 2, bc: H, Wz: H x n, no bias)
+//! a0    = Wc c + bc + Wz z_b                (Wc: H x 2, bc: H, Wz: H x n, no bias)
 //! h0    = tanh(a0)
 //! h1    = tanh(W1 h0 + b1)                  (W1: H x H, PyTorch (out, in) layout)
 //! h2    = tanh(W2 h1 + b2)                  (W2: H x H)
 //! logit = w3 . h2 + b3                      (w3: H, b3 scalar)
 //! ```
 //!
+//! The coordinates are the grid of [`coord_grid`] after the invariance
+//! transforms of pyroVED `transform_coordinates` (shift `g + k s`, rotation,
+//! scale); the caller applies them (in candle, so that they are differentiated
+//! there) and the kernel returns `dL/dcoords` for that purpose.
+//!
 //! The sigmoid of pyroVED's output layer is left out: the Bernoulli likelihood is
 //! evaluated from logits ([`bce_with_logits`]), which is the stable form.
 //!
-//! Layout: the activations of all pixels of all patches form `(B*N) x H`
+//! Layout: the activations of all pixels of all patches form `(b*N) x H`
 //! row-major matrices (row `b*N + i`), so layers 1 and 2 are single GEMMs
 //! (`ndarray::linalg::general_mat_mul`, threaded by `matrixmultiply`).
-//! `bc + Wz z_b` is one `H`-vector per patch and `Wc g'` two FMAs per unit, so
+//! `bc + Wz z_b` is one `H`-vector per patch and `Wc c` two FMAs per unit, so
 //! layer 0 is an elementwise pass, not a GEMM.
 //!
-//! FLOP count per forward/backward, with `R = B*N` rows (B = 64, N = 48^2 = 2304
+//! FLOP count per forward/backward, with `R = b*N` rows (b = 64, N = 48^2 = 2304
 //! gives R = 147 456, H = 128):
-//! - forward: layer 0 `5H` per row (2 FMAs + bias), layers 1–2 `2 * 2 R H^2`
-//!   (GEMMs) `+ 2 R H` (bias), output `2 R H`: total `4 R H^2 + 9 R H`
-//!   = 9.664e9 + 0.170e9 ≈ **9.83 GFLOP** (plus `3 R H` = 56.6 M tanh);
+//! - forward: layer 0 `5H` per row (2 FMAs + the per-patch vector), layers 1–2
+//!   `2 * 2 R H^2` (GEMMs) `+ 2 R H` (bias), output `2 R H`: total
+//!   `4 R H^2 + 9 R H` = 9.664e9 + 0.170e9 ≈ **9.83 GFLOP** (plus `3 R H` =
+//!   56.6 M tanh);
 //! - backward: four GEMMs (`dW2 = D2ᵀ h1`, `D1' = D2 W2`, `dW1 = D1ᵀ h0`,
-//!   `D0' = D1 W1`) `4 * 2 R H^2` = 19.33e9, plus elementwise passes
-//!   (`tanh' = 1 - h^2` products, column sums, layer-0 reductions) about `16 R H`
-//!   = 0.30e9: total ≈ **19.6 GFLOP**;
-//! - forward + backward ≈ **29.5 GFLOP** per batch of 64 patches.
+//!   `D0' = D1 W1`) `4 * 2 R H^2` = 19.33e9, plus elementwise passes per row:
+//!   delta2 with the `db2`, `dw3` sums `7H`, delta1 with the `db1` sum `4H`,
+//!   delta0 with the `bc`, `Wc` sums `8H`, `dL/dcoords = delta0 Wc` `4H`
+//!   (two FMAs per unit): `23 R H` = 0.43e9; total ≈ **19.8 GFLOP**;
+//! - forward + backward ≈ **29.6 GFLOP** per batch of 64 patches.
 //!
-//! No allocation: [`DecoderWorkspace::new`] allocates every buffer for a given
-//! `(B, window, n, H)` once; [`DecoderWorkspace::forward`] and
-//! [`DecoderWorkspace::backward`] only create views into those buffers (views are
-//! not allocations) and write into them, and into a caller-owned
+//! No allocation: [`DecoderWorkspace::new`] allocates every buffer for a
+//! capacity `(B, window, n, H)` once; [`DecoderWorkspace::forward`] and
+//! [`DecoderWorkspace::backward`] take any batch `b <= B`, use the first `b`
+//! patches' worth of each buffer, only create views into those buffers (views
+//! are not allocations) and write into them, and into a caller-owned
 //! [`DecoderGrads`]. (`general_mat_mul` from `matrixmultiply` packs into its own
 //! thread-local scratch; that is the only memory traffic outside the workspace.)
 
+mod fused;
 mod loss;
+mod spatial;
 mod tanh;
 
+pub use fused::FusedDecoder;
 pub use loss::{bce_with_logits, bce_with_logits_grad, sigmoid};
+pub use spatial::SpatialDecoder;
 pub use tanh::{tanh_f32, tanh_slice};
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Slice};
 use rand::{Rng, RngExt};
 use rayon::prelude::*;
 
@@ -323,25 +335,28 @@ impl DecoderParams {
 /// Make one with [`DecoderParams::zeros_like`].
 pub type DecoderGrads = DecoderParams;
 
-/// Every buffer the forward and backward passes need for a fixed
-/// `(B, window, n, H)`, allocated once by [`DecoderWorkspace::new`].
+/// Every buffer the forward and backward passes need for batches of up to
+/// `B` (the capacity) patches of a fixed `(window, n, H)`, allocated once by
+/// [`DecoderWorkspace::new`].
 ///
 /// [`forward`](Self::forward) and [`backward`](Self::backward) never allocate:
-/// they only make views of these buffers. One workspace is reused across
-/// batches; results do not depend on what an earlier call left in it.
+/// they only make views of the first `b` patches' worth of these buffers. One
+/// workspace is reused across batches of any size `b <= B`; results do not
+/// depend on what an earlier call left in it.
 #[derive(Debug, Clone)]
 pub struct DecoderWorkspace {
-    batch: usize,
+    capacity: usize,
     window: usize,
     n_latent: usize,
     hidden: usize,
-    k: f32,
-    /// Coordinate grid, `N x 2`.
-    grid: Array2<f32>,
-    /// Copy of the content latents of the last forward, `B x n`.
+    /// Patches `b` of the last forward pass (0: no valid forward pass).
+    batch: usize,
+    /// Number of forward passes started on this workspace.
+    generation: u64,
+    /// Copy of the content latents of the last forward, `B x n` (first `b` rows used).
     z: Array2<f32>,
-    /// Copy of the shift latents of the last forward, `B x 2`.
-    s: Array2<f32>,
+    /// Copy of the coordinates of the last forward, `(B*N) x 2`.
+    coords: Array2<f32>,
     /// Layer activations, each `(B*N) x H` row-major.
     h0: Vec<f32>,
     h1: Vec<f32>,
@@ -355,7 +370,7 @@ pub struct DecoderWorkspace {
     patch_a: Vec<f32>,
     /// Second per-patch partial-sum buffer, `B x H`.
     patch_b: Vec<f32>,
-    /// Per-patch layer-0 coordinate sums, `B x 2H` (`[sum_i d0 G[i,0], sum_i d0 G[i,1]]`).
+    /// Per-patch layer-0 coordinate sums, `B x 2H` (`[sum_i d0 x_i, sum_i d0 y_i]`).
     patch_g: Vec<f32>,
     /// Per-patch scalar partial sums, `B`.
     patch_s: Vec<f32>,
@@ -364,9 +379,8 @@ pub struct DecoderWorkspace {
     wcy: Vec<f32>,
     /// `dL/dz`, `B x n`.
     dz: Array2<f32>,
-    /// `dL/ds`, `B x 2`.
-    ds: Array2<f32>,
-    forward_done: bool,
+    /// `dL/dcoords`, `(B*N) x 2`.
+    dcoords: Array2<f32>,
 }
 
 fn mat(buf: &[f32], rows: usize, cols: usize) -> Result<ArrayView2<'_, f32>> {
@@ -380,7 +394,7 @@ fn mat_mut(buf: &mut [f32], rows: usize, cols: usize) -> Result<ArrayViewMut2<'_
         .map_err(|_| shape_err("workspace buffer", &[rows, cols], &[len]))
 }
 
-/// `out[j] += v[j]` over the `B` rows of a `B x len` buffer, written to `out`.
+/// `out[j] = sum over the rows of v[j]` for a row-major buffer of rows of length `len`.
 fn sum_rows(buf: &[f32], len: usize, out: &mut [f32]) {
     out.iter_mut().for_each(|o| *o = 0.0);
     for row in buf.chunks_exact(len) {
@@ -433,22 +447,30 @@ fn tanh_backward(d: &mut [f32], h: &[f32], acc: &mut [f32]) {
     }
 }
 
+/// The contiguous row-major data of an array created by this module.
+fn flat<'a>(a: &'a Array2<f32>, what: &'static str) -> Result<&'a [f32]> {
+    a.as_slice().ok_or_else(|| shape_err(what, a.shape(), &[]))
+}
+
+/// Mutable counterpart of [`flat`].
+fn flat_mut<'a>(a: &'a mut Array2<f32>, what: &'static str) -> Result<&'a mut [f32]> {
+    let shape = [a.nrows(), a.ncols()];
+    a.as_slice_mut().ok_or_else(|| shape_err(what, &shape, &[]))
+}
+
 impl DecoderWorkspace {
-    /// Allocates every buffer for batches of `batch` patches of `window x window`
-    /// pixels, `n_latent` content latents, width `hidden`, and translation prior
-    /// `k` (pyroVED `dx_prior`; `k = 0` disables the shift).
+    /// Allocates every buffer for batches of up to `capacity` patches of
+    /// `window x window` pixels, `n_latent` content latents and width `hidden`.
     ///
     /// # Errors
-    /// [`ModelError::InvalidParameter`] when a size is 0 or `k` is negative or
-    /// not finite.
-    pub fn new(
-        batch: usize,
-        window: usize,
-        n_latent: usize,
-        hidden: usize,
-        k: f32,
-    ) -> Result<Self> {
-        for (name, v) in [("batch", batch), ("n_latent", n_latent), ("hidden", hidden)] {
+    /// [`ModelError::InvalidParameter`] when a size is 0.
+    pub fn new(capacity: usize, window: usize, n_latent: usize, hidden: usize) -> Result<Self> {
+        for (name, v) in [
+            ("batch", capacity),
+            ("window", window),
+            ("n_latent", n_latent),
+            ("hidden", hidden),
+        ] {
             if v == 0 {
                 return Err(ModelError::InvalidParameter {
                     name,
@@ -457,47 +479,50 @@ impl DecoderWorkspace {
                 });
             }
         }
-        if !(k.is_finite() && k >= 0.0) {
-            return Err(ModelError::InvalidParameter {
-                name: "k",
-                value: k.to_string(),
-                rule: "translation prior must be finite and >= 0",
-            });
-        }
-        let grid = coord_grid(window)?;
         let n_pix = window * window;
-        let act = batch * n_pix * hidden;
+        let act = capacity * n_pix * hidden;
         Ok(Self {
-            batch,
+            capacity,
             window,
             n_latent,
             hidden,
-            k,
-            grid,
-            z: Array2::zeros((batch, n_latent)),
-            s: Array2::zeros((batch, 2)),
+            batch: 0,
+            generation: 0,
+            z: Array2::zeros((capacity, n_latent)),
+            coords: Array2::zeros((capacity * n_pix, 2)),
             h0: vec![0.0; act],
             h1: vec![0.0; act],
             h2: vec![0.0; act],
             da: vec![0.0; act],
             db: vec![0.0; act],
-            logits: Array2::zeros((batch, n_pix)),
-            patch_a: vec![0.0; batch * hidden],
-            patch_b: vec![0.0; batch * hidden],
-            patch_g: vec![0.0; batch * 2 * hidden],
-            patch_s: vec![0.0; batch],
+            logits: Array2::zeros((capacity, n_pix)),
+            patch_a: vec![0.0; capacity * hidden],
+            patch_b: vec![0.0; capacity * hidden],
+            patch_g: vec![0.0; capacity * 2 * hidden],
+            patch_s: vec![0.0; capacity],
             wcx: vec![0.0; hidden],
             wcy: vec![0.0; hidden],
-            dz: Array2::zeros((batch, n_latent)),
-            ds: Array2::zeros((batch, 2)),
-            forward_done: false,
+            dz: Array2::zeros((capacity, n_latent)),
+            dcoords: Array2::zeros((capacity * n_pix, 2)),
         })
     }
 
-    /// Batch size `B`.
+    /// Largest batch `B` the buffers hold.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Patches `b` of the last forward pass (0 before the first successful one).
     #[must_use]
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// Patch side in pixels.
+    #[must_use]
+    pub fn window(&self) -> usize {
+        self.window
     }
 
     /// Pixels per patch `N = window^2`.
@@ -506,28 +531,44 @@ impl DecoderWorkspace {
         self.window * self.window
     }
 
-    /// The coordinate grid ([`coord_grid`]), `N x 2`.
+    /// Number of content latents `n`.
     #[must_use]
-    pub fn grid(&self) -> ArrayView2<'_, f32> {
-        self.grid.view()
+    pub fn n_latent(&self) -> usize {
+        self.n_latent
     }
 
-    /// Logits of the last forward pass, `B x N`.
+    /// Hidden width `H`.
+    #[must_use]
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Number of forward passes started on this workspace (valid or not). A
+    /// backward pass uses the activations of the latest one; callers that may
+    /// interleave decodes compare this counter to detect a stale backward.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Logits of the last forward pass, `b x N`.
     #[must_use]
     pub fn logits(&self) -> ArrayView2<'_, f32> {
-        self.logits.view()
+        self.logits.slice_axis(Axis(0), Slice::from(..self.batch))
     }
 
-    /// `dL/dz` of the last backward pass, `B x n`.
+    /// `dL/dz` of the last backward pass, `b x n`.
     #[must_use]
     pub fn grad_z(&self) -> ArrayView2<'_, f32> {
-        self.dz.view()
+        self.dz.slice_axis(Axis(0), Slice::from(..self.batch))
     }
 
-    /// `dL/ds` (shift latents `(dx, dy)`) of the last backward pass, `B x 2`.
+    /// `dL/dcoords` of the last backward pass, `(b*N) x 2` (row `b*N + i`:
+    /// `delta0 . Wc` of pixel `i` of patch `b`).
     #[must_use]
-    pub fn grad_s(&self) -> ArrayView2<'_, f32> {
-        self.ds.view()
+    pub fn grad_coords(&self) -> ArrayView2<'_, f32> {
+        self.dcoords
+            .slice_axis(Axis(0), Slice::from(..self.batch * self.n_pixels()))
     }
 
     fn check_params(&self, params: &DecoderParams) -> Result<()> {
@@ -539,136 +580,154 @@ impl DecoderWorkspace {
         )
     }
 
-    /// Forward pass: logits `B x N` for content latents `z` (`B x n`) and shift
-    /// latents `s` (`B x 2`, columns `dx, dy` added to grid columns 0 and 1).
-    /// Stores the activations for [`backward`](Self::backward). No allocation.
+    /// Forward pass: logits `b x N` for content latents `z` (`b x n`, any
+    /// `1 <= b <= B`) and per-pixel coordinates `coords` (`(b*N) x 2`, row
+    /// `b*N + i` = the transformed coordinate of pixel `i` of patch `b`; columns
+    /// as in [`coord_grid`]). Stores the activations for
+    /// [`backward`](Self::backward). No allocation.
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] when `params`, `z` or `s` do not match the
-    /// workspace.
+    /// [`ModelError::InvalidParameter`] (`batch`) when `b` is 0 or exceeds the
+    /// capacity; [`ModelError::ShapeMismatch`] when `params`, `z` or `coords`
+    /// do not match the workspace.
     ///
     /// ```
-    /// use phyvae_model::decoder::{DecoderParams, DecoderWorkspace};
-    /// use ndarray::Array2;
+    /// use phyvae_model::decoder::{coord_grid, DecoderParams, DecoderWorkspace};
+    /// use ndarray::{concatenate, Array2, Axis};
     /// use rand::SeedableRng;
     /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     /// let p = DecoderParams::init(2, 16, &mut rng).unwrap();
-    /// let mut ws = DecoderWorkspace::new(4, 6, 2, 16, 0.1).unwrap();
-    /// let z = Array2::<f32>::zeros((4, 2));
-    /// let s = Array2::<f32>::zeros((4, 2));
-    /// let logits = ws.forward(&p, z.view(), s.view()).unwrap();
-    /// assert_eq!(logits.dim(), (4, 36));
+    /// let mut ws = DecoderWorkspace::new(4, 6, 2, 16).unwrap();
+    /// // 3 patches (below the capacity of 4), all on the untransformed grid
+    /// let g = coord_grid(6).unwrap();
+    /// let coords = concatenate(Axis(0), &[g.view(), g.view(), g.view()]).unwrap();
+    /// let z = Array2::<f32>::zeros((3, 2));
+    /// let logits = ws.forward(&p, z.view(), coords.view()).unwrap();
+    /// assert_eq!(logits.dim(), (3, 36));
+    /// // same latents, same coordinates: same logits
+    /// assert_eq!(logits.row(0), logits.row(2));
     /// ```
     pub fn forward(
         &mut self,
         params: &DecoderParams,
         z: ArrayView2<'_, f32>,
-        s: ArrayView2<'_, f32>,
+        coords: ArrayView2<'_, f32>,
     ) -> Result<ArrayView2<'_, f32>> {
         self.check_params(params)?;
-        check_shape("content latents z", &[self.batch, self.n_latent], z.shape())?;
-        check_shape("shift latents s", &[self.batch, 2], s.shape())?;
-        let (bsz, h, n_pix, k) = (self.batch, self.hidden, self.n_pixels(), self.k);
+        let bsz = z.nrows();
+        if bsz == 0 || bsz > self.capacity {
+            return Err(ModelError::InvalidParameter {
+                name: "batch",
+                value: format!("{bsz} (workspace capacity {})", self.capacity),
+                rule: "a decoded batch must hold between 1 and the workspace capacity patches",
+            });
+        }
+        let (h, n_pix, n) = (self.hidden, self.n_pixels(), self.n_latent);
         let rows = bsz * n_pix;
-        self.forward_done = false;
-        self.z.assign(&z);
-        self.s.assign(&s);
+        check_shape("content latents z", &[bsz, n], z.shape())?;
+        check_shape("coordinates", &[rows, 2], coords.shape())?;
+        self.generation = self.generation.wrapping_add(1);
+        self.batch = 0;
+        self.z
+            .slice_axis_mut(Axis(0), Slice::from(..bsz))
+            .assign(&z);
+        self.coords
+            .slice_axis_mut(Axis(0), Slice::from(..rows))
+            .assign(&coords);
         for j in 0..h {
             self.wcx[j] = params.wc[[j, 0]];
             self.wcy[j] = params.wc[[j, 1]];
         }
-        // patch_a: B x H, c_b = bc + Wz z_b
-        for (b, c) in self.patch_a.chunks_exact_mut(h).enumerate() {
+        // patch_a: b x H, c_b = bc + Wz z_b
+        for (b, c) in self.patch_a[..bsz * h].chunks_exact_mut(h).enumerate() {
             for (j, cj) in c.iter_mut().enumerate() {
                 let mut acc = params.bc[j];
-                for l in 0..self.n_latent {
+                for l in 0..n {
                     acc += params.wz[[j, l]] * self.z[[b, l]];
                 }
                 *cj = acc;
             }
         }
-        // layer 0: h0 ((B*N) x H) = tanh(Wc g' + c_b), elementwise, parallel over patches
+        // layer 0: h0 ((b*N) x H) = tanh(Wc c + c_b), elementwise, parallel over patches
         {
-            let (grid, svals, wcx, wcy) = (&self.grid, &self.s, &self.wcx[..], &self.wcy[..]);
-            self.h0
+            let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
+            let (wcx, wcy) = (&self.wcx[..], &self.wcy[..]);
+            self.h0[..rows * h]
                 .par_chunks_mut(n_pix * h)
-                .zip(self.patch_a.par_chunks(h))
-                .enumerate()
-                .for_each(|(b, (chunk, c))| {
-                    let (sx, sy) = (k * svals[[b, 0]], k * svals[[b, 1]]);
-                    for (i, row) in chunk.chunks_exact_mut(h).enumerate() {
-                        let gx = grid[[i, 0]] + sx;
-                        let gy = grid[[i, 1]] + sy;
+                .zip(self.patch_a[..bsz * h].par_chunks(h))
+                .zip(coords.par_chunks(n_pix * 2))
+                .for_each(|((chunk, c), xy)| {
+                    for (row, p) in chunk.chunks_exact_mut(h).zip(xy.chunks_exact(2)) {
+                        let (x, y) = (p[0], p[1]);
                         for (((v, &ax), &ay), &cj) in row.iter_mut().zip(wcx).zip(wcy).zip(c) {
-                            *v = tanh_f32(ax * gx + ay * gy + cj);
+                            *v = tanh_f32(ax * x + ay * y + cj);
                         }
                     }
                 });
         }
-        // layer 1: h1 ((B*N) x H) = h0 ((B*N) x H) . W1^T (H x H), then + b1, tanh
+        // layer 1: h1 ((b*N) x H) = h0 ((b*N) x H) . W1^T (H x H), then + b1, tanh
         {
-            let a = mat(&self.h0, rows, h)?;
-            let mut out = mat_mut(&mut self.h1, rows, h)?;
+            let a = mat(&self.h0[..rows * h], rows, h)?;
+            let mut out = mat_mut(&mut self.h1[..rows * h], rows, h)?;
             general_mat_mul(1.0, &a, &params.w1.t(), 0.0, &mut out);
         }
         let b1 = params
             .b1
             .as_slice()
             .ok_or_else(|| shape_err("b1 (contiguous)", &[h], params.b1.shape()))?;
-        self.h1
+        self.h1[..rows * h]
             .par_chunks_mut(n_pix * h)
             .for_each(|c| bias_tanh(c, b1));
-        // layer 2: h2 ((B*N) x H) = h1 ((B*N) x H) . W2^T (H x H), then + b2, tanh
+        // layer 2: h2 ((b*N) x H) = h1 ((b*N) x H) . W2^T (H x H), then + b2, tanh
         {
-            let a = mat(&self.h1, rows, h)?;
-            let mut out = mat_mut(&mut self.h2, rows, h)?;
+            let a = mat(&self.h1[..rows * h], rows, h)?;
+            let mut out = mat_mut(&mut self.h2[..rows * h], rows, h)?;
             general_mat_mul(1.0, &a, &params.w2.t(), 0.0, &mut out);
         }
         let b2 = params
             .b2
             .as_slice()
             .ok_or_else(|| shape_err("b2 (contiguous)", &[h], params.b2.shape()))?;
-        self.h2
+        self.h2[..rows * h]
             .par_chunks_mut(n_pix * h)
             .for_each(|c| bias_tanh(c, b2));
-        // output: logits (B x N) = h2 ((B*N) x H) . w3 (H) + b3
+        // output: logits (b x N) = h2 ((b*N) x H) . w3 (H) + b3
         let w3 = params
             .w3
             .as_slice()
             .ok_or_else(|| shape_err("w3 (contiguous)", &[h], params.w3.shape()))?;
         let b3 = params.b3;
-        let logits = self
-            .logits
-            .as_slice_mut()
-            .ok_or_else(|| shape_err("logits (contiguous)", &[bsz, n_pix], &[]))?;
+        let logits = &mut flat_mut(&mut self.logits, "logits buffer")?[..rows];
         logits
             .par_chunks_mut(n_pix)
-            .zip(self.h2.par_chunks(n_pix * h))
+            .zip(self.h2[..rows * h].par_chunks(n_pix * h))
             .for_each(|(out, act)| {
                 for (o, row) in out.iter_mut().zip(act.chunks_exact(h)) {
                     *o = dot(row, w3) + b3;
                 }
             });
-        self.forward_done = true;
-        Ok(self.logits.view())
+        self.batch = bsz;
+        Ok(self.logits())
     }
 
     /// Backward pass for the last [`forward`](Self::forward) (which must have used
-    /// the same `params`): given `dL/dlogit` (`B x N`), writes every parameter
-    /// gradient into `grads` (overwriting it) and `dL/dz`, `dL/ds` into the
-    /// workspace ([`grad_z`](Self::grad_z), [`grad_s`](Self::grad_s)). No
-    /// allocation.
+    /// the same `params`): given `dL/dlogit` (`b x N`, `b` of that forward),
+    /// writes every parameter gradient into `grads` (overwriting it) and
+    /// `dL/dz`, `dL/dcoords` into the workspace ([`grad_z`](Self::grad_z),
+    /// [`grad_coords`](Self::grad_coords)). The activations are left intact, so
+    /// the backward may be repeated. No allocation.
     ///
     /// # Errors
     /// [`ModelError::ShapeMismatch`] on a shape that does not match the
-    /// workspace; [`ModelError::InvalidParameter`] when no forward pass preceded.
+    /// workspace or the last forward; [`ModelError::InvalidParameter`] when no
+    /// successful forward pass preceded.
     pub fn backward(
         &mut self,
         params: &DecoderParams,
         dlogits: ArrayView2<'_, f32>,
         grads: &mut DecoderGrads,
     ) -> Result<()> {
-        if !self.forward_done {
+        if self.batch == 0 {
             return Err(ModelError::InvalidParameter {
                 name: "workspace",
                 value: "no forward pass".into(),
@@ -682,23 +741,24 @@ impl DecoderWorkspace {
             &[self.hidden, self.n_latent],
             &[gh, gn],
         )?;
-        let (bsz, h, n_pix, k) = (self.batch, self.hidden, self.n_pixels(), self.k);
+        let (bsz, h, n_pix) = (self.batch, self.hidden, self.n_pixels());
         check_shape("dL/dlogits", &[bsz, n_pix], dlogits.shape())?;
         let rows = bsz * n_pix;
+        let n_act = rows * h;
         let w3 = params
             .w3
             .as_slice()
             .ok_or_else(|| shape_err("w3 (contiguous)", &[h], params.w3.shape()))?;
 
-        // delta2 (da, (B*N) x H) = g * w3 * (1 - h2^2); per patch: sums of delta2
+        // delta2 (da, (b*N) x H) = g * w3 * (1 - h2^2); per patch: sums of delta2
         // (-> db2), of g * h2 (-> dw3) and of g (-> db3).
         let dl = &dlogits;
-        self.da
+        self.da[..n_act]
             .par_chunks_mut(n_pix * h)
-            .zip(self.h2.par_chunks(n_pix * h))
-            .zip(self.patch_a.par_chunks_mut(h))
-            .zip(self.patch_b.par_chunks_mut(h))
-            .zip(self.patch_s.par_iter_mut())
+            .zip(self.h2[..n_act].par_chunks(n_pix * h))
+            .zip(self.patch_a[..bsz * h].par_chunks_mut(h))
+            .zip(self.patch_b[..bsz * h].par_chunks_mut(h))
+            .zip(self.patch_s[..bsz].par_iter_mut())
             .enumerate()
             .for_each(|(b, ((((d, act), acc_db2), acc_dw3), acc_db3))| {
                 acc_db2.iter_mut().for_each(|a| *a = 0.0);
@@ -723,92 +783,100 @@ impl DecoderWorkspace {
                 }
                 *acc_db3 = sg;
             });
-        self.reduce_into(&mut grads.b2, &mut grads.w3)?;
-        grads.b3 = self.patch_s.iter().sum();
+        self.reduce_into(bsz, &mut grads.b2, &mut grads.w3)?;
+        grads.b3 = self.patch_s[..bsz].iter().sum();
 
-        // dW2 (H x H) = delta2^T (H x (B*N)) . h1 ((B*N) x H)
-        // db ((B*N) x H) = delta2 ((B*N) x H) . W2 (H x H)
+        // dW2 (H x H) = delta2^T (H x (b*N)) . h1 ((b*N) x H)
+        // db ((b*N) x H) = delta2 ((b*N) x H) . W2 (H x H)
         {
-            let d2 = mat(&self.da, rows, h)?;
-            let a1 = mat(&self.h1, rows, h)?;
+            let d2 = mat(&self.da[..n_act], rows, h)?;
+            let a1 = mat(&self.h1[..n_act], rows, h)?;
             general_mat_mul(1.0, &d2.t(), &a1, 0.0, &mut grads.w2);
-            let mut out = mat_mut(&mut self.db, rows, h)?;
+            let mut out = mat_mut(&mut self.db[..n_act], rows, h)?;
             general_mat_mul(1.0, &d2, &params.w2, 0.0, &mut out);
         }
         // delta1 = db * (1 - h1^2); per-patch column sums -> db1
-        self.db
+        self.db[..n_act]
             .par_chunks_mut(n_pix * h)
-            .zip(self.h1.par_chunks(n_pix * h))
-            .zip(self.patch_a.par_chunks_mut(h))
+            .zip(self.h1[..n_act].par_chunks(n_pix * h))
+            .zip(self.patch_a[..bsz * h].par_chunks_mut(h))
             .for_each(|((d, act), acc)| tanh_backward(d, act, acc));
         let b1 = grads
             .b1
             .as_slice_mut()
             .ok_or_else(|| shape_err("grad b1 (contiguous)", &[h], &[]))?;
-        sum_rows(&self.patch_a, h, b1);
+        sum_rows(&self.patch_a[..bsz * h], h, b1);
 
-        // dW1 (H x H) = delta1^T (H x (B*N)) . h0 ((B*N) x H)
-        // da ((B*N) x H) = delta1 ((B*N) x H) . W1 (H x H)
+        // dW1 (H x H) = delta1^T (H x (b*N)) . h0 ((b*N) x H)
+        // da ((b*N) x H) = delta1 ((b*N) x H) . W1 (H x H)
         {
-            let d1 = mat(&self.db, rows, h)?;
-            let a0 = mat(&self.h0, rows, h)?;
+            let d1 = mat(&self.db[..n_act], rows, h)?;
+            let a0 = mat(&self.h0[..n_act], rows, h)?;
             general_mat_mul(1.0, &d1.t(), &a0, 0.0, &mut grads.w1);
-            let mut out = mat_mut(&mut self.da, rows, h)?;
+            let mut out = mat_mut(&mut self.da[..n_act], rows, h)?;
             general_mat_mul(1.0, &d1, &params.w1, 0.0, &mut out);
         }
-        // delta0 = da * (1 - h0^2); per patch: S_b = sum_i delta0 (patch_a, B x H),
-        // P_b = sum_i delta0 * G[i, c] (patch_g, B x 2H)
-        let grid = &self.grid;
-        self.da
-            .par_chunks_mut(n_pix * h)
-            .zip(self.h0.par_chunks(n_pix * h))
-            .zip(self.patch_a.par_chunks_mut(h))
-            .zip(self.patch_g.par_chunks_mut(2 * h))
-            .for_each(|(((d, act), acc), accg)| {
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                accg.iter_mut().for_each(|a| *a = 0.0);
-                let (px, py) = accg.split_at_mut(h);
-                for (i, (drow, hrow)) in d.chunks_exact_mut(h).zip(act.chunks_exact(h)).enumerate()
-                {
-                    let (gx, gy) = (grid[[i, 0]], grid[[i, 1]]);
-                    for ((((dv, &hv), a), ax), ay) in drow
-                        .iter_mut()
-                        .zip(hrow)
-                        .zip(acc.iter_mut())
-                        .zip(px.iter_mut())
-                        .zip(py.iter_mut())
+        // delta0 = da * (1 - h0^2); per patch: S_b = sum_i delta0 (patch_a, b x H),
+        // P_b = sum_i delta0 * (x_i, y_i) (patch_g, b x 2H); per pixel:
+        // dL/dcoords = (delta0 . Wc[:, 0], delta0 . Wc[:, 1]).
+        {
+            let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
+            let dcoords = &mut flat_mut(&mut self.dcoords, "dcoords buffer")?[..rows * 2];
+            let (wcx, wcy) = (&self.wcx[..], &self.wcy[..]);
+            self.da[..n_act]
+                .par_chunks_mut(n_pix * h)
+                .zip(self.h0[..n_act].par_chunks(n_pix * h))
+                .zip(self.patch_a[..bsz * h].par_chunks_mut(h))
+                .zip(self.patch_g[..bsz * 2 * h].par_chunks_mut(2 * h))
+                .zip(coords.par_chunks(n_pix * 2))
+                .zip(dcoords.par_chunks_mut(n_pix * 2))
+                .for_each(|(((((d, act), acc), accg), xy), dxy)| {
+                    acc.iter_mut().for_each(|a| *a = 0.0);
+                    accg.iter_mut().for_each(|a| *a = 0.0);
+                    let (px, py) = accg.split_at_mut(h);
+                    for (((drow, hrow), p), dp) in d
+                        .chunks_exact_mut(h)
+                        .zip(act.chunks_exact(h))
+                        .zip(xy.chunks_exact(2))
+                        .zip(dxy.chunks_exact_mut(2))
                     {
-                        let v = *dv * (1.0 - hv * hv);
-                        *dv = v;
-                        *a += v;
-                        *ax += v * gx;
-                        *ay += v * gy;
+                        let (x, y) = (p[0], p[1]);
+                        for ((((dv, &hv), a), ax), ay) in drow
+                            .iter_mut()
+                            .zip(hrow)
+                            .zip(acc.iter_mut())
+                            .zip(px.iter_mut())
+                            .zip(py.iter_mut())
+                        {
+                            let v = *dv * (1.0 - hv * hv);
+                            *dv = v;
+                            *a += v;
+                            *ax += v * x;
+                            *ay += v * y;
+                        }
+                        // The row is still in L1: two vectorised dot products.
+                        dp[0] = dot(drow, wcx);
+                        dp[1] = dot(drow, wcy);
                     }
-                }
-            });
+                });
+        }
 
-        // Layer-0 reductions over patches (B x H work, serial).
+        // Layer-0 reductions over patches (b x H work, serial).
         grads.bc.fill(0.0);
         grads.wc.fill(0.0);
         grads.wz.fill(0.0);
         for b in 0..bsz {
             let sb = &self.patch_a[b * h..(b + 1) * h];
             let pg = &self.patch_g[b * 2 * h..(b + 1) * 2 * h];
-            let (sx, sy) = (k * self.s[[b, 0]], k * self.s[[b, 1]]);
-            let (mut dsx, mut dsy) = (0.0f32, 0.0f32);
             for j in 0..h {
                 let v = sb[j];
                 grads.bc[j] += v;
-                grads.wc[[j, 0]] += pg[j] + sx * v;
-                grads.wc[[j, 1]] += pg[h + j] + sy * v;
+                grads.wc[[j, 0]] += pg[j];
+                grads.wc[[j, 1]] += pg[h + j];
                 for l in 0..self.n_latent {
                     grads.wz[[j, l]] += v * self.z[[b, l]];
                 }
-                dsx += params.wc[[j, 0]] * v;
-                dsy += params.wc[[j, 1]] * v;
             }
-            self.ds[[b, 0]] = k * dsx;
-            self.ds[[b, 1]] = k * dsy;
             for l in 0..self.n_latent {
                 self.dz[[b, l]] = (0..h).map(|j| params.wz[[j, l]] * sb[j]).sum();
             }
@@ -816,17 +884,23 @@ impl DecoderWorkspace {
         Ok(())
     }
 
-    /// Sums the per-patch buffers `patch_a` into `first` and `patch_b` into `second`.
-    fn reduce_into(&self, first: &mut Array1<f32>, second: &mut Array1<f32>) -> Result<()> {
+    /// Sums the first `bsz` rows of the per-patch buffers `patch_a` into
+    /// `first` and of `patch_b` into `second`.
+    fn reduce_into(
+        &self,
+        bsz: usize,
+        first: &mut Array1<f32>,
+        second: &mut Array1<f32>,
+    ) -> Result<()> {
         let h = self.hidden;
         let f = first
             .as_slice_mut()
             .ok_or_else(|| shape_err("gradient (contiguous)", &[h], &[]))?;
-        sum_rows(&self.patch_a, h, f);
+        sum_rows(&self.patch_a[..bsz * h], h, f);
         let s = second
             .as_slice_mut()
             .ok_or_else(|| shape_err("gradient (contiguous)", &[h], &[]))?;
-        sum_rows(&self.patch_b, h, s);
+        sum_rows(&self.patch_b[..bsz * h], h, s);
         Ok(())
     }
 }
@@ -948,31 +1022,23 @@ mod tests {
     #[test]
     fn workspace_rejects_bad_parameters() {
         assert!(matches!(
-            DecoderWorkspace::new(0, 4, 2, 8, 0.1),
+            DecoderWorkspace::new(0, 4, 2, 8),
             Err(ModelError::InvalidParameter { name: "batch", .. })
         ));
         assert!(matches!(
-            DecoderWorkspace::new(1, 0, 2, 8, 0.1),
+            DecoderWorkspace::new(1, 0, 2, 8),
             Err(ModelError::InvalidParameter { name: "window", .. })
         ));
         assert!(matches!(
-            DecoderWorkspace::new(1, 4, 0, 8, 0.1),
+            DecoderWorkspace::new(1, 4, 0, 8),
             Err(ModelError::InvalidParameter {
                 name: "n_latent",
                 ..
             })
         ));
         assert!(matches!(
-            DecoderWorkspace::new(1, 4, 2, 0, 0.1),
+            DecoderWorkspace::new(1, 4, 2, 0),
             Err(ModelError::InvalidParameter { name: "hidden", .. })
-        ));
-        assert!(matches!(
-            DecoderWorkspace::new(1, 4, 2, 8, -0.1),
-            Err(ModelError::InvalidParameter { name: "k", .. })
-        ));
-        assert!(matches!(
-            DecoderWorkspace::new(1, 4, 2, 8, f32::NAN),
-            Err(ModelError::InvalidParameter { name: "k", .. })
         ));
     }
 
@@ -980,7 +1046,7 @@ mod tests {
     fn forward_rejects_mismatched_inputs_and_backward_needs_forward() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let p = DecoderParams::init(2, 8, &mut rng).unwrap();
-        let mut ws = DecoderWorkspace::new(2, 3, 2, 8, 0.1).unwrap();
+        let mut ws = DecoderWorkspace::new(2, 3, 2, 8).unwrap();
         let mut g = DecoderGrads::zeros_like(&p);
         let dl = Array2::<f32>::zeros((2, 9));
         assert!(matches!(
@@ -990,10 +1056,10 @@ mod tests {
                 ..
             })
         ));
+        let coords = Array2::<f32>::zeros((18, 2));
         let z = Array2::<f32>::zeros((2, 3));
-        let s = Array2::<f32>::zeros((2, 2));
         assert!(matches!(
-            ws.forward(&p, z.view(), s.view()),
+            ws.forward(&p, z.view(), coords.view()),
             Err(ModelError::ShapeMismatch {
                 what: "content latents z",
                 ..
@@ -1002,28 +1068,54 @@ mod tests {
         let p16 = DecoderParams::init(2, 16, &mut rng).unwrap();
         let z = Array2::<f32>::zeros((2, 2));
         assert!(matches!(
-            ws.forward(&p16, z.view(), s.view()),
+            ws.forward(&p16, z.view(), coords.view()),
             Err(ModelError::ShapeMismatch { .. })
         ));
-        let s3 = Array2::<f32>::zeros((3, 2));
+        // coordinates for 1 patch with latents for 2
+        let c9 = Array2::<f32>::zeros((9, 2));
         assert!(matches!(
-            ws.forward(&p, z.view(), s3.view()),
+            ws.forward(&p, z.view(), c9.view()),
             Err(ModelError::ShapeMismatch {
-                what: "shift latents s",
+                what: "coordinates",
                 ..
             })
         ));
+        // 3 patches in a workspace of capacity 2
+        let z3 = Array2::<f32>::zeros((3, 2));
+        let c27 = Array2::<f32>::zeros((27, 2));
+        assert!(matches!(
+            ws.forward(&p, z3.view(), c27.view()),
+            Err(ModelError::InvalidParameter { name: "batch", .. })
+        ));
+        let z0 = Array2::<f32>::zeros((0, 2));
+        let c0 = Array2::<f32>::zeros((0, 2));
+        assert!(matches!(
+            ws.forward(&p, z0.view(), c0.view()),
+            Err(ModelError::InvalidParameter { name: "batch", .. })
+        ));
+        // a forward for 1 patch, then dL/dlogits for 2: rejected
+        let z1 = Array2::<f32>::zeros((1, 2));
+        ws.forward(&p, z1.view(), c9.view()).unwrap();
+        assert_eq!(ws.batch(), 1);
+        assert!(matches!(
+            ws.backward(&p, dl.view(), &mut g),
+            Err(ModelError::ShapeMismatch {
+                what: "dL/dlogits",
+                ..
+            })
+        ));
+        // a forward rejected by its checks leaves the counter and the buffers untouched
+        let before = ws.generation();
+        assert!(ws.forward(&p16, z1.view(), c9.view()).is_err());
+        assert_eq!(ws.generation(), before);
+        ws.forward(&p, z.view(), c9.view()).unwrap_err();
+        assert_eq!(ws.batch(), 1);
     }
 
-    /// Hand-computed case: H = 1, n = 1, window = 1 (grid point (-1, 1)), all
-    /// weights chosen so the chain is easy to follow.
-    #[test]
-    fn tiny_hand_computed_forward() {
+    /// H = 1, n = 1, one pixel: weights chosen so the chain is easy to follow.
+    fn tiny_params() -> DecoderParams {
         // Wc = [0.5, 0.25], bc = 0.1, Wz = [2], W1 = [1], b1 = 0, W2 = [1], b2 = 0, w3 = 3, b3 = -1
-        // z = 0.2, s = (1, -2), k = 0.5: g' = (-1 + 0.5, 1 - 1) = (-0.5, 0)
-        // a0 = 0.5 * -0.5 + 0.25 * 0 + 0.1 + 2 * 0.2 = 0.25
-        // logit = 3 * tanh(tanh(tanh(0.25))) - 1
-        let p = DecoderParams::new(
+        DecoderParams::new(
             ndarray::array![[0.5, 0.25]],
             ndarray::array![0.1],
             ndarray::array![[2.0]],
@@ -1034,16 +1126,56 @@ mod tests {
             ndarray::array![3.0],
             -1.0,
         )
-        .unwrap();
-        let mut ws = DecoderWorkspace::new(1, 1, 1, 1, 0.5).unwrap();
+        .unwrap()
+    }
+
+    /// Hand-computed case: coordinate (-0.5, 0), z = 0.2:
+    /// a0 = 0.5 * -0.5 + 0.25 * 0 + 0.1 + 2 * 0.2 = 0.25,
+    /// logit = 3 * tanh(tanh(tanh(0.25))) - 1.
+    #[test]
+    fn tiny_hand_computed_forward() {
+        let p = tiny_params();
+        let mut ws = DecoderWorkspace::new(1, 1, 1, 1).unwrap();
         let out = ws
             .forward(
                 &p,
                 ndarray::array![[0.2f32]].view(),
-                ndarray::array![[1.0f32, -2.0]].view(),
+                ndarray::array![[-0.5f32, 0.0]].view(),
             )
             .unwrap();
         let expected = 3.0 * 0.25f64.tanh().tanh().tanh() - 1.0;
         assert!((f64::from(out[[0, 0]]) - expected).abs() < 1e-6);
+    }
+
+    /// Same case, loss = logit: with t0 = tanh(0.25), t1 = tanh(t0), t2 = tanh(t1),
+    /// delta0 = 3 (1 - t2^2) (1 - t1^2) (1 - t0^2) (W1 = W2 = 1), and by the chain rule
+    /// dL/dcoords = delta0 * (0.5, 0.25), dL/dz = 2 delta0,
+    /// dL/dWc = delta0 * (-0.5, 0), dL/dbc = delta0, dL/dw3 = t2, dL/db3 = 1.
+    #[test]
+    fn tiny_hand_computed_backward() {
+        let p = tiny_params();
+        let mut ws = DecoderWorkspace::new(2, 1, 1, 1).unwrap();
+        ws.forward(
+            &p,
+            ndarray::array![[0.2f32]].view(),
+            ndarray::array![[-0.5f32, 0.0]].view(),
+        )
+        .unwrap();
+        let mut g = DecoderGrads::zeros_like(&p);
+        ws.backward(&p, ndarray::array![[1.0f32]].view(), &mut g)
+            .unwrap();
+        let t0 = 0.25f64.tanh();
+        let t1 = t0.tanh();
+        let t2 = t1.tanh();
+        let d0 = 3.0 * (1.0 - t2 * t2) * (1.0 - t1 * t1) * (1.0 - t0 * t0);
+        let close = |got: f32, want: f64| (f64::from(got) - want).abs() < 1e-6;
+        let dc = ws.grad_coords();
+        assert_eq!(dc.dim(), (1, 2));
+        assert!(close(dc[[0, 0]], 0.5 * d0) && close(dc[[0, 1]], 0.25 * d0));
+        assert!(close(ws.grad_z()[[0, 0]], 2.0 * d0));
+        assert!(close(g.wc[[0, 0]], -0.5 * d0) && close(g.wc[[0, 1]], 0.0));
+        assert!(close(g.bc[0], d0));
+        assert!(close(g.w3[0], t2));
+        assert!(close(g.b3, 1.0));
     }
 }
