@@ -17,6 +17,11 @@ pub struct Cli {
 pub enum Command {
     /// Main job on one image: patch grid, per-patch maps, segmentations, pictures.
     Run(RunArgs),
+    /// Train a shift-invariant VAE (sh-VAE) or phy-VAE on the patches of one
+    /// image; write the model, latent maps, segmentations, history and metrics.
+    Train(Box<TrainArgs>),
+    /// Encode an image with a trained model: latent maps and segmentations.
+    Encode(EncodeArgs),
     /// Image filters (output NPY has the input's float type: f64 stays f64).
     #[command(subcommand)]
     Filter(FilterCommand),
@@ -230,4 +235,104 @@ pub struct ScoreArgs {
     /// Boundary tolerance in grid cells.
     #[arg(long, default_value_t = 1)]
     pub tolerance: usize,
+}
+
+/// Arguments of `phyvae train`. Unset options come from `--config` (when
+/// given) or the defaults; the effective settings are written to
+/// `OUT/config.toml`, which `--config` accepts to reproduce the run.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Input image (.npy, .tif/.tiff, .png, SPIEPy .dat).
+    pub image: PathBuf,
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A run configuration (TOML, as written to OUT/config.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model: vanilla, shift, rotation, scale or a combination (shift-rotation, ...).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Physics term: none, sl1 or sl2.
+    #[arg(long)]
+    pub physics: Option<String>,
+    /// Physics mode: faithful (the authors' semantics) or gradient.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Slack w of L_sh (w + Psi), in [0, 0.5].
+    #[arg(long)]
+    pub weight: Option<f32>,
+    /// Use L_sh + LAMBDA * Psi instead of the product (gradient mode).
+    #[arg(long)]
+    pub add_lambda: Option<f32>,
+    /// Content latents Psi sees, e.g. `z1,z2` or `z2`.
+    #[arg(long)]
+    pub latents: Option<String>,
+    /// Number of content latents.
+    #[arg(long)]
+    pub n_latent: Option<usize>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size (a perfect square with a physics term).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// KL scale: B, A:B (ramp over all epochs) or A:B:HOLD.
+    #[arg(long)]
+    pub beta: Option<String>,
+    /// Adam learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Hidden width of encoder and decoder.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Patch window in px.
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Patch step in px.
+    #[arg(long)]
+    pub step: Option<usize>,
+    /// Min-max scale each patch on its own (default: the whole image).
+    #[arg(long)]
+    pub per_patch_norm: bool,
+    /// Background levelling: none, plane or plane-lines.
+    #[arg(long)]
+    pub level: Option<String>,
+    /// Seed of every random draw.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write the full latent maps every N epochs to OUT/snapshots.
+    #[arg(long)]
+    pub snapshot_every: Option<usize>,
+    /// Decoder implementation: auto, reference or fused.
+    #[arg(long)]
+    pub decoder: Option<String>,
+    /// Continue the run in OUT from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Truth map (per pixel of the image, integer labels) to score the segmentations against.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Frame or page of a multi-image file (0-based).
+    #[arg(long)]
+    pub frame: Option<usize>,
+}
+
+/// Arguments of `phyvae encode`.
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    /// Input image.
+    pub image: PathBuf,
+    /// Folder of a trained model (the OUT of `phyvae train`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Truth map to score the segmentations against.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Frame or page of a multi-image file (0-based).
+    #[arg(long)]
+    pub frame: Option<usize>,
 }

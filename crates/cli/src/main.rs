@@ -40,8 +40,9 @@ fn message(err: &anyhow::Error) -> String {
     out
 }
 
-/// Exit codes: 3 = an input file could not be read or is not a usable image;
-/// 4 = a parameter or an input's content is invalid for the computation;
+/// Exit codes: 3 = an input file (image, model, checkpoint) could not be read or is not usable;
+/// 4 = a parameter or an input's content is invalid for the computation, or
+/// training diverged;
 /// 5 = an output could not be written; 1 = anything else. (2 is clap's code for
 /// a malformed command line.)
 fn exit_code(err: &anyhow::Error) -> u8 {
@@ -68,6 +69,16 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<commands::OutputError>().is_some() {
             return 5;
+        }
+        if let Some(e) = cause.downcast_ref::<phyvae_model::ModelError>() {
+            use phyvae_model::ModelError as M;
+            return match e {
+                M::InvalidParameter { .. } | M::ShapeMismatch { .. } | M::Diverged { .. } => 4,
+                M::BadFile { .. } => 3,
+                M::Io { action, .. } if *action == "reading" => 3,
+                M::Io { .. } => 5,
+                _ => 1,
+            };
         }
     }
     1

@@ -1,15 +1,34 @@
 //! Models and training for phyvae (docs/METHOD.md sections 2, 3 and 5).
 //!
+//! - [`config`]: checked model and training settings (serde, reproducible).
+//! - [`params`]: named trainable parameters, seeded initialisation, safetensors.
+//! - [`encoder`]: `q(z|x)`, an MLP with a mean and a softplus standard deviation.
 //! - [`decoder`]: the spatial (coordinate) decoder of the invariant VAEs: a
 //!   plain candle implementation (reference, any device) and a fused CPU kernel
 //!   with an explicit backward pass (the hot path of training).
-//! - [`params`]: named trainable parameters, seeded initialisation, safetensors.
+//! - [`vae`]: the models (vanilla, shift, rotation, scale and combinations) and
+//!   their loss.
+//! - [`physics`]: the physics term Psi (SL1, SL2), faithful and gradient modes.
+//! - [`optim`]: Adam with checkpointable state.
+//! - [`train`]: the trainer (batches, loss, events, checkpoints, resume).
+//! - [`infer`]: latent maps, manifold, latent histogram, saving and loading models.
 
+pub mod config;
 pub mod decoder;
+pub mod encoder;
 mod error;
+pub mod infer;
+pub mod optim;
 pub mod params;
+pub mod physics;
+pub mod train;
+pub mod vae;
 
 pub use error::ModelError;
+
+/// The device type of the deep-learning framework (candle), re-exported so
+/// that callers need not depend on candle themselves.
+pub use candle_core::Device;
 
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, ModelError>;

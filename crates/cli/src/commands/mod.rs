@@ -5,6 +5,7 @@ mod physics;
 mod run;
 mod segment;
 mod simple;
+mod train;
 
 use crate::cli::{Cli, Command};
 use anyhow::Result;
@@ -25,6 +26,8 @@ pub struct OutputError {
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(a) => run::run(&a),
+        Command::Train(a) => train::train(&a),
+        Command::Encode(a) => train::encode(&a),
         Command::Filter(f) => filter::run(f),
         Command::Threshold(t) => simple::threshold(t),
         Command::Segment(a) => segment::run(&a),

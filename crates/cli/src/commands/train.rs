@@ -1,0 +1,464 @@
+//! `phyvae train` and `phyvae encode`: training a model on one image and
+//! encoding images with a trained model.
+//!
+//! Output folder of `train`:
+//! - `config.toml`: the effective settings (`--config` reproduces the run);
+//! - `model.safetensors`, `model.json`: the trained model and how it cuts patches;
+//! - `latents.npy` (`gh x gw x L`, f32 encoder means, special latents first),
+//!   `latents_sd.npy` (standard deviations);
+//! - `history.csv`: one line per epoch;
+//! - `metrics.json`: timing, throughput, final losses, full-map SL1/SL2 of each
+//!   content map, and with `--truth` the scores of each segmentation;
+//! - `segmentation/<latent>/`: the visualisation pipeline on each latent map;
+//! - `manifold.npy`/`.png` (the learned 2-D manifold), `latent_hist.npy`;
+//! - `checkpoint/`: the last epoch's checkpoint (`--resume` continues from it);
+//! - `snapshots/latents_epoch_NNNN.npy` with `--snapshot-every`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, Axis};
+use phyvae_data::io;
+use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling, labels_at_patch_centres};
+use phyvae_imaging::metrics;
+use phyvae_imaging::physics::{sl1_map, sl2_map};
+use phyvae_imaging::visualize::VisualizeParams;
+use phyvae_model::Device;
+use phyvae_model::config::{
+    BetaSchedule, Combine, DecoderBackend, ModelConfig, ModelKind, PhysicsKind, PhysicsMode,
+    TrainConfig,
+};
+use phyvae_model::infer::{LatentMaps, encode_patches, latent_histogram, load_model, manifold2d, save_model};
+use phyvae_model::train::{EpochRecord, TrainEvent, Trainer};
+use phyvae_report::render;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::cli::{EncodeArgs, TrainArgs};
+use crate::commands::{OutputError, create_dir, print_json, segment::segment_and_write};
+use crate::input;
+
+/// Patches encoded per batch after training.
+const ENCODE_BATCH: usize = 256;
+/// Side of the manifold grid (pyroVED `manifold2d` default d = 12).
+const MANIFOLD_D: usize = 12;
+/// Bins per axis of the latent histogram.
+const HIST_BINS: usize = 64;
+
+/// How patches are cut from the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Patch window in px.
+    pub window: usize,
+    /// Patch step in px.
+    pub step: usize,
+    /// Min-max scale each patch on its own.
+    pub per_patch_norm: bool,
+    /// Background levelling: none, plane, plane-lines.
+    pub level: String,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            window: 48,
+            step: 8,
+            per_patch_norm: false,
+            level: "none".into(),
+        }
+    }
+}
+
+/// Everything that defines a run (written as `config.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Patch cutting.
+    pub data: DataConfig,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Training.
+    pub train: TrainConfig,
+    /// Colour sigma of the bilateral denoising before segmentation.
+    pub sigma_color: f64,
+}
+
+/// A bad option value: an invalid-parameter error (exit code 4).
+fn bad(name: &'static str, value: &str, rule: &'static str) -> anyhow::Error {
+    phyvae_model::ModelError::InvalidParameter {
+        name,
+        value: value.to_string(),
+        rule,
+    }
+    .into()
+}
+
+fn levelling(name: &str) -> Result<Levelling> {
+    Ok(match name {
+        "none" => Levelling::None,
+        "plane" => Levelling::Plane,
+        "plane-lines" => Levelling::PlanePlusLines,
+        other => return Err(bad("level", other, "one of none, plane, plane-lines")),
+    })
+}
+
+fn parse_kind(name: &str) -> Result<ModelKind> {
+    ModelKind::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| {
+            bad(
+                "model",
+                name,
+                "unknown model: vanilla, shift, rotation, scale, shift-rotation, shift-scale, \
+                 rotation-scale or shift-rotation-scale",
+            )
+        })
+}
+
+fn parse_latents(text: &str) -> Result<Vec<usize>> {
+    text.split(',')
+        .map(|t| {
+            let t = t.trim();
+            t.strip_prefix('z')
+                .unwrap_or(t)
+                .parse::<usize>()
+                .map_err(|_| bad("latents", t, "content latents are named z1, z2, ..."))
+        })
+        .collect()
+}
+
+/// The effective configuration: defaults, then `--config`, then explicit flags.
+fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
+    let mut c = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
+            toml::from_str::<RunConfig>(&text)
+                .with_context(|| format!("{} is not a phyvae run configuration", p.display()))?
+        }
+        None => RunConfig {
+            sigma_color: 0.3,
+            ..RunConfig::default()
+        },
+    };
+    if let Some(v) = &a.model {
+        c.model.kind = parse_kind(v)?;
+    }
+    if let Some(v) = a.n_latent {
+        c.model.n_latent = v;
+    }
+    if let Some(v) = a.hidden {
+        c.model.hidden = v;
+    }
+    if let Some(v) = a.window {
+        c.data.window = v;
+    }
+    c.model.window = c.data.window;
+    if let Some(v) = a.step {
+        c.data.step = v;
+    }
+    if a.per_patch_norm {
+        c.data.per_patch_norm = true;
+    }
+    if let Some(v) = &a.level {
+        levelling(v)?;
+        c.data.level.clone_from(v);
+    }
+    if let Some(v) = a.epochs {
+        c.train.epochs = v;
+        // A ramp over "all epochs" follows the new epoch count.
+        if a.beta.is_none()
+            && let BetaSchedule::Ramp { ramp_epochs, .. } = &mut c.train.beta
+        {
+            *ramp_epochs = (*ramp_epochs).min(v).max(1);
+        }
+    }
+    if let Some(v) = a.batch {
+        c.train.batch_size = v;
+    }
+    if let Some(v) = a.lr {
+        c.train.lr = v;
+    }
+    if let Some(v) = a.seed {
+        c.train.seed = v;
+    }
+    if let Some(v) = &a.beta {
+        c.train.beta = BetaSchedule::parse(v, c.train.epochs)?;
+    }
+    if let Some(v) = &a.physics {
+        c.train.physics.kind = match v.as_str() {
+            "none" => PhysicsKind::None,
+            "sl1" => PhysicsKind::Sl1,
+            "sl2" => PhysicsKind::Sl2,
+            other => return Err(bad("physics", other, "one of none, sl1, sl2")),
+        };
+    }
+    if let Some(v) = &a.mode {
+        c.train.physics.mode = match v.as_str() {
+            "faithful" => PhysicsMode::Faithful,
+            "gradient" => PhysicsMode::Gradient,
+            other => return Err(bad("mode", other, "one of faithful, gradient")),
+        };
+    }
+    if let Some(v) = a.weight {
+        c.train.physics.weight = v;
+    }
+    if let Some(v) = a.add_lambda {
+        c.train.physics.combine = Combine::Add { lambda: v };
+    }
+    if let Some(v) = &a.latents {
+        c.train.physics.latents = parse_latents(v)?;
+    }
+    if let Some(v) = a.snapshot_every {
+        c.train.snapshot_every = v;
+    }
+    if let Some(v) = &a.decoder {
+        c.train.decoder = match v.as_str() {
+            "auto" => DecoderBackend::Auto,
+            "reference" => DecoderBackend::Reference,
+            "fused" => DecoderBackend::Fused,
+            other => return Err(bad("decoder", other, "one of auto, reference, fused")),
+        };
+    }
+    c.model.validate()?;
+    c.train.validate(&c.model)?;
+    Ok(c)
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| {
+        OutputError {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
+}
+
+fn cut_patches(img: &phyvae_data::Image, d: &DataConfig) -> Result<PatchSet> {
+    let grid = PatchGrid::new(img.rows(), img.cols(), d.window, d.step)?;
+    let scaling = if d.per_patch_norm {
+        Scaling::PerPatch
+    } else {
+        Scaling::GlobalMinMax
+    };
+    Ok(PatchSet::from_image(img, grid, scaling, levelling(&d.level)?)?)
+}
+
+fn history_csv(h: &[EpochRecord]) -> String {
+    let mut s = String::from("epoch,beta,recon,kl,elbo,psi,total,seconds\n");
+    for r in h {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{}",
+            r.epoch, r.beta, r.recon, r.kl, r.elbo, r.psi, r.total, r.seconds
+        );
+    }
+    s
+}
+
+/// Names of the latent channels: special ones, then z1..zn.
+fn latent_names(m: &ModelConfig) -> Vec<String> {
+    let mut v: Vec<String> = m.kind.special_names().iter().map(|s| (*s).to_string()).collect();
+    v.extend((1..=m.n_latent).map(|i| format!("z{i}")));
+    v
+}
+
+/// Writes latent maps, segmentations, manifold, histogram; returns per-map metrics.
+fn write_results(
+    out: &Path,
+    model: &phyvae_model::vae::Vae,
+    maps: &LatentMaps,
+    truth: Option<&Array2<i32>>,
+    sigma_color: f64,
+) -> Result<Value> {
+    io::write_npy_f32_3d(&out.join("latents.npy"), maps.mean.view())?;
+    io::write_npy_f32_3d(&out.join("latents_sd.npy"), maps.sd.view())?;
+    let cfg = model.config();
+    let names = latent_names(cfg);
+    let params = VisualizeParams::new().sigma_color(sigma_color).build()?;
+    let mut per_map = serde_json::Map::new();
+    for (c, name) in names.iter().enumerate() {
+        let map: Array2<f32> = maps.mean.index_axis(Axis(2), c).to_owned();
+        let dir = out.join("segmentation").join(name);
+        create_dir(&dir)?;
+        render::write_map_png(
+            &dir.join("map.png"),
+            map.view(),
+            None,
+            super::segment::upscale_for(map.view()),
+        )?;
+        let seg = segment_and_write(map.view(), &params, &dir)?;
+        let mut entry = json!({
+            "flat": seg.flat,
+            "sl1": sl1_map(map.view()).ok(),
+            "sl2": sl2_map(map.view(), 1).ok(),
+        });
+        if let Some(t) = truth {
+            let mut scores = serde_json::Map::new();
+            for (sname, labels) in seg.named_labels() {
+                let s = metrics::score(labels.view(), t.view(), 1)?;
+                scores.insert(
+                    sname,
+                    json!({ "ari": s.ari, "accuracy": s.accuracy, "boundary_f1": s.boundary_f1 }),
+                );
+            }
+            entry["scores"] = Value::Object(scores);
+        }
+        per_map.insert(name.clone(), entry);
+    }
+    let manifold = manifold2d(model, MANIFOLD_D)?;
+    io::write_npy_f32(&out.join("manifold.npy"), manifold.view())?;
+    render::write_grey_png(&out.join("manifold.png"), manifold.view())?;
+    let s = cfg.kind.n_special();
+    if cfg.n_latent >= 2 {
+        let h = latent_histogram(maps, s, s + 1, HIST_BINS)?;
+        let counts = h.counts.mapv(|v| v as f32);
+        io::write_npy_f32(&out.join("latent_hist.npy"), counts.view())?;
+    }
+    Ok(Value::Object(per_map))
+}
+
+fn read_truth(path: Option<&PathBuf>, grid: &PatchGrid) -> Result<Option<Array2<i32>>> {
+    match path {
+        Some(p) => {
+            let t = input::labels(p)?;
+            Ok(Some(
+                labels_at_patch_centres(t.view(), grid)
+                    .context("truth map does not match the image")?,
+            ))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `phyvae train IMAGE --out DIR ...`.
+pub fn train(a: &TrainArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let img = input::image(&a.image, a.frame)?;
+    create_dir(&a.out)?;
+    let ckpt = a.out.join("checkpoint");
+    let device = Device::Cpu;
+    let cfg = if a.resume {
+        let text = std::fs::read_to_string(a.out.join("config.toml"))
+            .context("--resume needs the config.toml of the interrupted run")?;
+        toml::from_str::<RunConfig>(&text).context("config.toml of the interrupted run")?
+    } else {
+        effective_config(a)?
+    };
+    let patches = cut_patches(&img, &cfg.data)?;
+    let truth = read_truth(a.truth.as_ref(), patches.grid())?;
+    if !a.resume {
+        write_text(&a.out.join("config.toml"), &toml::to_string_pretty(&cfg)?)?;
+    }
+    let mut trainer = if a.resume {
+        Trainer::resume(&ckpt, &patches, &device)?
+    } else {
+        Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?
+    };
+    let snap_dir = a.out.join("snapshots");
+    if cfg.train.snapshot_every > 0 {
+        create_dir(&snap_dir)?;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut snap_err: Option<anyhow::Error> = None;
+    let train_start = Instant::now();
+    let done_before = trainer.epochs_done();
+    trainer.run(&mut |e| match e {
+        TrainEvent::EpochStarted {
+            epoch,
+            epochs,
+            batches,
+        } => {
+            bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+            bar.set_length(batches as u64);
+            bar.set_position(0);
+        }
+        TrainEvent::BatchDone { loss, .. } => {
+            bar.inc(1);
+            bar.set_message(format!("loss {loss:.2}"));
+        }
+        TrainEvent::EpochFinished(r) => {
+            bar.println(format!(
+                "epoch {:>3}: elbo {:.3} psi {:.4} total {:.3} ({:.1} s)",
+                r.epoch, r.elbo, r.psi, r.total, r.seconds
+            ));
+        }
+        TrainEvent::Snapshot { epoch, maps } => {
+            let p = snap_dir.join(format!("latents_epoch_{epoch:04}.npy"));
+            if let Err(err) = io::write_npy_f32_3d(&p, maps.mean.view()) {
+                snap_err.get_or_insert(err.into());
+            }
+        }
+        TrainEvent::CheckpointWritten { .. } => {}
+    })?;
+    bar.finish_and_clear();
+    if let Some(e) = snap_err {
+        return Err(e);
+    }
+    let train_secs = train_start.elapsed().as_secs_f64();
+    let epochs_run = trainer.epochs_done() - done_before;
+    let history = trainer.history().to_vec();
+    write_text(&a.out.join("history.csv"), &history_csv(&history))?;
+    let model = trainer.into_model();
+    save_model(&model, &a.out, &serde_json::to_value(&cfg.data)?)?;
+    let maps = encode_patches(&model, &patches, ENCODE_BATCH)?;
+    let per_map = write_results(&a.out, &model, &maps, truth.as_ref(), cfg.sigma_color)?;
+    let patches_seen = epochs_run * patches.len();
+    let metrics = json!({
+        "input": a.image,
+        "image_shape": [img.rows(), img.cols()],
+        "grid": [patches.grid().gh(), patches.grid().gw()],
+        "patches": patches.len(),
+        "latents": latent_names(model.config()),
+        "parameters": model.store().num_params(),
+        "epochs": history.len(),
+        "final": history.last(),
+        "training_seconds": train_secs,
+        "patches_per_second": if train_secs > 0.0 { patches_seen as f64 / train_secs } else { 0.0 },
+        "maps": per_map,
+        "seconds": t0.elapsed().as_secs_f64(),
+        "phyvae_version": env!("CARGO_PKG_VERSION"),
+    });
+    write_text(&a.out.join("metrics.json"), &serde_json::to_string_pretty(&metrics)?)?;
+    print_json(&metrics)
+}
+
+/// `phyvae encode --model DIR IMAGE --out DIR2`.
+pub fn encode(a: &EncodeArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let (model, data) = load_model(&a.model, &Device::Cpu)?;
+    let data: DataConfig = serde_json::from_value(data).with_context(|| {
+        format!("{}: no patch settings in model.json", a.model.display())
+    })?;
+    let cfg: Option<RunConfig> = std::fs::read_to_string(a.model.join("config.toml"))
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok());
+    let sigma_color = cfg.map_or(0.3, |c| c.sigma_color);
+    let img = input::image(&a.image, a.frame)?;
+    let patches = cut_patches(&img, &data)?;
+    let truth = read_truth(a.truth.as_ref(), patches.grid())?;
+    create_dir(&a.out)?;
+    let maps = encode_patches(&model, &patches, ENCODE_BATCH)?;
+    let per_map = write_results(&a.out, &model, &maps, truth.as_ref(), sigma_color)?;
+    let metrics = json!({
+        "input": a.image,
+        "model": a.model,
+        "grid": [patches.grid().gh(), patches.grid().gw()],
+        "patches": patches.len(),
+        "latents": latent_names(model.config()),
+        "maps": per_map,
+        "seconds": t0.elapsed().as_secs_f64(),
+    });
+    write_text(&a.out.join("metrics.json"), &serde_json::to_string_pretty(&metrics)?)?;
+    print_json(&metrics)
+}

@@ -1,0 +1,169 @@
+//! End-to-end tests of `phyvae train` and `phyvae encode` on a small
+//! synthetic image: every output is written, the run configuration reproduces
+//! the run, an interrupted run resumes, a saved model encodes another image,
+//! and bad settings give a clear error and exit code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn phyvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phyvae"))
+        .args(args)
+        .output()
+        .expect("run phyvae")
+}
+
+fn ok(args: &[&str]) -> serde_json::Value {
+    let out = phyvae(args);
+    assert!(
+        out.status.success(),
+        "phyvae {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A 96 x 96 synthetic two-phase image and its truth map in `dir`.
+fn synth(dir: &Path) {
+    ok(&["synth", "two-phase", "--size", "96", "--seed", "2", "--out", s(dir)]);
+}
+
+const SMALL: [&str; 10] = [
+    "--window", "16", "--step", "8", "--hidden", "16", "--batch", "16", "--epochs", "2",
+];
+
+#[test]
+fn train_writes_every_output_and_its_config_reproduces_the_run() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let truth = d.path().join("truth.npy");
+    let a = d.path().join("a");
+    let mut args = vec!["train", s(&img), "--out", s(&a), "--truth", s(&truth)];
+    args.extend(SMALL);
+    args.extend(["--physics", "sl1", "--mode", "gradient"]);
+    let m = ok(&args);
+    assert_eq!(m["grid"], serde_json::json!([11, 11]));
+    assert_eq!(m["epochs"], 2);
+    for f in [
+        "config.toml",
+        "model.safetensors",
+        "model.json",
+        "latents.npy",
+        "latents_sd.npy",
+        "history.csv",
+        "metrics.json",
+        "manifold.npy",
+        "manifold.png",
+        "latent_hist.npy",
+        "checkpoint/checkpoint.safetensors",
+        "segmentation/z1/otsu.npy",
+        "segmentation/dx/chanvese.npy",
+    ] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+    let hist = std::fs::read_to_string(a.join("history.csv")).unwrap();
+    assert_eq!(hist.lines().count(), 3, "{hist}");
+    let ari = &m["maps"]["z1"]["scores"]["otsu"]["ari"];
+    assert!(ari.is_number(), "{m}");
+
+    // The written configuration reproduces the run bit for bit.
+    let b = d.path().join("b");
+    ok(&["train", s(&img), "--out", s(&b), "--config", s(&a.join("config.toml"))]);
+    for f in ["latents.npy", "model.safetensors", "config.toml"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+
+    // The saved model encodes an image on its own: same latents for the same image.
+    let e = d.path().join("e");
+    let j = ok(&["encode", s(&img), "--model", s(&a), "--out", s(&e)]);
+    assert_eq!(j["grid"], serde_json::json!([11, 11]));
+    assert_eq!(
+        std::fs::read(a.join("latents.npy")).unwrap(),
+        std::fs::read(e.join("latents.npy")).unwrap()
+    );
+}
+
+#[test]
+fn resume_continues_an_interrupted_run_to_the_same_result() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let full = d.path().join("full");
+    let mut args = vec!["train", s(&img), "--out", s(&full)];
+    args.extend(SMALL);
+    ok(&args);
+    // The same run stopped after epoch 1: its config says 2 epochs, its
+    // checkpoint holds 1; --resume finishes it.
+    let part = d.path().join("part");
+    let mut args = vec!["train", s(&img), "--out", s(&part)];
+    args.extend(SMALL);
+    args.pop();
+    args.push("1");
+    ok(&args);
+    let cfg = std::fs::read_to_string(part.join("config.toml")).unwrap();
+    std::fs::write(
+        part.join("config.toml"),
+        cfg.replace("epochs = 1", "epochs = 2"),
+    )
+    .unwrap();
+    patch_checkpoint_epochs(&part.join("checkpoint/checkpoint.safetensors"));
+    ok(&["train", s(&img), "--out", s(&part), "--resume"]);
+    assert_eq!(
+        std::fs::read(full.join("latents.npy")).unwrap(),
+        std::fs::read(part.join("latents.npy")).unwrap()
+    );
+}
+
+/// Rewrites `"epochs":1` to `"epochs":2` in the trainer state stored in a
+/// checkpoint (same length, so the safetensors layout is unchanged): the
+/// state of a 2-epoch run killed after its first epoch.
+fn patch_checkpoint_epochs(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let needle = b"\"epochs\":1,";
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("trainer state in checkpoint");
+    bytes[pos + needle.len() - 2] = b'2';
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("o");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", s(&img), "--out", s(&out)];
+        args.extend(extra);
+        phyvae(&args)
+    };
+    for (extra, code, text) in [
+        (&["--physics", "sl1", "--batch", "50"][..], 4, "perfect square"),
+        (&["--weight", "0.7", "--physics", "sl2"][..], 4, "[0, 0.5]"),
+        (&["--model", "wobble"][..], 4, "unknown model"),
+        (&["--window", "200"][..], 4, "window"),
+        (&["--lr", "0"][..], 4, "lr"),
+    ] {
+        let o = run(extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(text), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let o = phyvae(&["train", s(&img), "--out", s(&d.path().join("r")), "--resume"]);
+    assert_ne!(o.status.code(), Some(0));
+    let o = phyvae(&["encode", s(&img), "--model", s(d.path()), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -1,0 +1,676 @@
+//! Checked configuration of a model and of a training run.
+//!
+//! Every rule is checked once, in [`ModelConfig::validate`] and
+//! [`TrainConfig::validate`] (called by the constructors of the model and the
+//! trainer), with one [`ModelError::InvalidParameter`] per rule. Both structs
+//! are plain serde data, so a run's configuration can be written beside its
+//! outputs and read back to reproduce it.
+//!
+//! Defaults follow pyroVED and the paper (docs/METHOD.md sections 2 and 3):
+//! window 48, two content latents, hidden width 128, translation prior 0.1,
+//! Bernoulli likelihood, Adam with learning rate 1e-3 (pyroVED's default; the
+//! paper quotes 0.3), batch 64, KL scale 1.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ModelError, Result};
+
+/// Which invariances the decoder builds in (pyroVED `iVAE(invariances=...)`).
+///
+/// Each invariance adds "special" latents in front of the content latents,
+/// in pyroVED's order: rotation (1 latent, an angle in radians), translation
+/// (2 latents, `dx, dy`, scaled by the translation prior), scale (1 latent,
+/// the grid is multiplied by `exp(scale_prior * z_s)`).
+/// [`ModelKind::Vanilla`] has none and a fully connected decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Plain VAE: fully connected decoder, no special latents.
+    Vanilla,
+    /// Shift-invariant VAE (sh-VAE), the paper's model.
+    Shift,
+    /// Rotation-invariant VAE.
+    Rotation,
+    /// Scale-invariant VAE.
+    Scale,
+    /// Shift and rotation.
+    ShiftRotation,
+    /// Shift and scale.
+    ShiftScale,
+    /// Rotation and scale.
+    RotationScale,
+    /// Shift, rotation and scale.
+    ShiftRotationScale,
+}
+
+impl ModelKind {
+    /// Every kind, for listings and tests.
+    pub const ALL: [ModelKind; 8] = [
+        ModelKind::Vanilla,
+        ModelKind::Shift,
+        ModelKind::Rotation,
+        ModelKind::Scale,
+        ModelKind::ShiftRotation,
+        ModelKind::ShiftScale,
+        ModelKind::RotationScale,
+        ModelKind::ShiftRotationScale,
+    ];
+
+    /// Whether the decoder rotates its coordinate grid.
+    #[must_use]
+    pub fn rotation(self) -> bool {
+        matches!(
+            self,
+            ModelKind::Rotation
+                | ModelKind::ShiftRotation
+                | ModelKind::RotationScale
+                | ModelKind::ShiftRotationScale
+        )
+    }
+
+    /// Whether the decoder shifts its coordinate grid.
+    #[must_use]
+    pub fn translation(self) -> bool {
+        matches!(
+            self,
+            ModelKind::Shift
+                | ModelKind::ShiftRotation
+                | ModelKind::ShiftScale
+                | ModelKind::ShiftRotationScale
+        )
+    }
+
+    /// Whether the decoder scales its coordinate grid.
+    #[must_use]
+    pub fn scale(self) -> bool {
+        matches!(
+            self,
+            ModelKind::Scale
+                | ModelKind::ShiftScale
+                | ModelKind::RotationScale
+                | ModelKind::ShiftRotationScale
+        )
+    }
+
+    /// Number of special latents in front of the content latents.
+    #[must_use]
+    pub fn n_special(self) -> usize {
+        usize::from(self.rotation())
+            + 2 * usize::from(self.translation())
+            + usize::from(self.scale())
+    }
+
+    /// Names of the special latents, in order (`angle`, `dx`, `dy`, `scale`).
+    #[must_use]
+    pub fn special_names(self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.rotation() {
+            v.push("angle");
+        }
+        if self.translation() {
+            v.extend(["dx", "dy"]);
+        }
+        if self.scale() {
+            v.push("scale");
+        }
+        v
+    }
+
+    /// The command-line name (`shift-rotation`, ...).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Vanilla => "vanilla",
+            ModelKind::Shift => "shift",
+            ModelKind::Rotation => "rotation",
+            ModelKind::Scale => "scale",
+            ModelKind::ShiftRotation => "shift-rotation",
+            ModelKind::ShiftScale => "shift-scale",
+            ModelKind::RotationScale => "rotation-scale",
+            ModelKind::ShiftRotationScale => "shift-rotation-scale",
+        }
+    }
+}
+
+/// The decoder's likelihood `p(x | z)` (pyroVED `sampler_d` / `decoder_sig`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Likelihood {
+    /// Bernoulli with probabilities `sigmoid(logit)` (pyroVED default); data in `[0, 1]`.
+    Bernoulli,
+    /// Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019): the Bernoulli
+    /// term plus its normalising constant.
+    ContinuousBernoulli,
+    /// Gaussian with mean `sigmoid(logit)` and a fixed standard deviation.
+    Gaussian {
+        /// Fixed standard deviation (pyroVED `decoder_sig`, default 0.5).
+        sigma: f32,
+    },
+}
+
+/// Model architecture: what [`crate::vae::Vae`] builds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Invariances of the decoder.
+    pub kind: ModelKind,
+    /// Patch side in pixels (paper: 48).
+    pub window: usize,
+    /// Number of content latents `n` (paper: 2).
+    pub n_latent: usize,
+    /// Width of the hidden layers of encoder and decoder (pyroVED: 128).
+    pub hidden: usize,
+    /// Translation prior `k` (pyroVED `dx_prior`): the shift latents move the grid by `k * (dx, dy)`.
+    pub translation_prior: f32,
+    /// Scale prior: the scale latent multiplies the grid by `exp(scale_prior * z_s)`.
+    pub scale_prior: f32,
+    /// Likelihood of the decoder.
+    pub likelihood: Likelihood,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Shift,
+            window: 48,
+            n_latent: 2,
+            hidden: 128,
+            translation_prior: 0.1,
+            scale_prior: 0.1,
+            likelihood: Likelihood::Bernoulli,
+        }
+    }
+}
+
+fn invalid(name: &'static str, value: impl ToString, rule: &'static str) -> ModelError {
+    ModelError::InvalidParameter {
+        name,
+        value: value.to_string(),
+        rule,
+    }
+}
+
+impl ModelConfig {
+    /// Total latent size: special latents plus content latents.
+    #[must_use]
+    pub fn n_total(&self) -> usize {
+        self.kind.n_special() + self.n_latent
+    }
+
+    /// Pixels per patch, `window^2`.
+    #[must_use]
+    pub fn n_pixels(&self) -> usize {
+        self.window * self.window
+    }
+
+    /// Checks every rule.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] naming the first broken rule.
+    pub fn validate(&self) -> Result<()> {
+        if self.window < 2 {
+            return Err(invalid("window", self.window, "must be at least 2"));
+        }
+        if self.n_latent == 0 {
+            return Err(invalid("n_latent", self.n_latent, "must be at least 1"));
+        }
+        if self.hidden == 0 {
+            return Err(invalid("hidden", self.hidden, "must be at least 1"));
+        }
+        if !(self.translation_prior > 0.0 && self.translation_prior <= 1.0) {
+            return Err(invalid(
+                "translation_prior",
+                self.translation_prior,
+                "must be in (0, 1]",
+            ));
+        }
+        if !(self.scale_prior > 0.0 && self.scale_prior <= 1.0) {
+            return Err(invalid(
+                "scale_prior",
+                self.scale_prior,
+                "must be in (0, 1]",
+            ));
+        }
+        if let Likelihood::Gaussian { sigma } = self.likelihood
+            && !(sigma.is_finite() && sigma > 0.0)
+        {
+            return Err(invalid(
+                "sigma",
+                sigma,
+                "Gaussian sigma must be positive and finite",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// KL scale `beta(epoch)` (pyroVED `kl_scale`; the paper's three settings:
+/// `0.05:1` over 50 epochs, `0.1:1` over 50, `0.01:0.5` over 150 then 50 held).
+///
+/// A ramp runs linearly from `start` to `end` over `ramp_epochs` epochs
+/// (`beta_i = start + (end - start) i / (ramp_epochs - 1)`, as
+/// `torch.linspace(start, end, ramp_epochs)`), then holds `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum BetaSchedule {
+    /// The same scale every epoch.
+    Constant {
+        /// The scale.
+        beta: f32,
+    },
+    /// Linear ramp, then hold.
+    Ramp {
+        /// Scale at epoch 0.
+        start: f32,
+        /// Scale at the end of the ramp and after.
+        end: f32,
+        /// Epochs the ramp takes (at least 1).
+        ramp_epochs: usize,
+    },
+}
+
+impl BetaSchedule {
+    /// The scale for `epoch` (0-based).
+    #[must_use]
+    pub fn at(&self, epoch: usize) -> f32 {
+        match *self {
+            BetaSchedule::Constant { beta } => beta,
+            BetaSchedule::Ramp {
+                start,
+                end,
+                ramp_epochs,
+            } => {
+                if epoch + 1 >= ramp_epochs {
+                    if ramp_epochs <= 1 && epoch == 0 {
+                        return start;
+                    }
+                    end
+                } else {
+                    let t = epoch as f64 / (ramp_epochs - 1) as f64;
+                    (f64::from(start) + (f64::from(end) - f64::from(start)) * t) as f32
+                }
+            }
+        }
+    }
+
+    /// Parses the command-line form `B` (constant), `A:B` (ramp over all
+    /// `epochs`) or `A:B:HOLD` (ramp over `epochs - HOLD`, then `HOLD` epochs at `B`).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] (`beta`) on a malformed string or
+    /// `HOLD >= epochs`.
+    pub fn parse(text: &str, epochs: usize) -> Result<Self> {
+        let bad = || invalid("beta", text, "expected B, A:B or A:B:HOLD (numbers)");
+        let parts: Vec<&str> = text.split(':').collect();
+        let num = |s: &str| s.trim().parse::<f32>().map_err(|_| bad());
+        match parts.as_slice() {
+            [b] => Ok(BetaSchedule::Constant { beta: num(b)? }),
+            [a, b] => Ok(BetaSchedule::Ramp {
+                start: num(a)?,
+                end: num(b)?,
+                ramp_epochs: epochs.max(1),
+            }),
+            [a, b, hold] => {
+                let hold: usize = hold.trim().parse().map_err(|_| bad())?;
+                if hold >= epochs {
+                    return Err(invalid(
+                        "beta",
+                        text,
+                        "HOLD must be smaller than the number of epochs",
+                    ));
+                }
+                Ok(BetaSchedule::Ramp {
+                    start: num(a)?,
+                    end: num(b)?,
+                    ramp_epochs: epochs - hold,
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = |b: f32| b.is_finite() && b >= 0.0;
+        match *self {
+            BetaSchedule::Constant { beta } if !ok(beta) => {
+                Err(invalid("beta", beta, "KL scale must be finite and >= 0"))
+            }
+            BetaSchedule::Ramp { start, end, .. } if !ok(start) || !ok(end) => Err(invalid(
+                "beta",
+                format!("{start}:{end}"),
+                "KL scale must be finite and >= 0",
+            )),
+            BetaSchedule::Ramp { ramp_epochs: 0, .. } => Err(invalid(
+                "beta",
+                "ramp over 0 epochs",
+                "a ramp takes at least 1 epoch",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The physics term Psi (docs/METHOD.md section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhysicsKind {
+    /// No physics term: plain sh-VAE (or VAE).
+    None,
+    /// SL1, edge length of the min-max normalised, bilateral-denoised map.
+    Sl1,
+    /// SL2, share of the log spectrum outside the central window.
+    Sl2,
+}
+
+/// How Psi is computed and combined (docs/METHOD.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhysicsMode {
+    /// The authors' semantics: shuffled batches of `d^2`, Psi on the batch's
+    /// encoder means reshaped to `d x d`, no gradient, loss `L_sh (w + Psi)`.
+    Faithful,
+    /// Batches are `d x d` tiles of the patch grid and Psi carries a gradient.
+    Gradient,
+}
+
+/// How a gradient-mode Psi enters the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Combine {
+    /// `L_sh * (w + Psi)`, the paper's equation (3).
+    Multiply,
+    /// `L_sh + lambda * Psi`, with `L_sh` per patch (nats).
+    Add {
+        /// Weight of Psi.
+        lambda: f32,
+    },
+}
+
+/// Configuration of the physics term.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhysicsConfig {
+    /// Which Psi.
+    pub kind: PhysicsKind,
+    /// Faithful or gradient.
+    pub mode: PhysicsMode,
+    /// Slack `w` of `L_sh (w + Psi)`, in `[0, 0.5]` (paper).
+    pub weight: f32,
+    /// Content latents Psi sees, 1-based (`[1, 2]` = z1 and z2; the paper's
+    /// NiO-LSMO run used `[2]`).
+    pub latents: Vec<usize>,
+    /// Half-width of the central SL2 window (authors: 1).
+    pub alpha: usize,
+    /// How a gradient-mode Psi enters the loss (faithful mode always multiplies).
+    pub combine: Combine,
+}
+
+impl Default for PhysicsConfig {
+    fn default() -> Self {
+        Self {
+            kind: PhysicsKind::None,
+            mode: PhysicsMode::Gradient,
+            weight: 0.1,
+            latents: vec![1, 2],
+            alpha: 1,
+            combine: Combine::Multiply,
+        }
+    }
+}
+
+/// Which implementation of the spatial decoder training uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecoderBackend {
+    /// The fused CPU kernel on a CPU device, plain candle ops elsewhere.
+    Auto,
+    /// Always plain candle ops (the reference implementation).
+    Reference,
+    /// Always the fused CPU kernel (an error on a GPU device).
+    Fused,
+}
+
+/// Training run settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Number of epochs.
+    pub epochs: usize,
+    /// Patches per batch (a perfect square `d^2` when a physics term is on).
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed of every random draw (initialisation, batch order, sampling).
+    pub seed: u64,
+    /// KL scale schedule.
+    pub beta: BetaSchedule,
+    /// Physics term.
+    pub physics: PhysicsConfig,
+    /// Decoder implementation.
+    pub decoder: DecoderBackend,
+    /// Encode the full latent maps after every `n`-th epoch (0: never).
+    pub snapshot_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 64,
+            lr: 1e-3,
+            seed: 0,
+            beta: BetaSchedule::Constant { beta: 1.0 },
+            physics: PhysicsConfig::default(),
+            decoder: DecoderBackend::Auto,
+            snapshot_every: 0,
+        }
+    }
+}
+
+/// `Some(d)` when `n = d^2`.
+#[must_use]
+pub fn exact_sqrt(n: usize) -> Option<usize> {
+    let d = (n as f64).sqrt().round() as usize;
+    (d * d == n).then_some(d)
+}
+
+impl TrainConfig {
+    /// Checks every rule, including those that involve the model.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] naming the first broken rule.
+    pub fn validate(&self, model: &ModelConfig) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(invalid("epochs", self.epochs, "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("batch_size", self.batch_size, "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(invalid("lr", self.lr, "must be positive and finite"));
+        }
+        self.beta.validate()?;
+        let p = &self.physics;
+        if p.kind != PhysicsKind::None {
+            if exact_sqrt(self.batch_size).is_none_or(|d| d < 2) {
+                return Err(invalid(
+                    "batch_size",
+                    self.batch_size,
+                    "with a physics term the batch must be a perfect square d^2, d >= 2",
+                ));
+            }
+            if !(0.0..=0.5).contains(&p.weight) {
+                return Err(invalid(
+                    "weight",
+                    p.weight,
+                    "physics slack w must be in [0, 0.5]",
+                ));
+            }
+            if p.latents.is_empty() {
+                return Err(invalid("latents", "[]", "name at least one content latent"));
+            }
+            if let Some(&bad) = p.latents.iter().find(|&&l| l == 0 || l > model.n_latent) {
+                return Err(invalid(
+                    "latents",
+                    bad,
+                    "content latents are numbered 1..=n_latent",
+                ));
+            }
+            if p.kind == PhysicsKind::Sl2 {
+                let d = exact_sqrt(self.batch_size).unwrap_or(0);
+                if p.alpha == 0 || 2 * p.alpha >= d {
+                    return Err(invalid(
+                        "alpha",
+                        p.alpha,
+                        "SL2 window needs 1 <= alpha < d/2",
+                    ));
+                }
+            }
+            if let Combine::Add { lambda } = p.combine
+                && !(lambda.is_finite() && lambda >= 0.0)
+            {
+                return Err(invalid("lambda", lambda, "must be finite and >= 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The latent columns (0-based, special latents first) Psi sees.
+    #[must_use]
+    pub fn physics_columns(&self, model: &ModelConfig) -> Vec<usize> {
+        let s = model.kind.n_special();
+        self.physics.latents.iter().map(|l| s + l - 1).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(e: ModelError) -> &'static str {
+        match e {
+            ModelError::InvalidParameter { name, .. } => name,
+            other => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn special_latents_follow_pyroved_order() {
+        assert_eq!(ModelKind::Vanilla.n_special(), 0);
+        assert_eq!(ModelKind::Shift.special_names(), ["dx", "dy"]);
+        assert_eq!(
+            ModelKind::ShiftRotationScale.special_names(),
+            ["angle", "dx", "dy", "scale"]
+        );
+        for k in ModelKind::ALL {
+            assert_eq!(k.special_names().len(), k.n_special());
+        }
+    }
+
+    #[test]
+    fn model_rules() {
+        let ok = ModelConfig::default();
+        ok.validate().unwrap();
+        let with = |f: &dyn Fn(&mut ModelConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            name_of(c.validate().unwrap_err())
+        };
+        assert_eq!(with(&|c| c.window = 1), "window");
+        assert_eq!(with(&|c| c.n_latent = 0), "n_latent");
+        assert_eq!(with(&|c| c.hidden = 0), "hidden");
+        assert_eq!(with(&|c| c.translation_prior = 0.0), "translation_prior");
+        assert_eq!(with(&|c| c.scale_prior = 2.0), "scale_prior");
+        assert_eq!(
+            with(&|c| c.likelihood = Likelihood::Gaussian { sigma: 0.0 }),
+            "sigma"
+        );
+    }
+
+    #[test]
+    fn train_rules() {
+        let m = ModelConfig::default();
+        let mut ok = TrainConfig::default();
+        ok.physics.kind = PhysicsKind::Sl2;
+        ok.validate(&m).unwrap();
+        let with = |f: &dyn Fn(&mut TrainConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            name_of(c.validate(&m).unwrap_err())
+        };
+        assert_eq!(with(&|c| c.epochs = 0), "epochs");
+        assert_eq!(with(&|c| c.batch_size = 0), "batch_size");
+        assert_eq!(with(&|c| c.batch_size = 50), "batch_size");
+        assert_eq!(with(&|c| c.lr = 0.0), "lr");
+        assert_eq!(
+            with(&|c| c.beta = BetaSchedule::Constant { beta: -1.0 }),
+            "beta"
+        );
+        assert_eq!(
+            with(&|c| c.beta = BetaSchedule::Ramp {
+                start: 0.1,
+                end: 1.0,
+                ramp_epochs: 0
+            }),
+            "beta"
+        );
+        assert_eq!(with(&|c| c.physics.weight = 0.6), "weight");
+        assert_eq!(with(&|c| c.physics.latents = vec![]), "latents");
+        assert_eq!(with(&|c| c.physics.latents = vec![3]), "latents");
+        assert_eq!(with(&|c| c.physics.alpha = 4), "alpha");
+        assert_eq!(
+            with(&|c| c.physics.combine = Combine::Add { lambda: -1.0 }),
+            "lambda"
+        );
+        // Without physics any batch size is fine.
+        let mut c = TrainConfig {
+            batch_size: 50,
+            ..TrainConfig::default()
+        };
+        c.validate(&m).unwrap();
+        c.physics.latents = vec![];
+        c.validate(&m).unwrap();
+    }
+
+    #[test]
+    fn beta_schedules() {
+        // The paper's graphene setting: 0.01 -> 0.5 over 150 epochs, then 50 at 0.5.
+        let s = BetaSchedule::parse("0.01:0.5:50", 200).unwrap();
+        assert_eq!(s.at(0), 0.01);
+        assert!((s.at(149) - 0.5).abs() < 1e-7);
+        assert!((s.at(75) - (0.01 + 0.49 * 75.0 / 149.0)).abs() < 1e-6);
+        assert_eq!(s.at(199), 0.5);
+        // NiO-LSMO: 0.05 -> 1 over all 50 epochs (torch.linspace(0.05, 1, 50)).
+        let s = BetaSchedule::parse("0.05:1", 50).unwrap();
+        assert_eq!(s.at(0), 0.05);
+        assert!((s.at(1) - (0.05 + 0.95 / 49.0)).abs() < 1e-7);
+        assert_eq!(s.at(49), 1.0);
+        assert_eq!(BetaSchedule::parse("0.5", 3).unwrap().at(2), 0.5);
+        assert!(BetaSchedule::parse("a:b", 3).is_err());
+        assert!(BetaSchedule::parse("0.1:1:3", 3).is_err());
+        assert!(BetaSchedule::parse("1:2:3:4", 9).is_err());
+    }
+
+    #[test]
+    fn physics_columns_skip_special_latents() {
+        let m = ModelConfig::default();
+        let mut t = TrainConfig::default();
+        t.physics.latents = vec![2];
+        assert_eq!(t.physics_columns(&m), [3]);
+        let v = ModelConfig {
+            kind: ModelKind::Vanilla,
+            ..m
+        };
+        assert_eq!(t.physics_columns(&v), [1]);
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let t = TrainConfig::default();
+        let s = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&s).unwrap(), t);
+        let m = ModelConfig::default();
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<ModelConfig>(&s).unwrap(), m);
+    }
+}

@@ -1,0 +1,396 @@
+//! After training: latent maps of a whole image, the learned manifold, the
+//! encoded distribution, and saving / loading a trained model
+//! (docs/METHOD.md section 4).
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use ndarray::{Array2, Array3};
+use phyvae_data::patches::PatchSet;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::FrameworkContext;
+use crate::params::{ParamStore, load_tensors, write_atomic};
+use crate::vae::Vae;
+use crate::{ModelError, Result};
+
+/// File name of the parameters of a saved model.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// File name of the description (configuration) of a saved model.
+pub const MODEL_JSON: &str = "model.json";
+
+/// Encoder means and standard deviations of every patch, on the patch grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatentMaps {
+    /// Means, `(gh, gw, L)`: channel `c` is latent `c` (special latents first).
+    pub mean: Array3<f32>,
+    /// Standard deviations, `(gh, gw, L)`.
+    pub sd: Array3<f32>,
+}
+
+/// Encodes every patch of `patches` (in grid order, `batch` at a time) and
+/// arranges the encoder's means and standard deviations on the patch grid.
+///
+/// # Errors
+/// [`ModelError::ShapeMismatch`] when the patch window differs from the
+/// model's; [`ModelError::Framework`] on a tensor error.
+pub fn encode_patches(model: &Vae, patches: &PatchSet, batch: usize) -> Result<LatentMaps> {
+    let cfg = model.config();
+    let np = cfg.n_pixels();
+    if patches.patch_len() != np {
+        return Err(ModelError::ShapeMismatch {
+            what: "patch size vs model window",
+            expected: vec![cfg.window, cfg.window],
+            found: vec![patches.grid().window(), patches.grid().window()],
+        });
+    }
+    let batch = batch.max(1);
+    let l = cfg.n_total();
+    let (gh, gw) = (patches.grid().gh(), patches.grid().gw());
+    let mut mean = Array3::<f32>::zeros((gh, gw, l));
+    let mut sd = Array3::<f32>::zeros((gh, gw, l));
+    let mut buf = vec![0.0f32; batch * np];
+    let total = patches.len();
+    let mut start = 0;
+    while start < total {
+        let b = batch.min(total - start);
+        for k in 0..b {
+            patches.copy_patch_into(start + k, &mut buf[k * np..(k + 1) * np])?;
+        }
+        let x = Tensor::from_slice(&buf[..b * np], (b, np), model.device()).ctx("patches")?; // (b, N)
+        let (mu, s) = model.encode(&x)?; // (b, L) each
+        let mu: Vec<f32> = mu
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .ctx("latent means")?;
+        let s: Vec<f32> = s
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .ctx("latent std")?;
+        for k in 0..b {
+            let (r, c) = patches.grid().position(start + k);
+            for j in 0..l {
+                mean[[r, c, j]] = mu[k * l + j];
+                sd[[r, c, j]] = s[k * l + j];
+            }
+        }
+        start += b;
+    }
+    Ok(LatentMaps { mean, sd })
+}
+
+/// Inverse of the standard normal CDF (Acklam's rational approximation,
+/// relative error below 1.2e-9, refined by one Halley step on `erfc`-free
+/// terms is not needed at that accuracy for plotting grids). Written here
+/// because none of the crates phyvae depends on provides it.
+///
+/// `p` must lie in `(0, 1)`; 0 and 1 give -inf and +inf.
+#[must_use]
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const DD: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    const P_LOW: f64 = 0.024_25;
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return f64::INFINITY;
+    }
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((DD[0] * q + DD[1]) * q + DD[2]) * q + DD[3]) * q + 1.0)
+    };
+    if p < P_LOW {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - P_LOW {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// The learned 2-D manifold (pyroVED `manifold2d`): decodes a `d x d` grid of
+/// the first two content latents at standard-normal quantiles (rows:
+/// `linspace(0.95, 0.05, d)`, columns: `linspace(0.05, 0.95, d)`; other
+/// latents, special ones included, at 0) and tiles the decoded patches
+/// (`sigmoid(logit)`) into one `(d w) x (d w)` image. With one content latent
+/// the grid varies it along the columns only.
+///
+/// # Errors
+/// [`ModelError::InvalidParameter`] when `d < 2`; [`ModelError::Framework`] on a
+/// tensor error.
+pub fn manifold2d(model: &Vae, d: usize) -> Result<Array2<f32>> {
+    if d < 2 {
+        return Err(ModelError::InvalidParameter {
+            name: "d",
+            value: d.to_string(),
+            rule: "the manifold grid needs at least 2 x 2 points",
+        });
+    }
+    let cfg = model.config();
+    let (l, s, w) = (cfg.n_total(), cfg.kind.n_special(), cfg.window);
+    let lin = |a: f64, b: f64, i: usize| a + (b - a) * i as f64 / (d - 1) as f64;
+    let mut z = vec![0.0f32; d * d * l];
+    for i in 0..d {
+        for j in 0..d {
+            let row = &mut z[(i * d + j) * l..(i * d + j + 1) * l];
+            let zy = normal_quantile(lin(0.05, 0.95, j)) as f32;
+            if cfg.n_latent >= 2 {
+                row[s] = normal_quantile(lin(0.95, 0.05, i)) as f32;
+                row[s + 1] = zy;
+            } else {
+                row[s] = zy;
+            }
+        }
+    }
+    let zt = Tensor::from_vec(z, (d * d, l), model.device()).ctx("manifold latents")?; // (d^2, L)
+    let logits = model.decode(&zt, None)?; // (d^2, N)
+    let p = candle_nn::ops::sigmoid(&logits).ctx("sigmoid")?;
+    let p: Vec<f32> = p
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .ctx("decoded patches")?;
+    let mut img = Array2::<f32>::zeros((d * w, d * w));
+    for i in 0..d {
+        for j in 0..d {
+            let patch = &p[(i * d + j) * w * w..(i * d + j + 1) * w * w];
+            for r in 0..w {
+                for c in 0..w {
+                    img[[i * w + r, j * w + c]] = patch[r * w + c];
+                }
+            }
+        }
+    }
+    Ok(img)
+}
+
+/// A 2-D histogram of two latent maps: the encoded distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram2d {
+    /// Counts, `(bins, bins)`: row = bin of the first latent, column = bin of the second.
+    pub counts: Array2<u32>,
+    /// Range `(lo, hi)` of the first latent.
+    pub range_a: (f32, f32),
+    /// Range `(lo, hi)` of the second latent.
+    pub range_b: (f32, f32),
+}
+
+/// Histogram of latent channels `a` and `b` of `maps.mean` over `bins x bins`
+/// equal bins spanning each channel's min..max (the maximum falls in the last
+/// bin, as `numpy.histogram2d`).
+///
+/// # Errors
+/// [`ModelError::InvalidParameter`] when `bins == 0` or a channel is out of range.
+pub fn latent_histogram(maps: &LatentMaps, a: usize, b: usize, bins: usize) -> Result<Histogram2d> {
+    let l = maps.mean.dim().2;
+    if bins == 0 {
+        return Err(ModelError::InvalidParameter {
+            name: "bins",
+            value: "0".into(),
+            rule: "must be at least 1",
+        });
+    }
+    if a >= l || b >= l {
+        return Err(ModelError::InvalidParameter {
+            name: "latent",
+            value: format!("{a}, {b}"),
+            rule: "latent channel out of range",
+        });
+    }
+    let range = |c: usize| {
+        maps.mean
+            .index_axis(ndarray::Axis(2), c)
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            })
+    };
+    let (ra, rb) = (range(a), range(b));
+    let bin = |v: f32, (lo, hi): (f32, f32)| -> usize {
+        if hi <= lo {
+            return 0;
+        }
+        (((v - lo) / (hi - lo) * bins as f32) as usize).min(bins - 1)
+    };
+    let mut counts = Array2::<u32>::zeros((bins, bins));
+    let ma = maps.mean.index_axis(ndarray::Axis(2), a);
+    let mb = maps.mean.index_axis(ndarray::Axis(2), b);
+    for (&va, &vb) in ma.iter().zip(mb.iter()) {
+        counts[[bin(va, ra), bin(vb, rb)]] += 1;
+    }
+    Ok(Histogram2d {
+        counts,
+        range_a: ra,
+        range_b: rb,
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ModelDescription {
+    model: ModelConfig,
+    data: serde_json::Value,
+}
+
+/// Saves a trained model to `dir`: [`MODEL_FILE`] (parameters, safetensors)
+/// and [`MODEL_JSON`] (its [`ModelConfig`] plus the caller's `data` settings,
+/// e.g. patch step and scaling, so that another image is cut the same way).
+/// Both files are written atomically.
+///
+/// # Errors
+/// [`ModelError::Io`] / [`ModelError::Framework`] when writing fails.
+pub fn save_model(model: &Vae, dir: &Path, data: &serde_json::Value) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        action: "creating",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    model.store().save(&dir.join(MODEL_FILE))?;
+    let desc = ModelDescription {
+        model: model.config().clone(),
+        data: data.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&desc).map_err(|e| ModelError::BadFile {
+        path: dir.join(MODEL_JSON),
+        reason: e.to_string(),
+    })?;
+    write_atomic(&dir.join(MODEL_JSON), &json)
+}
+
+/// Loads a model saved by [`save_model`] onto `device`; returns it with the
+/// `data` settings it was saved with.
+///
+/// # Errors
+/// [`ModelError::Io`] / [`ModelError::BadFile`] when a file is missing or
+/// malformed, [`ModelError::ShapeMismatch`] when parameters do not fit the
+/// configuration.
+pub fn load_model(dir: &Path, device: &Device) -> Result<(Vae, serde_json::Value)> {
+    let jpath = dir.join(MODEL_JSON);
+    let text = std::fs::read(&jpath).map_err(|source| ModelError::Io {
+        action: "reading",
+        path: jpath.clone(),
+        source,
+    })?;
+    let desc: ModelDescription =
+        serde_json::from_slice(&text).map_err(|e| ModelError::BadFile {
+            path: jpath.clone(),
+            reason: format!("not a phyvae model description: {e}"),
+        })?;
+    let tensors = load_tensors(&dir.join(MODEL_FILE), device)?;
+    let mut store = ParamStore::new(device);
+    for (name, t) in &tensors {
+        store.insert(name, t.clone())?;
+    }
+    let vae = Vae::from_store(&desc.model, store)?;
+    Ok((vae, desc.data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelKind;
+    use rand::SeedableRng;
+
+    #[test]
+    fn normal_quantile_known_values() {
+        // Phi^-1(0.95) = 1.6448536269514722, Phi^-1(0.975) = 1.959963984540054,
+        // Phi^-1(0.01) = -2.3263478740408408 (standard tables / scipy.stats.norm.ppf).
+        assert!((normal_quantile(0.95) - 1.644_853_626_951_472_2).abs() < 1e-8);
+        assert!((normal_quantile(0.975) - 1.959_963_984_540_054).abs() < 1e-8);
+        assert!((normal_quantile(0.01) + 2.326_347_874_040_840_8).abs() < 1e-8);
+        assert_eq!(normal_quantile(0.5), 0.0);
+        assert!((normal_quantile(0.05) + normal_quantile(0.95)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn histogram_counts_every_patch_once() {
+        let mut mean = Array3::<f32>::zeros((2, 2, 2));
+        // channel 0: 0, 1, 2, 3; channel 1: 3, 2, 1, 0
+        for (k, v) in [0.0f32, 1.0, 2.0, 3.0].iter().enumerate() {
+            mean[[k / 2, k % 2, 0]] = *v;
+            mean[[k / 2, k % 2, 1]] = 3.0 - v;
+        }
+        let maps = LatentMaps {
+            sd: mean.clone(),
+            mean,
+        };
+        let h = latent_histogram(&maps, 0, 1, 2).unwrap();
+        // bins [0, 1.5), [1.5, 3]: (0,3) -> (0,1), (1,2) -> (0,1), (2,1) -> (1,0), (3,0) -> (1,0)
+        assert_eq!(h.counts, ndarray::arr2(&[[0, 2], [2, 0]]));
+        assert_eq!(h.range_a, (0.0, 3.0));
+        assert!(latent_histogram(&maps, 0, 2, 2).is_err());
+        assert!(latent_histogram(&maps, 0, 1, 0).is_err());
+    }
+
+    #[test]
+    fn manifold_has_d_by_d_patches_in_unit_range() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let cfg = ModelConfig {
+            kind: ModelKind::Shift,
+            window: 4,
+            hidden: 8,
+            ..ModelConfig::default()
+        };
+        let m = Vae::new(&cfg, &Device::Cpu, &mut rng).unwrap();
+        let img = manifold2d(&m, 3).unwrap();
+        assert_eq!(img.dim(), (12, 12));
+        assert!(img.iter().all(|&v| (0.0..=1.0).contains(&v)));
+        assert!(manifold2d(&m, 1).is_err());
+    }
+
+    #[test]
+    fn save_and_load_give_the_same_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let cfg = ModelConfig {
+            window: 4,
+            hidden: 8,
+            ..ModelConfig::default()
+        };
+        let m = Vae::new(&cfg, &Device::Cpu, &mut rng).unwrap();
+        let data = serde_json::json!({"step": 2});
+        save_model(&m, dir.path(), &data).unwrap();
+        let (back, d2) = load_model(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(d2, data);
+        assert_eq!(back.config(), m.config());
+        let x = Tensor::full(0.3f32, (2, 16), &Device::Cpu).unwrap();
+        let a: Vec<Vec<f32>> = m.encode(&x).unwrap().0.to_vec2().unwrap();
+        let b: Vec<Vec<f32>> = back.encode(&x).unwrap().0.to_vec2().unwrap();
+        assert_eq!(a, b);
+        std::fs::write(dir.path().join(MODEL_JSON), b"{}").unwrap();
+        assert!(matches!(
+            load_model(dir.path(), &Device::Cpu),
+            Err(ModelError::BadFile { .. })
+        ));
+    }
+}

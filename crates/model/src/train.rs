@@ -1,0 +1,575 @@
+//! The trainer: batches of patches, the sh-VAE / phy-VAE loss, Adam, per-epoch
+//! history, events, checkpoints with resume, divergence detection.
+//!
+//! Batching (docs/METHOD.md section 5):
+//! - no physics term, or [`PhysicsMode::Faithful`]: the patches in a seeded
+//!   random order, cut into batches of `batch_size` (the last one may be
+//!   smaller: pyroVED's loader keeps it). In faithful mode Psi is computed on
+//!   the batch's encoder means reshaped to `d x d` with no gradient and the
+//!   loss is `L_sh (w + Psi)`; a last batch that is not `d^2` gets Psi = 0, as
+//!   in the authors' code.
+//! - [`PhysicsMode::Gradient`]: batches are `d x d` tiles of the patch grid
+//!   (tile origins every `d` grid cells, plus one tile flush with the last
+//!   row/column so every patch is covered), in a seeded random order; the
+//!   batch's latent map is a real piece of the full map and Psi is part of the
+//!   autodiff graph.
+//!
+//! Reproducibility: the model is initialised from stream 0 of a ChaCha8
+//! generator seeded with `seed`; epoch `e` (0-based) draws its batch order and
+//! reparameterisation noise from stream `e + 1`. An epoch therefore depends
+//! only on the parameters and optimiser state at its start, which the
+//! checkpoint holds, so a resumed run is bit-identical to an uninterrupted one.
+//!
+//! Checkpoints: after every epoch, one safetensors file holding the
+//! parameters, the Adam moments and the trainer state (JSON, as a byte tensor),
+//! written to a temporary file and renamed, so a killed run leaves the last
+//! complete checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use ndarray::Array2;
+use phyvae_data::patches::PatchSet;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Combine, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt};
+use crate::decoder::FusedDecoder;
+use crate::error::FrameworkContext;
+use crate::infer::{LatentMaps, encode_patches};
+use crate::optim::Adam;
+use crate::params::{load_tensors, save_tensors_atomic};
+use crate::physics::{PsiGraph, PsiKind, batch_maps, psi_faithful};
+use crate::vae::{Vae, standard_normal};
+use crate::{ModelError, Result};
+
+/// File name of the checkpoint inside the checkpoint directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// Name of the byte tensor holding the trainer state inside a checkpoint.
+const STATE_TENSOR: &str = "trainer.state_json";
+/// Format version of the checkpoint.
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// What one epoch did (averages over its batches, per patch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch, 1-based.
+    pub epoch: usize,
+    /// KL scale used.
+    pub beta: f32,
+    /// Mean reconstruction term `-log p(x|z)`.
+    pub recon: f64,
+    /// Mean KL term (before `beta`).
+    pub kl: f64,
+    /// Mean `L_sh = recon + beta KL` (the ELBO part).
+    pub elbo: f64,
+    /// Mean Psi (0 without a physics term).
+    pub psi: f64,
+    /// Mean total loss that was minimised.
+    pub total: f64,
+    /// Wall-clock seconds of the epoch (training only).
+    pub seconds: f64,
+}
+
+/// Progress of a run, for progress bars and reports.
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// An epoch begins.
+    EpochStarted {
+        /// Epoch, 1-based.
+        epoch: usize,
+        /// Total epochs of the run.
+        epochs: usize,
+        /// Batches in this epoch.
+        batches: usize,
+    },
+    /// A batch was trained on.
+    BatchDone {
+        /// Epoch, 1-based.
+        epoch: usize,
+        /// Batch, 0-based.
+        batch: usize,
+        /// Its total loss.
+        loss: f32,
+    },
+    /// An epoch ended.
+    EpochFinished(&'a EpochRecord),
+    /// The full latent maps after an epoch (when snapshots are on).
+    Snapshot {
+        /// Epoch, 1-based.
+        epoch: usize,
+        /// The maps.
+        maps: &'a LatentMaps,
+    },
+    /// The checkpoint was written.
+    CheckpointWritten {
+        /// Epoch, 1-based.
+        epoch: usize,
+        /// The file.
+        path: &'a Path,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    version: u32,
+    model: ModelConfig,
+    train: TrainConfig,
+    epochs_done: usize,
+    adam_steps: u64,
+    history: Vec<EpochRecord>,
+    grid: (usize, usize),
+}
+
+/// Trains a [`Vae`] on the patches of one image.
+#[derive(Debug)]
+pub struct Trainer<'p> {
+    model: Vae,
+    adam: Adam,
+    train: TrainConfig,
+    patches: &'p PatchSet,
+    history: Vec<EpochRecord>,
+    epochs_done: usize,
+    checkpoint_dir: Option<PathBuf>,
+    fused: Option<FusedDecoder>,
+    psi_graph: Option<PsiGraph>,
+    /// Batch input buffer, `batch_size x N`, reused every step.
+    x_buf: Vec<f32>,
+}
+
+fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(stream);
+    r
+}
+
+fn psi_kind(train: &TrainConfig) -> PsiKind {
+    match train.physics.kind {
+        PhysicsKind::None => PsiKind::None,
+        PhysicsKind::Sl1 => PsiKind::Sl1,
+        PhysicsKind::Sl2 => PsiKind::Sl2 {
+            alpha: train.physics.alpha,
+        },
+    }
+}
+
+impl<'p> Trainer<'p> {
+    /// A trainer with a freshly initialised model (seeded by `train.seed`).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] when a configuration rule is broken or
+    /// the patches do not match the model window (or, in gradient mode, the
+    /// patch grid is smaller than a `d x d` tile).
+    pub fn new(
+        model: &ModelConfig,
+        train: &TrainConfig,
+        patches: &'p PatchSet,
+        device: &Device,
+    ) -> Result<Self> {
+        model.validate()?;
+        train.validate(model)?;
+        let vae = Vae::new(model, device, &mut stream_rng(train.seed, 0))?;
+        Self::assemble(vae, train.clone(), patches, Vec::new(), 0, None)
+    }
+
+    fn assemble(
+        model: Vae,
+        train: TrainConfig,
+        patches: &'p PatchSet,
+        history: Vec<EpochRecord>,
+        epochs_done: usize,
+        adam: Option<Adam>,
+    ) -> Result<Self> {
+        let cfg = model.config().clone();
+        if patches.grid().window() != cfg.window {
+            return Err(ModelError::InvalidParameter {
+                name: "window",
+                value: format!(
+                    "{} (patches) vs {} (model)",
+                    patches.grid().window(),
+                    cfg.window
+                ),
+                rule: "the patches must have the model's window",
+            });
+        }
+        let p = &train.physics;
+        let mut psi_graph = None;
+        if p.kind != PhysicsKind::None {
+            let d = exact_sqrt(train.batch_size).unwrap_or(0);
+            if p.mode == PhysicsMode::Gradient {
+                let g = patches.grid();
+                if g.gh() < d || g.gw() < d {
+                    return Err(ModelError::InvalidParameter {
+                        name: "batch_size",
+                        value: train.batch_size.to_string(),
+                        rule: "gradient mode needs a patch grid of at least d x d patches (d^2 = batch size)",
+                    });
+                }
+                psi_graph = Some(PsiGraph::new(
+                    psi_kind(&train),
+                    d,
+                    p.latents.len(),
+                    model.device(),
+                )?);
+            }
+        }
+        let adam = match adam {
+            Some(a) => a,
+            None => Adam::new(model.store(), train.lr)?,
+        };
+        let fused = model.fused_workspace(train.decoder, train.batch_size)?;
+        let x_buf = vec![0.0f32; train.batch_size * cfg.n_pixels()];
+        Ok(Self {
+            model,
+            adam,
+            train,
+            patches,
+            history,
+            epochs_done,
+            checkpoint_dir: None,
+            fused,
+            psi_graph,
+            x_buf,
+        })
+    }
+
+    /// Writes a checkpoint into `dir` after every epoch (the directory is created).
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] when the directory cannot be created.
+    pub fn with_checkpoints(mut self, dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        self.checkpoint_dir = Some(dir.to_path_buf());
+        Ok(self)
+    }
+
+    /// Resumes from the checkpoint in `dir` (written by a run with
+    /// [`with_checkpoints`](Self::with_checkpoints)) on the same patches; the
+    /// configurations come from the checkpoint. Further checkpoints go to `dir`.
+    ///
+    /// # Errors
+    /// [`ModelError::BadFile`] when the checkpoint is missing, unreadable or
+    /// was made on a different patch grid.
+    pub fn resume(dir: &Path, patches: &'p PatchSet, device: &Device) -> Result<Self> {
+        let path = dir.join(CHECKPOINT_FILE);
+        if !path.is_file() {
+            return Err(ModelError::BadFile {
+                path,
+                reason: "no checkpoint to resume from".into(),
+            });
+        }
+        let tensors = load_tensors(&path, device)?;
+        let bad = |reason: String| ModelError::BadFile {
+            path: path.clone(),
+            reason,
+        };
+        let bytes: Vec<u8> = tensors
+            .get(STATE_TENSOR)
+            .ok_or_else(|| bad("not a phyvae checkpoint (no trainer state)".into()))?
+            .to_vec1()
+            .map_err(|e| bad(format!("trainer state: {e}")))?;
+        let state: TrainerState =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("trainer state: {e}")))?;
+        if state.version != CHECKPOINT_VERSION {
+            return Err(bad(format!(
+                "checkpoint format {} is not supported",
+                state.version
+            )));
+        }
+        let g = patches.grid();
+        if state.grid != (g.gh(), g.gw()) {
+            return Err(bad(format!(
+                "made on a {}x{} patch grid, this image gives {}x{}",
+                state.grid.0,
+                state.grid.1,
+                g.gh(),
+                g.gw()
+            )));
+        }
+        let params: std::collections::HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone())))
+            .collect();
+        // Same architecture as the saved run; every value is then overwritten.
+        let fresh = Vae::new(&state.model, device, &mut stream_rng(state.train.seed, 0))?;
+        fresh.store().assign_from(&params)?;
+        let mut adam = Adam::new(fresh.store(), state.train.lr)?;
+        adam.restore(fresh.store(), &tensors, state.adam_steps)?;
+        let mut t = Self::assemble(
+            fresh,
+            state.train,
+            patches,
+            state.history,
+            state.epochs_done,
+            Some(adam),
+        )?;
+        t.checkpoint_dir = Some(dir.to_path_buf());
+        Ok(t)
+    }
+
+    /// The model being trained.
+    #[must_use]
+    pub fn model(&self) -> &Vae {
+        &self.model
+    }
+
+    /// The trained model.
+    #[must_use]
+    pub fn into_model(self) -> Vae {
+        self.model
+    }
+
+    /// Per-epoch records so far.
+    #[must_use]
+    pub fn history(&self) -> &[EpochRecord] {
+        &self.history
+    }
+
+    /// Epochs completed so far.
+    #[must_use]
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// The training configuration.
+    #[must_use]
+    pub fn train_config(&self) -> &TrainConfig {
+        &self.train
+    }
+
+    /// Trains until the configured number of epochs is done.
+    ///
+    /// # Errors
+    /// [`ModelError::Diverged`] on a non-finite loss or gradient (parameters
+    /// are left as they were before that batch; the checkpoint of the last
+    /// complete epoch stays on disk), other [`ModelError`]s on failures.
+    pub fn run(&mut self, on_event: &mut dyn FnMut(TrainEvent<'_>)) -> Result<()> {
+        let left = self.train.epochs.saturating_sub(self.epochs_done);
+        self.run_epochs(left, on_event)
+    }
+
+    /// Trains at most `n` more epochs (never past the configured number).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_epochs(&mut self, n: usize, on_event: &mut dyn FnMut(TrainEvent<'_>)) -> Result<()> {
+        let end = (self.epochs_done + n).min(self.train.epochs);
+        while self.epochs_done < end {
+            let record = self.epoch(self.epochs_done, on_event)?;
+            self.history.push(record);
+            self.epochs_done += 1;
+            let epoch = self.epochs_done;
+            if let Some(r) = self.history.last() {
+                on_event(TrainEvent::EpochFinished(r));
+            }
+            if self.train.snapshot_every > 0 && epoch.is_multiple_of(self.train.snapshot_every) {
+                let maps =
+                    encode_patches(&self.model, self.patches, self.train.batch_size.max(64))?;
+                on_event(TrainEvent::Snapshot { epoch, maps: &maps });
+            }
+            if let Some(dir) = self.checkpoint_dir.clone() {
+                let path = dir.join(CHECKPOINT_FILE);
+                self.write_checkpoint(&path)?;
+                on_event(TrainEvent::CheckpointWritten { epoch, path: &path });
+            }
+        }
+        Ok(())
+    }
+
+    fn write_checkpoint(&self, path: &Path) -> Result<()> {
+        let g = self.patches.grid();
+        let state = TrainerState {
+            version: CHECKPOINT_VERSION,
+            model: self.model.config().clone(),
+            train: self.train.clone(),
+            epochs_done: self.epochs_done,
+            adam_steps: self.adam.steps(),
+            history: self.history.clone(),
+            grid: (g.gh(), g.gw()),
+        };
+        let json = serde_json::to_vec(&state).map_err(|e| ModelError::BadFile {
+            path: path.to_path_buf(),
+            reason: format!("cannot serialise the trainer state: {e}"),
+        })?;
+        let mut tensors = self.adam.state(self.model.store());
+        for (k, v) in self.model.store().tensors() {
+            tensors.insert(format!("model.{k}"), v);
+        }
+        let n = json.len();
+        let t = Tensor::from_vec(json, n, &Device::Cpu).ctx("trainer state")?;
+        tensors.insert(STATE_TENSOR.to_string(), t);
+        save_tensors_atomic(&tensors, path)
+    }
+
+    /// The batches of epoch `e` (patch indices), in training order.
+    fn batches(&self, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+        let b = self.train.batch_size;
+        let p = &self.train.physics;
+        if p.kind != PhysicsKind::None && p.mode == PhysicsMode::Gradient {
+            let d = exact_sqrt(b).unwrap_or(1);
+            let g = self.patches.grid();
+            let starts = |len: usize| -> Vec<usize> {
+                let mut v: Vec<usize> = (0..=len - d).step_by(d).collect();
+                if v.last().is_some_and(|&l| l + d < len) {
+                    v.push(len - d);
+                }
+                v
+            };
+            let mut tiles: Vec<Vec<usize>> = Vec::new();
+            for &r0 in &starts(g.gh()) {
+                for &c0 in &starts(g.gw()) {
+                    let mut t = Vec::with_capacity(b);
+                    for r in r0..r0 + d {
+                        for c in c0..c0 + d {
+                            t.push(r * g.gw() + c);
+                        }
+                    }
+                    tiles.push(t);
+                }
+            }
+            tiles.shuffle(rng);
+            tiles
+        } else {
+            let mut order: Vec<usize> = (0..self.patches.len()).collect();
+            order.shuffle(rng);
+            order.chunks(b).map(<[usize]>::to_vec).collect()
+        }
+    }
+
+    fn epoch(&mut self, e: usize, on_event: &mut dyn FnMut(TrainEvent<'_>)) -> Result<EpochRecord> {
+        let start = Instant::now();
+        let mut rng = stream_rng(self.train.seed, e as u64 + 1);
+        let batches = self.batches(&mut rng);
+        let beta = self.train.beta.at(e);
+        on_event(TrainEvent::EpochStarted {
+            epoch: e + 1,
+            epochs: self.train.epochs,
+            batches: batches.len(),
+        });
+        let cfg = self.model.config().clone();
+        let np = cfg.n_pixels();
+        let columns = self.train.physics_columns(&cfg);
+        let p = self.train.physics.clone();
+        let d = exact_sqrt(self.train.batch_size).unwrap_or(0);
+        let (mut s_recon, mut s_kl, mut s_elbo, mut s_psi, mut s_total, mut count) =
+            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
+        for (bi, idx) in batches.iter().enumerate() {
+            let b = idx.len();
+            for (k, &i) in idx.iter().enumerate() {
+                self.patches
+                    .copy_patch_into(i, &mut self.x_buf[k * np..(k + 1) * np])?;
+            }
+            let x = Tensor::from_slice(&self.x_buf[..b * np], (b, np), self.model.device())
+                .ctx("batch")?; // (B, N)
+            let eps = standard_normal(b, cfg.n_total(), &mut rng, self.model.device())?; // (B, L)
+            let terms = self
+                .model
+                .loss(&x, &eps, f64::from(beta), self.fused.as_ref())?;
+            let (loss, psi_value) = match (p.kind, p.mode) {
+                (PhysicsKind::None, _) => (terms.sh.clone(), 0.0f32),
+                (_, PhysicsMode::Faithful) => {
+                    let psi = if b == d * d {
+                        let z: Vec<f32> = terms
+                            .z_mean
+                            .flatten_all()
+                            .and_then(|t| t.to_vec1())
+                            .ctx("reading the batch latents")?;
+                        let z = Array2::from_shape_vec((b, cfg.n_total()), z).map_err(|_| {
+                            ModelError::ShapeMismatch {
+                                what: "batch latents",
+                                expected: vec![b, cfg.n_total()],
+                                found: vec![],
+                            }
+                        })?;
+                        psi_faithful(psi_kind(&self.train), z.view(), &columns)?
+                    } else {
+                        0.0
+                    };
+                    let factor = f64::from(p.weight) + f64::from(psi);
+                    ((&terms.sh * factor).ctx("physics loss")?, psi)
+                }
+                (_, PhysicsMode::Gradient) => {
+                    let graph = self
+                        .psi_graph
+                        .as_ref()
+                        .ok_or(ModelError::InvalidParameter {
+                            name: "physics",
+                            value: "gradient".into(),
+                            rule: "no Psi graph was built",
+                        })?;
+                    let maps = batch_maps(&terms.z_mean, &columns, d)?; // (C, d, d)
+                    let psi = graph.psi(&maps)?; // scalar
+                    let psi_value: f32 = psi
+                        .to_dtype(DType::F32)
+                        .and_then(|t| t.to_scalar())
+                        .ctx("Psi")?;
+                    let loss = match p.combine {
+                        Combine::Multiply => (&terms.sh
+                            * (psi + f64::from(p.weight)).ctx("physics loss")?)
+                        .ctx("physics loss")?,
+                        Combine::Add { lambda } => (&terms.sh
+                            + (psi * f64::from(lambda)).ctx("physics loss")?)
+                        .ctx("physics loss")?,
+                    };
+                    (loss, psi_value)
+                }
+            };
+            let loss_value: f32 = loss.to_scalar().ctx("loss")?;
+            let diverged = |what: &str| ModelError::Diverged {
+                epoch: e + 1,
+                batch: bi,
+                what: what.to_string(),
+            };
+            if !loss_value.is_finite() {
+                return Err(diverged("loss"));
+            }
+            let grads = loss.backward().ctx("backward pass")?;
+            for (name, var) in self.model.store().vars() {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    let s: f32 = g
+                        .sqr()
+                        .and_then(|t| t.sum_all())
+                        .and_then(|t| t.to_scalar())
+                        .ctx("gradient check")?;
+                    if !s.is_finite() {
+                        return Err(diverged(&format!("gradient of {name}")));
+                    }
+                }
+            }
+            self.adam.step(self.model.store(), &grads)?;
+            let scalar = |t: &Tensor| -> Result<f64> {
+                t.to_scalar::<f32>().map(f64::from).ctx("loss terms")
+            };
+            let w = b as f64;
+            s_recon += w * scalar(&terms.recon)?;
+            s_kl += w * scalar(&terms.kl)?;
+            s_elbo += w * scalar(&terms.sh)?;
+            s_psi += w * f64::from(psi_value);
+            s_total += w * f64::from(loss_value);
+            count += b;
+            on_event(TrainEvent::BatchDone {
+                epoch: e + 1,
+                batch: bi,
+                loss: loss_value,
+            });
+        }
+        let n = count.max(1) as f64;
+        Ok(EpochRecord {
+            epoch: e + 1,
+            beta,
+            recon: s_recon / n,
+            kl: s_kl / n,
+            elbo: s_elbo / n,
+            psi: s_psi / n,
+            total: s_total / n,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
