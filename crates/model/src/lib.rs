@@ -4,10 +4,13 @@
 //!   plain candle implementation (reference, any device) and a fused CPU kernel
 //!   with an explicit backward pass (the hot path of training).
 //! - [`params`]: named trainable parameters, seeded initialisation, safetensors.
+//! - [`physics`]: the phy-VAE physics loss `Psi` (SL1, SL2), faithful and
+//!   differentiable.
 
 pub mod decoder;
 mod error;
 pub mod params;
+pub mod physics;
 
 pub use error::ModelError;
 
