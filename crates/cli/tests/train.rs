@@ -30,7 +30,16 @@ fn s(p: &Path) -> &str {
 
 /// A 96 x 96 synthetic two-phase image and its truth map in `dir`.
 fn synth(dir: &Path) {
-    ok(&["synth", "two-phase", "--size", "96", "--seed", "2", "--out", s(dir)]);
+    ok(&[
+        "synth",
+        "two-phase",
+        "--size",
+        "96",
+        "--seed",
+        "2",
+        "--out",
+        s(dir),
+    ]);
 }
 
 const SMALL: [&str; 10] = [
@@ -74,7 +83,14 @@ fn train_writes_every_output_and_its_config_reproduces_the_run() {
 
     // The written configuration reproduces the run bit for bit.
     let b = d.path().join("b");
-    ok(&["train", s(&img), "--out", s(&b), "--config", s(&a.join("config.toml"))]);
+    ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&b),
+        "--config",
+        s(&a.join("config.toml")),
+    ]);
     for f in ["latents.npy", "model.safetensors", "config.toml"] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
@@ -150,7 +166,11 @@ fn bad_settings_are_clear_errors() {
         phyvae(&args)
     };
     for (extra, code, text) in [
-        (&["--physics", "sl1", "--batch", "50"][..], 4, "perfect square"),
+        (
+            &["--physics", "sl1", "--batch", "50"][..],
+            4,
+            "perfect square",
+        ),
         (&["--weight", "0.7", "--physics", "sl2"][..], 4, "[0, 0.5]"),
         (&["--model", "wobble"][..], 4, "unknown model"),
         (&["--window", "200"][..], 4, "window"),
@@ -162,8 +182,19 @@ fn bad_settings_are_clear_errors() {
         assert!(err.contains(text), "{extra:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    let o = phyvae(&["train", s(&img), "--out", s(&d.path().join("r")), "--resume"]);
+    let o = phyvae(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&d.path().join("r")),
+        "--resume",
+    ]);
     assert_ne!(o.status.code(), Some(0));
     let o = phyvae(&["encode", s(&img), "--model", s(d.path()), "--out", s(&out)]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

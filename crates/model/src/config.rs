@@ -362,29 +362,7 @@ pub enum PhysicsKind {
     Sl2,
 }
 
-/// How Psi is computed and combined (docs/METHOD.md section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PhysicsMode {
-    /// The authors' semantics: shuffled batches of `d^2`, Psi on the batch's
-    /// encoder means reshaped to `d x d`, no gradient, loss `L_sh (w + Psi)`.
-    Faithful,
-    /// Batches are `d x d` tiles of the patch grid and Psi carries a gradient.
-    Gradient,
-}
-
-/// How a gradient-mode Psi enters the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "type")]
-pub enum Combine {
-    /// `L_sh * (w + Psi)`, the paper's equation (3).
-    Multiply,
-    /// `L_sh + lambda * Psi`, with `L_sh` per patch (nats).
-    Add {
-        /// Weight of Psi.
-        lambda: f32,
-    },
-}
+pub use crate::physics::{Combine, PsiMode as PhysicsMode};
 
 /// Configuration of the physics term.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,8 @@
 //!   with an explicit backward pass (the hot path of training).
 //! - [`vae`]: the models (vanilla, shift, rotation, scale and combinations) and
 //!   their loss.
-//! - [`physics`]: the physics term Psi (SL1, SL2), faithful and gradient modes.
+//! - [`physics`]: the phy-VAE physics loss `Psi` (SL1, SL2), faithful and
+//!   differentiable.
 //! - [`optim`]: Adam with checkpointable state.
 //! - [`train`]: the trainer (batches, loss, events, checkpoints, resume).
 //! - [`infer`]: latent maps, manifold, latent histogram, saving and loading models.

@@ -213,6 +213,7 @@ impl<'p> Trainer<'p> {
                     d,
                     p.latents.len(),
                     model.device(),
+                    DType::F32,
                 )?);
             }
         }

@@ -31,7 +31,9 @@ use phyvae_model::config::{
     BetaSchedule, Combine, DecoderBackend, ModelConfig, ModelKind, PhysicsKind, PhysicsMode,
     TrainConfig,
 };
-use phyvae_model::infer::{LatentMaps, encode_patches, latent_histogram, load_model, manifold2d, save_model};
+use phyvae_model::infer::{
+    LatentMaps, encode_patches, latent_histogram, load_model, manifold2d, save_model,
+};
 use phyvae_model::train::{EpochRecord, TrainEvent, Trainer};
 use phyvae_report::render;
 use serde::{Deserialize, Serialize};
@@ -247,7 +249,12 @@ fn cut_patches(img: &phyvae_data::Image, d: &DataConfig) -> Result<PatchSet> {
     } else {
         Scaling::GlobalMinMax
     };
-    Ok(PatchSet::from_image(img, grid, scaling, levelling(&d.level)?)?)
+    Ok(PatchSet::from_image(
+        img,
+        grid,
+        scaling,
+        levelling(&d.level)?,
+    )?)
 }
 
 fn history_csv(h: &[EpochRecord]) -> String {
@@ -264,7 +271,12 @@ fn history_csv(h: &[EpochRecord]) -> String {
 
 /// Names of the latent channels: special ones, then z1..zn.
 fn latent_names(m: &ModelConfig) -> Vec<String> {
-    let mut v: Vec<String> = m.kind.special_names().iter().map(|s| (*s).to_string()).collect();
+    let mut v: Vec<String> = m
+        .kind
+        .special_names()
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
     v.extend((1..=m.n_latent).map(|i| format!("z{i}")));
     v
 }
@@ -429,7 +441,10 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         "seconds": t0.elapsed().as_secs_f64(),
         "phyvae_version": env!("CARGO_PKG_VERSION"),
     });
-    write_text(&a.out.join("metrics.json"), &serde_json::to_string_pretty(&metrics)?)?;
+    write_text(
+        &a.out.join("metrics.json"),
+        &serde_json::to_string_pretty(&metrics)?,
+    )?;
     print_json(&metrics)
 }
 
@@ -437,9 +452,8 @@ pub fn train(a: &TrainArgs) -> Result<()> {
 pub fn encode(a: &EncodeArgs) -> Result<()> {
     let t0 = Instant::now();
     let (model, data) = load_model(&a.model, &Device::Cpu)?;
-    let data: DataConfig = serde_json::from_value(data).with_context(|| {
-        format!("{}: no patch settings in model.json", a.model.display())
-    })?;
+    let data: DataConfig = serde_json::from_value(data)
+        .with_context(|| format!("{}: no patch settings in model.json", a.model.display()))?;
     let cfg: Option<RunConfig> = std::fs::read_to_string(a.model.join("config.toml"))
         .ok()
         .and_then(|t| toml::from_str(&t).ok());
@@ -459,6 +473,9 @@ pub fn encode(a: &EncodeArgs) -> Result<()> {
         "maps": per_map,
         "seconds": t0.elapsed().as_secs_f64(),
     });
-    write_text(&a.out.join("metrics.json"), &serde_json::to_string_pretty(&metrics)?)?;
+    write_text(
+        &a.out.join("metrics.json"),
+        &serde_json::to_string_pretty(&metrics)?,
+    )?;
     print_json(&metrics)
 }

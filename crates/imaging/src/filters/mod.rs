@@ -5,6 +5,9 @@
 //!   ([`BilateralMode::Skimage`], the default, used by the phy-VAE loss SL1 of
 //!   Biswas et al. 2023, *Mach. Learn.: Sci. Technol.* 4 045004, eq. 4) or as
 //!   the textbook filter of Tomasi & Manduchi (1998) ([`BilateralMode::Gaussian`]);
+//! - [`bilateral_operator`]: the same filter with its weights frozen at an
+//!   image, as a dense linear operator (to differentiate SL1 with constant
+//!   weights);
 //! - [`scharr`], [`scharr_h`], [`scharr_v`]: the Scharr edge operator exactly as
 //!   scikit-image 0.26 `skimage.filters.scharr` / `scharr_h` / `scharr_v`.
 //!
@@ -29,7 +32,7 @@ pub(crate) use crate::numeric::{image_sum, min_max};
 
 pub use bilateral::{
     BilateralMode, BilateralParams, BilateralParamsBuilder, DEFAULT_BINS, DEFAULT_SIGMA_SPATIAL,
-    PAPER_SIGMA_SPATIAL, SigmaColor, denoise_bilateral,
+    PAPER_SIGMA_SPATIAL, SigmaColor, bilateral_operator, denoise_bilateral,
 };
 pub use scharr::{
     SCHARR_EDGE, SCHARR_H_WEIGHTS, SCHARR_SMOOTH, SCHARR_V_WEIGHTS, scharr, scharr_h, scharr_v,
