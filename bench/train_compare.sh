@@ -9,7 +9,7 @@
 # timed over one whole epoch (55 batches, the last one of 25 patches), as written in
 # metrics.json. Both are reported as patches per second. The two sides run back to back in
 # each of $ROUNDS rounds, so machine load affects both alike; the table gives the median
-# over rounds.
+# over rounds (bench/train_compare_table.py writes the tables from the work folder).
 #
 # Usage: bench/train_compare.sh
 # Environment (all optional):
@@ -118,48 +118,7 @@ for r in $(seq 1 "$rounds"); do
 done
 echo "load average after the throughput runs: $(loadavg)" | tee -a "$work/machine.txt"
 
-"$py" - "$work" "$rounds" <<'EOF'
-import json, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
-B = 64
-rows = [  # label, reference key, phyvae run
-    ("sh-VAE", "shvae", "shvae"),
-    ("phy-VAE SL1, faithful", "sl1", "sl1-faithful"),
-    ("phy-VAE SL2, faithful", "sl2", "sl2-faithful"),
-    ("phy-VAE SL1, gradient (reference: its only SL1)", "sl1", "sl1-gradient"),
-    ("phy-VAE SL2, gradient (reference: its only SL2)", "sl2", "sl2-gradient"),
-]
-ref, phy = {}, {}
-for r in range(1, rounds + 1):
-    d = f"{work}/round{r}"
-    j = json.load(open(f"{d}/py/runs/bench_step.json"))
-    for _, k, m in rows:
-        ref.setdefault(k, []).append(B / j[k]["median_s"])
-        phy.setdefault(m, []).append(json.load(open(f"{d}/{m}/metrics.json"))["patches_per_second"])
-med = statistics.median
-print()
-print(f"Training throughput, patches/s (B = 64, 48 x 48; median over {rounds} round(s))")
-print()
-print("| mode | reference | phyvae | phyvae / reference |")
-print("|---|---|---|---|")
-for label, k, m in rows:
-    a, b = med(ref[k]), med(phy[m])
-    print(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
-print()
-print("Per round (reference s/step from bench_step.py; phyvae epoch s from metrics.json):")
-print()
-print("| round | mode | reference s/step | reference patches/s | phyvae epoch s | phyvae patches/s | load before phyvae |")
-print("|---|---|---|---|---|---|---|")
-for r in range(1, rounds + 1):
-    d = f"{work}/round{r}"
-    j = json.load(open(f"{d}/py/runs/bench_step.json"))
-    for label, k, m in rows:
-        mj = json.load(open(f"{d}/{m}/metrics.json"))
-        load = open(f"{d}/load_before_{m}").read().strip()
-        print(f"| {r} | {label} | {j[k]['median_s']:.3f} | {B / j[k]['median_s']:.1f} | "
-              f"{mj['training_seconds']:.1f} | {mj['patches_per_second']:.1f} | {load} |")
-    print(f"| {r} | reference load average at end of bench_step.py | {' '.join(f'{x:.2f}' for x in j['loadavg'])} | | | | |")
-EOF
+"$py" bench/train_compare_table.py "$work" "$rounds"
 
 # --- peak memory at BiFeO3 scale -------------------------------------------------------------
 if [ "${SKIP_MEMORY:-0}" = 1 ]; then
