@@ -36,7 +36,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Combine, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt};
+use crate::config::{ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt};
 use crate::decoder::FusedDecoder;
 use crate::error::FrameworkContext;
 use crate::infer::{LatentMaps, encode_patches};
@@ -507,18 +507,8 @@ impl<'p> Trainer<'p> {
                         })?;
                     let maps = batch_maps(&terms.z_mean, &columns, d)?; // (C, d, d)
                     let psi = graph.psi(&maps)?; // scalar
-                    let psi_value: f32 = psi
-                        .to_dtype(DType::F32)
-                        .and_then(|t| t.to_scalar())
-                        .ctx("Psi")?;
-                    let loss = match p.combine {
-                        Combine::Multiply => (&terms.sh
-                            * (psi + f64::from(p.weight)).ctx("physics loss")?)
-                        .ctx("physics loss")?,
-                        Combine::Add { lambda } => (&terms.sh
-                            + (psi * f64::from(lambda)).ctx("physics loss")?)
-                        .ctx("physics loss")?,
-                    };
+                    let psi_value: f32 = psi.to_scalar().ctx("Psi")?;
+                    let loss = p.combine.apply(&terms.sh, &psi, f64::from(p.weight))?;
                     (loss, psi_value)
                 }
             };
@@ -532,17 +522,28 @@ impl<'p> Trainer<'p> {
                 return Err(diverged("loss"));
             }
             let grads = loss.backward().ctx("backward pass")?;
+            // One device read for all gradients; the per-parameter pass runs
+            // only to name the culprit.
+            let mut names = Vec::new();
+            let mut sq = Vec::new();
             for (name, var) in self.model.store().vars() {
                 if let Some(g) = grads.get(var.as_tensor()) {
-                    let s: f32 = g
-                        .sqr()
-                        .and_then(|t| t.sum_all())
-                        .and_then(|t| t.to_scalar())
-                        .ctx("gradient check")?;
-                    if !s.is_finite() {
+                    names.push(name);
+                    sq.push(g.sqr().and_then(|t| t.sum_all()).ctx("gradient check")?);
+                }
+            }
+            let total: f32 = Tensor::stack(&sq, 0)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.to_scalar())
+                .ctx("gradient check")?;
+            if !total.is_finite() {
+                for (name, s) in names.iter().zip(&sq) {
+                    let v: f32 = s.to_scalar().ctx("gradient check")?;
+                    if !v.is_finite() {
                         return Err(diverged(&format!("gradient of {name}")));
                     }
                 }
+                return Err(diverged("gradient"));
             }
             self.adam.step(self.model.store(), &grads)?;
             let scalar = |t: &Tensor| -> Result<f64> {

@@ -332,20 +332,7 @@ impl Vae {
             Decoder::Fc(fc) => fc.forward(&content),
             Decoder::Spatial(dec) => {
                 let special = z.narrow(1, 0, s).ctx("special latents")?; // (B, S)
-                let coords = if s == 0 {
-                    let b = z.dim(0).ctx("latents")?;
-                    let np = self.config.n_pixels();
-                    Tensor::stack(
-                        &[
-                            self.grid_x.broadcast_as((b, np)).ctx("grid")?,
-                            self.grid_y.broadcast_as((b, np)).ctx("grid")?,
-                        ],
-                        2,
-                    )
-                    .ctx("coordinates")?
-                } else {
-                    self.coordinates(&special)?
-                }; // (B, N, 2)
+                let coords = self.coordinates(&special)?; // (B, N, 2)
                 match fused {
                     Some(op) => dec.forward_fused(op, &content.contiguous().ctx("z")?, &coords),
                     None => dec.forward_reference(&content, &coords),
