@@ -262,9 +262,20 @@ pub struct TrainArgs {
     /// Slack w of L_sh (w + Psi), in [0, 0.5].
     #[arg(long)]
     pub weight: Option<f32>,
-    /// Use L_sh + LAMBDA * Psi instead of the product (gradient mode).
-    #[arg(long)]
+    /// Gradient mode: the loss is L_sh + LAMBDA * Psi (the default, LAMBDA 1).
+    #[arg(long, conflicts_with = "multiply")]
     pub add_lambda: Option<f32>,
+    /// Gradient mode: use the paper's product L_sh (w + Psi) instead of the sum.
+    #[arg(long)]
+    pub multiply: bool,
+    /// Gradient-mode SL1: lower bound of a batch latent map's min-max range, in
+    /// latent units (1e-6: the authors' plain min-max; default 1).
+    #[arg(long)]
+    pub range_floor: Option<f64>,
+    /// Epochs trained without the physics term before it is switched on
+    /// (default: 0 in faithful mode, a third of the epochs in gradient mode).
+    #[arg(long)]
+    pub physics_warmup: Option<usize>,
     /// Content latents Psi sees, e.g. `z1,z2` or `z2`.
     #[arg(long)]
     pub latents: Option<String>,
@@ -286,6 +297,11 @@ pub struct TrainArgs {
     /// Hidden width of encoder and decoder.
     #[arg(long)]
     pub hidden: Option<usize>,
+    /// Translation prior k: a shift latent of 1 moves the decoder's grid by k
+    /// (coordinates span [-1, 1] over the window). Give it about half a lattice
+    /// spacing over half the window, e.g. 0.6 for a 12 px lattice in a 16 px window.
+    #[arg(long)]
+    pub shift_prior: Option<f32>,
     /// Patch window in px.
     #[arg(long)]
     pub window: Option<usize>,

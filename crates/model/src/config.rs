@@ -381,6 +381,33 @@ pub struct PhysicsConfig {
     pub alpha: usize,
     /// How a gradient-mode Psi enters the loss (faithful mode always multiplies).
     pub combine: Combine,
+    /// Gradient-mode SL1 only: the min-max range of a batch latent map is
+    /// clamped below by this many latent units
+    /// ([`crate::physics::PsiGraph::with_range_floor`]); `1e-6` is the
+    /// authors' plain min-max. Default 1 (the prior's standard deviation).
+    #[serde(default = "default_range_floor")]
+    pub range_floor: f64,
+    /// Epochs trained as plain sh-VAE before Psi enters the loss (both modes).
+    /// `None` (default): none in faithful mode (the authors' setting), a third
+    /// of the epochs (rounded down) in gradient mode, where a gradient-carrying
+    /// Psi from the first step flattens the content latents before they carry
+    /// any information (see [`TrainConfig::physics_warmup`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
+}
+
+/// Default `lambda` of [`Combine::Add`], the default combination in gradient
+/// mode. `L_sh (w + Psi)` with a gradient-carrying Psi acts like an additive
+/// term with `lambda = L_sh` (about 10^2 nats for a 16 x 16 patch), which on
+/// the synthetic images drove the encoder to flat maps with exploding means;
+/// `lambda = 1` kept the phase separation and smoothed the maps.
+pub const DEFAULT_LAMBDA: f32 = 1.0;
+
+/// Default [`PhysicsConfig::range_floor`].
+pub const DEFAULT_RANGE_FLOOR: f64 = 1.0;
+
+fn default_range_floor() -> f64 {
+    DEFAULT_RANGE_FLOOR
 }
 
 impl Default for PhysicsConfig {
@@ -391,7 +418,11 @@ impl Default for PhysicsConfig {
             weight: 0.1,
             latents: vec![1, 2],
             alpha: 1,
-            combine: Combine::Multiply,
+            combine: Combine::Add {
+                lambda: DEFAULT_LAMBDA,
+            },
+            range_floor: DEFAULT_RANGE_FLOOR,
+            warmup_epochs: None,
         }
     }
 }
@@ -509,8 +540,34 @@ impl TrainConfig {
             {
                 return Err(invalid("lambda", lambda, "must be finite and >= 0"));
             }
+            if p.warmup_epochs.is_some_and(|w| w >= self.epochs) {
+                return Err(invalid(
+                    "warmup_epochs",
+                    p.warmup_epochs.unwrap_or(0),
+                    "the physics warm-up must end before the last epoch (warmup_epochs < epochs)",
+                ));
+            }
+            if !(p.range_floor.is_finite() && p.range_floor >= crate::physics::RANGE_EPS) {
+                return Err(invalid(
+                    "range_floor",
+                    p.range_floor,
+                    "must be finite and >= 1e-6",
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The number of epochs trained before Psi enters the loss:
+    /// [`PhysicsConfig::warmup_epochs`] if set, else 0 in faithful mode and
+    /// `epochs / 3` in gradient mode.
+    #[must_use]
+    pub fn physics_warmup(&self) -> usize {
+        match (self.physics.warmup_epochs, self.physics.mode) {
+            (Some(w), _) => w,
+            (None, PhysicsMode::Faithful) => 0,
+            (None, PhysicsMode::Gradient) => self.epochs / 3,
+        }
     }
 
     /// The latent columns (0-based, special latents first) Psi sees.
@@ -524,6 +581,24 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn physics_warmup_defaults_by_mode() {
+        let mut c = TrainConfig {
+            epochs: 30,
+            ..TrainConfig::default()
+        };
+        c.physics.mode = PhysicsMode::Faithful;
+        assert_eq!(c.physics_warmup(), 0);
+        c.physics.mode = PhysicsMode::Gradient;
+        assert_eq!(c.physics_warmup(), 10);
+        c.epochs = 2;
+        assert_eq!(c.physics_warmup(), 0); // 2 / 3 rounds down
+        c.physics.warmup_epochs = Some(1);
+        assert_eq!(c.physics_warmup(), 1);
+        c.physics.mode = PhysicsMode::Faithful;
+        assert_eq!(c.physics_warmup(), 1);
+    }
 
     fn name_of(e: ModelError) -> &'static str {
         match e {
@@ -600,6 +675,12 @@ mod tests {
             with(&|c| c.physics.combine = Combine::Add { lambda: -1.0 }),
             "lambda"
         );
+        assert_eq!(with(&|c| c.physics.range_floor = 0.0), "range_floor");
+        assert_eq!(
+            with(&|c| c.physics.warmup_epochs = Some(c.epochs)),
+            "warmup_epochs"
+        );
+        assert_eq!(with(&|c| c.physics.range_floor = f64::NAN), "range_floor");
         // Without physics any batch size is fine.
         let mut c = TrainConfig {
             batch_size: 50,

@@ -38,6 +38,15 @@
 //!   `Psi = (sum L - sum_window L) / sum L` summed over all maps (the ratio of
 //!   the means over maps, as the authors' `add_loss2`).
 //!
+//! **Scale of a tile** ([`PsiGraph::psi_scaled`], used by the trainer): the
+//! trainer's maps are `d x d` tiles of the full latent map, and a tile inside
+//! one phase holds only noise. The trainer therefore divides each tile by the
+//! range of its latent over the shuffled batch (detached: an estimate of the
+//! full map's range, held constant for the step) instead of the tile's own
+//! range, clamped below by the range floor. A differentiable own-range or
+//! batch-range scaling was exploited in training: one outlier latent flattens
+//! everything else after min-max, and the encoder's means ran away.
+//!
 //! **Weights held constant per step.** The bilateral filter is not linear: its
 //! weights depend on the map. In gradient mode they are computed once per call
 //! from the *detached* normalised map (on the host, by
@@ -54,6 +63,18 @@
 //!   a constant map normalises to 0 (as the faithful mode) instead of `0 / 0`.
 //!   For ranges above `1e-6` the value is the exact min-max; note that SL1 is
 //!   scale-free, so its gradient grows like `1 / range`.
+//!
+//! **Range floor** ([`PsiGraph::with_range_floor`], gradient mode only, an
+//! addition to the authors' SL1): the clamp `RANGE_EPS` can be raised to a
+//! floor `r0` in latent units. A map whose range is below `r0` is then divided
+//! by `r0` instead of its own range, so its SL1 measures its absolute
+//! variation (and falls to 0 as the map flattens) instead of its shape
+//! stretched to `[0, 1]`. Without it, a `d x d` tile lying inside one phase
+//! (most tiles of a segmentation) has only noise, which min-max stretches to
+//! full contrast; its SL1 is then large, cannot be lowered by smoothing, and
+//! its gradient grows like `1 / range` without bound. Maps with a range above
+//! `r0` are normalised exactly as the authors did. `r0 = 1` is the prior's
+//! standard deviation.
 //! - [`MAGNITUDE_EPS`], [`SPECTRUM_EPS`] (`1e-12`, inside the square roots):
 //!   the derivative of `sqrt` is infinite at 0, so a flat region (zero Scharr
 //!   gradient) or a zero Fourier coefficient would give NaN gradients; with the
@@ -354,6 +375,7 @@ enum Constants {
 #[derive(Debug, Clone)]
 pub struct PsiGraph {
     kind: PsiKind,
+    range_floor: f64,
     d: usize,
     n_maps: usize,
     device: Device,
@@ -423,12 +445,54 @@ impl PsiGraph {
         };
         Ok(Self {
             kind,
+            range_floor: RANGE_EPS,
             d,
             n_maps,
             device: device.clone(),
             dtype,
             constants,
         })
+    }
+
+    /// The same graph with the SL1 min-max range clamped below by `floor`
+    /// (latent units; see the module documentation, "Range floor") instead of
+    /// [`RANGE_EPS`]. No effect on SL2.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] (`range_floor`) unless
+    /// `RANGE_EPS <= floor` and `floor` is finite.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use phyvae_model::physics::{PsiGraph, PsiKind};
+    ///
+    /// // A 2 x 2 map with a step of 0.01: min-max stretches it to a full step,
+    /// // the floor of 1 keeps it a step of 0.01.
+    /// let map = Tensor::new(&[[[0.0f32, 0.01], [0.0, 0.01]]], &Device::Cpu)?;
+    /// let plain = PsiGraph::new(PsiKind::Sl1, 2, 1, &Device::Cpu, DType::F32)?;
+    /// let floored = plain.clone().with_range_floor(1.0)?;
+    /// let a: f32 = plain.psi(&map)?.to_scalar()?;
+    /// let b: f32 = floored.psi(&map)?.to_scalar()?;
+    /// assert!(b < a / 50.0 && b > 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_range_floor(mut self, floor: f64) -> Result<Self> {
+        if !(floor.is_finite() && floor >= RANGE_EPS) {
+            return Err(ModelError::InvalidParameter {
+                name: "range_floor",
+                value: floor.to_string(),
+                rule: "must be finite and >= 1e-6",
+            });
+        }
+        self.range_floor = floor;
+        Ok(self)
+    }
+
+    /// The lower bound of the SL1 min-max range ([`RANGE_EPS`] unless set by
+    /// [`PsiGraph::with_range_floor`]).
+    #[must_use]
+    pub fn range_floor(&self) -> f64 {
+        self.range_floor
     }
 
     /// The kind of loss.
@@ -460,6 +524,51 @@ impl PsiGraph {
         match &self.constants {
             Constants::Sl1 { bilateral, .. } => {
                 let x = self.normalise(maps)?; // (C, n)
+                let w = self.operators(&x.detach(), bilateral)?; // (C, n, n)
+                self.sl1(&x, &w)
+            }
+            _ => self.psi_frozen(maps, &FrozenWeights(None)),
+        }
+    }
+
+    /// `Psi` of `maps` (`(C, d, d)`) as [`PsiGraph::psi`], except that SL1
+    /// divides each map by `range` (`(C, 1)`, clamped below by the range
+    /// floor) instead of its own range: `x = (v - min v) / max(range, r0)`.
+    /// The trainer passes the range of each latent over the shuffled batch, an
+    /// estimate of the range of the full latent map, so that a `d x d` tile is
+    /// measured in the full map's contrast (the authors' maps are the whole
+    /// batch, so for them the two ranges coincide). `range` may carry a
+    /// gradient: `Psi` is then invariant to a common scale of tile and range.
+    /// SL2 does not normalise and ignores `range`.
+    ///
+    /// # Errors
+    /// As [`PsiGraph::psi`]; [`ModelError::ShapeMismatch`] if `range` is not
+    /// `(C, 1)`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use phyvae_model::physics::{PsiGraph, PsiKind};
+    ///
+    /// let map = Tensor::new(&[[[0.0f32, 0.5], [0.0, 0.5]]], &Device::Cpu)?;
+    /// let g = PsiGraph::new(PsiKind::Sl1, 2, 1, &Device::Cpu, DType::F32)?;
+    /// let own: f32 = g.psi(&map)?.to_scalar()?;
+    /// // Measured against a range of 1 the step of 0.5 is half a full step.
+    /// let half: f32 = g.psi_scaled(&map, &Tensor::new(&[[1.0f32]], &Device::Cpu)?)?.to_scalar()?;
+    /// assert!((half - own / 2.0).abs() < 1e-5 * own);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn psi_scaled(&self, maps: &Tensor, range: &Tensor) -> Result<Tensor> {
+        self.check_maps(maps)?;
+        if range.dims() != [self.n_maps, 1] {
+            return Err(ModelError::ShapeMismatch {
+                what: "latent ranges",
+                expected: vec![self.n_maps, 1],
+                found: range.dims().to_vec(),
+            });
+        }
+        match &self.constants {
+            Constants::Sl1 { bilateral, .. } => {
+                let x = self.normalise_by(maps, Some(range))?; // (C, n)
                 let w = self.operators(&x.detach(), bilateral)?; // (C, n, n)
                 self.sl1(&x, &w)
             }
@@ -588,17 +697,27 @@ impl PsiGraph {
         Ok(())
     }
 
-    /// `(v - min) / max(max - min, RANGE_EPS)` per map, `(C, d, d) -> (C, n)`.
+    /// `(v - min) / max(max - min, range_floor)` per map, `(C, d, d) -> (C, n)`.
     fn normalise(&self, maps: &Tensor) -> Result<Tensor> {
+        self.normalise_by(maps, None)
+    }
+
+    /// `(v - min) / max(range, range_floor)` per map with `range` given
+    /// (`(C, 1)`) or the map's own `max - min`, `(C, d, d) -> (C, n)`.
+    fn normalise_by(&self, maps: &Tensor, range: Option<&Tensor>) -> Result<Tensor> {
         let v = maps
             .reshape((self.n_maps, self.d * self.d))
             .ctx("flatten maps")?; // (C, n)
         let lo = v.min_keepdim(1).ctx("map minimum")?; // (C, 1)
-        let range = v
-            .max_keepdim(1) // (C, 1)
-            .and_then(|hi| hi - &lo) // (C, 1)
-            .and_then(|r| r.maximum(RANGE_EPS)) // (C, 1)
-            .ctx("map range")?;
+        let range = match range {
+            Some(r) => r.clone(), // (C, 1)
+            None => v
+                .max_keepdim(1) // (C, 1)
+                .and_then(|hi| hi - &lo) // (C, 1)
+                .ctx("map range")?,
+        }
+        .maximum(self.range_floor) // (C, 1)
+        .ctx("map range")?;
         v.broadcast_sub(&lo) // (C, n)
             .and_then(|t| t.broadcast_div(&range)) // (C, n)
             .ctx("min-max normalisation")
@@ -908,6 +1027,112 @@ mod tests {
         let g = PsiGraph::new(PsiKind::Sl1, 1, 1, &cpu, DType::F64).unwrap();
         let v = g.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
         assert!((v - 1e-6).abs() < 1e-18, "{v}");
+    }
+
+    #[test]
+    fn range_floor_rule() {
+        let g = PsiGraph::new(PsiKind::Sl1, 4, 1, &Device::Cpu, DType::F64).unwrap();
+        for bad in [0.0, 1e-7, f64::NAN, f64::INFINITY] {
+            let e = g.clone().with_range_floor(bad).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ModelError::InvalidParameter {
+                        name: "range_floor",
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(g.with_range_floor(0.5).unwrap().range_floor(), 0.5);
+    }
+
+    #[test]
+    fn range_floor_scales_sl1_of_a_small_map_by_range_over_floor() {
+        // Bilateral (sigma_color = the map's std), Scharr and the magnitude are
+        // all homogeneous of degree 1 in the map, so dividing by the floor r0
+        // instead of the range r multiplies SL1 by r / r0 (up to the 1e-6 guards).
+        let cpu = Device::Cpu;
+        let v: Vec<f64> = (0..36)
+            .map(|i| 0.02 * (f64::from(i % 6) * 0.7 + f64::from(i / 6) * f64::from(i % 5)).sin())
+            .collect();
+        let range =
+            v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min);
+        let maps = Tensor::from_vec(v, (1, 6, 6), &cpu).unwrap();
+        let plain = PsiGraph::new(PsiKind::Sl1, 6, 1, &cpu, DType::F64).unwrap();
+        let floored = plain.clone().with_range_floor(2.0).unwrap();
+        let a = plain.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
+        let b = floored.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
+        assert!(a > 1.0, "{a}");
+        let expected = a * range / 2.0;
+        assert!((b - expected).abs() < 1e-4 * expected, "{b} vs {expected}");
+        // A map whose range exceeds the floor is normalised as before.
+        let big = (maps * 1000.0).unwrap();
+        let c = floored.psi(&big).unwrap().to_scalar::<f64>().unwrap();
+        assert!((c - a).abs() < 1e-9 * a, "{c} vs {a}");
+    }
+
+    #[test]
+    fn psi_scaled_by_own_range_is_psi_and_scales_inversely() {
+        let cpu = Device::Cpu;
+        let v: Vec<f64> = (0..32)
+            .map(|i| (f64::from(i % 4) * 0.9 + f64::from(i / 4) * 0.4).cos())
+            .collect();
+        let maps = Tensor::from_vec(v, (2, 4, 4), &cpu).unwrap();
+        let g = PsiGraph::new(PsiKind::Sl1, 4, 2, &cpu, DType::F64).unwrap();
+        let flat = maps.reshape((2, 16)).unwrap();
+        let own = (flat.max_keepdim(1).unwrap() - flat.min_keepdim(1).unwrap()).unwrap();
+        let a = g.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
+        let b = g
+            .psi_scaled(&maps, &own)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!((a - b).abs() <= 1e-12 * a, "{a} vs {b}");
+        // SL1 is homogeneous of degree 1 (see range_floor_scales_...): a range
+        // three times larger gives a third of Psi.
+        let c = g
+            .psi_scaled(&maps, &(&own * 3.0).unwrap())
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!((c - a / 3.0).abs() < 1e-5 * a, "{c} vs {}", a / 3.0);
+        // dPsi/drange_k: Psi = sum_k S_k / range_k / C, so the derivative is
+        // -S_k / (C range_k^2); check against central differences.
+        let r = candle_core::Var::from_tensor(&own).unwrap();
+        let psi = g.psi_scaled(&maps, r.as_tensor()).unwrap();
+        let grad = psi
+            .backward()
+            .unwrap()
+            .get(r.as_tensor())
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        let own_v = own.to_vec2::<f64>().unwrap();
+        for k in 0..2 {
+            let h = 1e-6;
+            let mut plus = own_v.clone();
+            plus[k][0] += h;
+            let mut minus = own_v.clone();
+            minus[k][0] -= h;
+            let at = |rv: Vec<Vec<f64>>| {
+                let t = Tensor::new(rv, &cpu).unwrap();
+                g.psi_scaled(&maps, &t).unwrap().to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(plus) - at(minus)) / (2.0 * h);
+            assert!(
+                (grad[k][0] - fd).abs() < 1e-5 * fd.abs(),
+                "{k}: {} vs {fd}",
+                grad[k][0]
+            );
+            assert!(fd < 0.0);
+        }
+        let bad = Tensor::zeros((2,), DType::F64, &cpu).unwrap();
+        assert!(matches!(
+            g.psi_scaled(&maps, &bad),
+            Err(ModelError::ShapeMismatch { .. })
+        ));
     }
 
     #[test]

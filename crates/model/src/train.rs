@@ -8,11 +8,15 @@
 //!   the batch's encoder means reshaped to `d x d` with no gradient and the
 //!   loss is `L_sh (w + Psi)`; a last batch that is not `d^2` gets Psi = 0, as
 //!   in the authors' code.
-//! - [`PhysicsMode::Gradient`]: batches are `d x d` tiles of the patch grid
-//!   (tile origins every `d` grid cells, plus one tile flush with the last
-//!   row/column so every patch is covered), in a seeded random order; the
-//!   batch's latent map is a real piece of the full map and Psi is part of the
-//!   autodiff graph.
+//! - [`PhysicsMode::Gradient`]: the same shuffled batches for `L_sh`, and
+//!   with each batch one `d x d` tile of the patch grid (`d^2 = batch_size`)
+//!   at a random origin, encoded alongside it: Psi is computed on the tile's
+//!   encoder means, a real piece of the full latent map, inside the autodiff
+//!   graph (so its gradient reaches the encoder). The tile costs one encoder
+//!   pass over `d^2` patches, no decoding. Training on the tiles themselves
+//!   (every batch one contiguous region) gives strongly correlated batches: on
+//!   the synthetic two-phase image the phases then no longer separate even
+//!   with a zero physics weight (bench/learning_table.sh).
 //!
 //! Reproducibility: the model is initialised from stream 0 of a ChaCha8
 //! generator seeded with `seed`; epoch `e` (0-based) draws its batch order and
@@ -31,8 +35,8 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use ndarray::Array2;
 use phyvae_data::patches::PatchSet;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +142,8 @@ pub struct Trainer<'p> {
     psi_graph: Option<PsiGraph>,
     /// Batch input buffer, `batch_size x N`, reused every step.
     x_buf: Vec<f32>,
+    /// Gradient mode: the Psi tile's patches, `d^2 x N` (empty otherwise).
+    tile_buf: Vec<f32>,
 }
 
 fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -208,13 +214,16 @@ impl<'p> Trainer<'p> {
                         rule: "gradient mode needs a patch grid of at least d x d patches (d^2 = batch size)",
                     });
                 }
-                psi_graph = Some(PsiGraph::new(
-                    psi_kind(&train),
-                    d,
-                    p.latents.len(),
-                    model.device(),
-                    DType::F32,
-                )?);
+                psi_graph = Some(
+                    PsiGraph::new(
+                        psi_kind(&train),
+                        d,
+                        p.latents.len(),
+                        model.device(),
+                        DType::F32,
+                    )?
+                    .with_range_floor(p.range_floor)?,
+                );
             }
         }
         let adam = match adam {
@@ -223,6 +232,11 @@ impl<'p> Trainer<'p> {
         };
         let fused = model.fused_workspace(train.decoder, train.batch_size)?;
         let x_buf = vec![0.0f32; train.batch_size * cfg.n_pixels()];
+        let tile_buf = if psi_graph.is_some() {
+            vec![0.0f32; train.batch_size * cfg.n_pixels()]
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             model,
             adam,
@@ -234,6 +248,7 @@ impl<'p> Trainer<'p> {
             fused,
             psi_graph,
             x_buf,
+            tile_buf,
         })
     }
 
@@ -411,37 +426,38 @@ impl<'p> Trainer<'p> {
 
     /// The batches of epoch `e` (patch indices), in training order.
     fn batches(&self, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
-        let b = self.train.batch_size;
-        let p = &self.train.physics;
-        if p.kind != PhysicsKind::None && p.mode == PhysicsMode::Gradient {
-            let d = exact_sqrt(b).unwrap_or(1);
-            let g = self.patches.grid();
-            let starts = |len: usize| -> Vec<usize> {
-                let mut v: Vec<usize> = (0..=len - d).step_by(d).collect();
-                if v.last().is_some_and(|&l| l + d < len) {
-                    v.push(len - d);
-                }
-                v
-            };
-            let mut tiles: Vec<Vec<usize>> = Vec::new();
-            for &r0 in &starts(g.gh()) {
-                for &c0 in &starts(g.gw()) {
-                    let mut t = Vec::with_capacity(b);
-                    for r in r0..r0 + d {
-                        for c in c0..c0 + d {
-                            t.push(r * g.gw() + c);
-                        }
-                    }
-                    tiles.push(t);
-                }
+        let mut order: Vec<usize> = (0..self.patches.len()).collect();
+        order.shuffle(rng);
+        order
+            .chunks(self.train.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// Gradient mode: copies a `d x d` tile of the patch grid at a random
+    /// origin into `tile_buf` and returns its `(d^2, N)` tensor (row-major
+    /// over the tile, as [`batch_maps`] expects).
+    fn random_tile(&mut self, d: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let g = self.patches.grid();
+        let (gh, gw) = (g.gh(), g.gw());
+        let r0 = rng.random_range(0..=gh - d);
+        let c0 = rng.random_range(0..=gw - d);
+        let np = self.model.config().n_pixels();
+        for r in 0..d {
+            for c in 0..d {
+                let k = r * d + c;
+                self.patches.copy_patch_into(
+                    (r0 + r) * gw + c0 + c,
+                    &mut self.tile_buf[k * np..(k + 1) * np],
+                )?;
             }
-            tiles.shuffle(rng);
-            tiles
-        } else {
-            let mut order: Vec<usize> = (0..self.patches.len()).collect();
-            order.shuffle(rng);
-            order.chunks(b).map(<[usize]>::to_vec).collect()
         }
+        Tensor::from_slice(
+            &self.tile_buf[..d * d * np],
+            (d * d, np),
+            self.model.device(),
+        )
+        .ctx("Psi tile") // (d^2, N)
     }
 
     fn epoch(&mut self, e: usize, on_event: &mut dyn FnMut(TrainEvent<'_>)) -> Result<EpochRecord> {
@@ -458,6 +474,7 @@ impl<'p> Trainer<'p> {
         let np = cfg.n_pixels();
         let columns = self.train.physics_columns(&cfg);
         let p = self.train.physics.clone();
+        let warmup = self.train.physics_warmup();
         let d = exact_sqrt(self.train.batch_size).unwrap_or(0);
         let (mut s_recon, mut s_kl, mut s_elbo, mut s_psi, mut s_total, mut count) =
             (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
@@ -473,7 +490,12 @@ impl<'p> Trainer<'p> {
             let terms = self
                 .model
                 .loss(&x, &eps, f64::from(beta), self.fused.as_ref())?;
-            let (loss, psi_value) = match (p.kind, p.mode) {
+            let kind = if e < warmup {
+                PhysicsKind::None
+            } else {
+                p.kind
+            };
+            let (loss, psi_value) = match (kind, p.mode) {
                 (PhysicsKind::None, _) => (terms.sh.clone(), 0.0f32),
                 (_, PhysicsMode::Faithful) => {
                     let psi = if b == d * d {
@@ -497,6 +519,7 @@ impl<'p> Trainer<'p> {
                     ((&terms.sh * factor).ctx("physics loss")?, psi)
                 }
                 (_, PhysicsMode::Gradient) => {
+                    let tile = self.random_tile(d, &mut rng)?; // (d^2, N)
                     let graph = self
                         .psi_graph
                         .as_ref()
@@ -505,8 +528,24 @@ impl<'p> Trainer<'p> {
                             value: "gradient".into(),
                             rule: "no Psi graph was built",
                         })?;
-                    let maps = batch_maps(&terms.z_mean, &columns, d)?; // (C, d, d)
-                    let psi = graph.psi(&maps)?; // scalar
+                    let (tile_mean, _) = self.model.encode(&tile)?; // (d^2, L)
+                    let maps = batch_maps(&tile_mean, &columns, d)?; // (C, d, d)
+                    let idx = Tensor::new(
+                        columns.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+                        self.model.device(),
+                    )
+                    .ctx("latent columns")?;
+                    let batch_cols = terms
+                        .z_mean
+                        .index_select(&idx, 1) // (B, C)
+                        .ctx("batch latents")?;
+                    let range = batch_cols
+                        .max_keepdim(0) // (1, C)
+                        .and_then(|hi| hi - batch_cols.min_keepdim(0)?) // (1, C)
+                        .and_then(|r| r.t()) // (C, 1)
+                        .ctx("batch latent ranges")?
+                        .detach();
+                    let psi = graph.psi_scaled(&maps, &range)?; // scalar
                     let psi_value: f32 = psi.to_scalar().ctx("Psi")?;
                     let loss = p.combine.apply(&terms.sh, &psi, f64::from(p.weight))?;
                     (loss, psi_value)

@@ -157,6 +157,9 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
     if let Some(v) = a.hidden {
         c.model.hidden = v;
     }
+    if let Some(v) = a.shift_prior {
+        c.model.translation_prior = v;
+    }
     if let Some(v) = a.window {
         c.data.window = v;
     }
@@ -210,8 +213,17 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
     if let Some(v) = a.weight {
         c.train.physics.weight = v;
     }
+    if a.multiply {
+        c.train.physics.combine = Combine::Multiply;
+    }
     if let Some(v) = a.add_lambda {
         c.train.physics.combine = Combine::Add { lambda: v };
+    }
+    if let Some(v) = a.range_floor {
+        c.train.physics.range_floor = v;
+    }
+    if let Some(v) = a.physics_warmup {
+        c.train.physics.warmup_epochs = Some(v);
     }
     if let Some(v) = &a.latents {
         c.train.physics.latents = parse_latents(v)?;
