@@ -323,6 +323,10 @@ pub struct TrainArgs {
     /// Decoder implementation: auto, reference or fused.
     #[arg(long)]
     pub decoder: Option<String>,
+    /// Compute device: `auto` (the first CUDA GPU when this build has CUDA and
+    /// one is present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
     /// Continue the run in OUT from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -345,6 +349,10 @@ pub struct EncodeArgs {
     /// Output folder (created).
     #[arg(long)]
     pub out: PathBuf,
+    /// Compute device: `auto` (the first CUDA GPU when this build has CUDA and
+    /// one is present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
     /// Truth map to score the segmentations against.
     #[arg(long)]
     pub truth: Option<PathBuf>,

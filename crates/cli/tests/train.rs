@@ -175,6 +175,27 @@ fn bad_settings_are_clear_errors() {
         (&["--model", "wobble"][..], 4, "unknown model"),
         (&["--window", "200"][..], 4, "window"),
         (&["--lr", "0"][..], 4, "lr"),
+        (&["--shift-prior", "2"][..], 4, "translation_prior"),
+        (
+            &["--device", "gpu"][..],
+            1,
+            "expected auto, cpu, cuda or cuda:N",
+        ),
+        (
+            &["--physics", "sl1", "--epochs", "2", "--physics-warmup", "2"][..],
+            4,
+            "warm-up",
+        ),
+        (
+            &["--physics", "sl1", "--range-floor", "0"][..],
+            4,
+            "range_floor",
+        ),
+        (
+            &["--physics", "sl1", "--multiply", "--add-lambda", "1"][..],
+            2,
+            "cannot be used with",
+        ),
     ] {
         let o = run(extra);
         let err = String::from_utf8_lossy(&o.stderr);

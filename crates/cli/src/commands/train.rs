@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis};
 use phyvae_data::io;
@@ -361,13 +361,47 @@ fn read_truth(path: Option<&PathBuf>, grid: &PatchGrid) -> Result<Option<Array2<
     }
 }
 
+/// The candle device of `--device`: `cpu`, `cuda` (= `cuda:0`), `cuda:N`, or
+/// `auto` (CUDA device 0 when this build has CUDA and a device is present,
+/// else the CPU).
+fn pick_device(spec: &str) -> Result<Device> {
+    let cuda = |ordinal: usize| {
+        Device::new_cuda(ordinal).with_context(|| {
+            format!(
+                "--device {spec}: no CUDA device {ordinal} (CUDA needs a build with \
+                 --features phyvae-model/cuda and an NVIDIA GPU)"
+            )
+        })
+    };
+    match spec {
+        "auto" => Device::cuda_if_available(0).context("--device auto"),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => cuda(n),
+            _ => bail!("--device {other}: expected auto, cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+/// `cpu` or `cuda` for metrics.json.
+fn device_name(device: &Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else if device.is_metal() {
+        "metal"
+    } else {
+        "cpu"
+    }
+}
+
 /// `phyvae train IMAGE --out DIR ...`.
 pub fn train(a: &TrainArgs) -> Result<()> {
     let t0 = Instant::now();
     let img = input::image(&a.image, a.frame)?;
     create_dir(&a.out)?;
     let ckpt = a.out.join("checkpoint");
-    let device = Device::Cpu;
+    let device = pick_device(&a.device)?;
     let cfg = if a.resume {
         let text = std::fs::read_to_string(a.out.join("config.toml"))
             .context("--resume needs the config.toml of the interrupted run")?;
@@ -451,6 +485,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         "patches_per_second": if train_secs > 0.0 { patches_seen as f64 / train_secs } else { 0.0 },
         "maps": per_map,
         "seconds": t0.elapsed().as_secs_f64(),
+        "device": device_name(&device),
         "phyvae_version": env!("CARGO_PKG_VERSION"),
     });
     write_text(
@@ -463,7 +498,8 @@ pub fn train(a: &TrainArgs) -> Result<()> {
 /// `phyvae encode --model DIR IMAGE --out DIR2`.
 pub fn encode(a: &EncodeArgs) -> Result<()> {
     let t0 = Instant::now();
-    let (model, data) = load_model(&a.model, &Device::Cpu)?;
+    let device = pick_device(&a.device)?;
+    let (model, data) = load_model(&a.model, &device)?;
     let data: DataConfig = serde_json::from_value(data)
         .with_context(|| format!("{}: no patch settings in model.json", a.model.display()))?;
     let cfg: Option<RunConfig> = std::fs::read_to_string(a.model.join("config.toml"))
