@@ -60,8 +60,9 @@ pub use loss::{bce_with_logits, bce_with_logits_grad, sigmoid};
 pub use spatial::SpatialDecoder;
 pub use tanh::{tanh_f32, tanh_slice};
 
+use multiversion::multiversion;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Slice};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Slice};
 use rand::{Rng, RngExt};
 use rayon::prelude::*;
 
@@ -426,7 +427,31 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+// The elementwise passes below are compiled for the baseline target and, via
+// `multiversion`, for AVX2+FMA and AVX-512, chosen once at run time. They use
+// no fused multiply-add and no reassociation, so every version gives
+// bit-identical results; only the vector width changes.
+
+/// Layer 0 for one patch: `row[j] = tanh(wcx[j] x + wcy[j] y + c[j])` for every
+/// `H`-row of `chunk`, with `(x, y)` the row's coordinates in `xy`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn layer0_tanh(chunk: &mut [f32], c: &[f32], xy: &[f32], wcx: &[f32], wcy: &[f32]) {
+    for (row, p) in chunk.chunks_exact_mut(c.len()).zip(xy.chunks_exact(2)) {
+        let (x, y) = (p[0], p[1]);
+        for (((v, &ax), &ay), &cj) in row.iter_mut().zip(wcx).zip(wcy).zip(c) {
+            *v = tanh_f32(ax * x + ay * y + cj);
+        }
+    }
+}
+
 /// `row[j] = tanh(row[j] + bias[j])` for every `H`-row of `chunk`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn bias_tanh(chunk: &mut [f32], bias: &[f32]) {
     for row in chunk.chunks_exact_mut(bias.len()) {
         for (v, &b) in row.iter_mut().zip(bias) {
@@ -435,7 +460,102 @@ fn bias_tanh(chunk: &mut [f32], bias: &[f32]) {
     }
 }
 
+/// Output layer and layer 2 of the backward pass for one patch: with
+/// `g = dL/dlogit` of each pixel, `d[j] = g w3[j] (1 - h2[j]^2)` for every
+/// `H`-row; column sums of `d` into `acc_db2`, of `g h2` into `acc_dw3`;
+/// returns the sum of `g` (this patch's share of `dL/db3`).
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn output_backward(
+    d: &mut [f32],
+    act: &[f32],
+    dl: ArrayView1<'_, f32>,
+    w3: &[f32],
+    acc_db2: &mut [f32],
+    acc_dw3: &mut [f32],
+) -> f32 {
+    let h = w3.len();
+    acc_db2.iter_mut().for_each(|a| *a = 0.0);
+    acc_dw3.iter_mut().for_each(|a| *a = 0.0);
+    let mut sg = 0.0f32;
+    for ((drow, hrow), &g) in d
+        .chunks_exact_mut(h)
+        .zip(act.chunks_exact(h))
+        .zip(dl.iter())
+    {
+        sg += g;
+        for ((((dv, &hv), &w), a2), a3) in drow
+            .iter_mut()
+            .zip(hrow)
+            .zip(w3)
+            .zip(acc_db2.iter_mut())
+            .zip(acc_dw3.iter_mut())
+        {
+            let v = g * w * (1.0 - hv * hv);
+            *dv = v;
+            *a2 += v;
+            *a3 += g * hv;
+        }
+    }
+    sg
+}
+
+/// Layer 0 of the backward pass for one patch: `d[j] *= 1 - h0[j]^2` for every
+/// `H`-row, column sums of the result into `acc` (`dL/dbc`), of the result
+/// times the row's `x` and `y` into the two halves of `accg` (`dL/dWc`), and
+/// `dL/dcoords` of the row (`d . wcx`, `d . wcy`) into `dxy`.
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn layer0_backward(
+    d: &mut [f32],
+    act: &[f32],
+    acc: &mut [f32],
+    accg: &mut [f32],
+    xy: &[f32],
+    dxy: &mut [f32],
+    wcx: &[f32],
+    wcy: &[f32],
+) {
+    let h = acc.len();
+    acc.iter_mut().for_each(|a| *a = 0.0);
+    accg.iter_mut().for_each(|a| *a = 0.0);
+    let (px, py) = accg.split_at_mut(h);
+    for (((drow, hrow), p), dp) in d
+        .chunks_exact_mut(h)
+        .zip(act.chunks_exact(h))
+        .zip(xy.chunks_exact(2))
+        .zip(dxy.chunks_exact_mut(2))
+    {
+        let (x, y) = (p[0], p[1]);
+        for ((((dv, &hv), a), ax), ay) in drow
+            .iter_mut()
+            .zip(hrow)
+            .zip(acc.iter_mut())
+            .zip(px.iter_mut())
+            .zip(py.iter_mut())
+        {
+            let v = *dv * (1.0 - hv * hv);
+            *dv = v;
+            *a += v;
+            *ax += v * x;
+            *ay += v * y;
+        }
+        // The row is still in L1: two vectorised dot products.
+        dp[0] = dot(drow, wcx);
+        dp[1] = dot(drow, wcy);
+    }
+}
+
 /// `d[j] *= 1 - h[j]^2` for a chunk, accumulating column sums of the result in `acc`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn tanh_backward(d: &mut [f32], h: &[f32], acc: &mut [f32]) {
     acc.iter_mut().for_each(|a| *a = 0.0);
     let width = acc.len();
@@ -656,14 +776,7 @@ impl DecoderWorkspace {
                 .par_chunks_mut(n_pix * h)
                 .zip(self.patch_a[..bsz * h].par_chunks(h))
                 .zip(coords.par_chunks(n_pix * 2))
-                .for_each(|((chunk, c), xy)| {
-                    for (row, p) in chunk.chunks_exact_mut(h).zip(xy.chunks_exact(2)) {
-                        let (x, y) = (p[0], p[1]);
-                        for (((v, &ax), &ay), &cj) in row.iter_mut().zip(wcx).zip(wcy).zip(c) {
-                            *v = tanh_f32(ax * x + ay * y + cj);
-                        }
-                    }
-                });
+                .for_each(|((chunk, c), xy)| layer0_tanh(chunk, c, xy, wcx, wcy));
         }
         // layer 1: h1 ((b*N) x H) = h0 ((b*N) x H) . W1^T (H x H), then + b1, tanh
         {
@@ -761,27 +874,7 @@ impl DecoderWorkspace {
             .zip(self.patch_s[..bsz].par_iter_mut())
             .enumerate()
             .for_each(|(b, ((((d, act), acc_db2), acc_dw3), acc_db3))| {
-                acc_db2.iter_mut().for_each(|a| *a = 0.0);
-                acc_dw3.iter_mut().for_each(|a| *a = 0.0);
-                let mut sg = 0.0f32;
-                for (i, (drow, hrow)) in d.chunks_exact_mut(h).zip(act.chunks_exact(h)).enumerate()
-                {
-                    let g = dl[[b, i]];
-                    sg += g;
-                    for ((((dv, &hv), &w), a2), a3) in drow
-                        .iter_mut()
-                        .zip(hrow)
-                        .zip(w3)
-                        .zip(acc_db2.iter_mut())
-                        .zip(acc_dw3.iter_mut())
-                    {
-                        let v = g * w * (1.0 - hv * hv);
-                        *dv = v;
-                        *a2 += v;
-                        *a3 += g * hv;
-                    }
-                }
-                *acc_db3 = sg;
+                *acc_db3 = output_backward(d, act, dl.row(b), w3, acc_db2, acc_dw3);
             });
         self.reduce_into(bsz, &mut grads.b2, &mut grads.w3)?;
         grads.b3 = self.patch_s[..bsz].iter().sum();
@@ -831,33 +924,7 @@ impl DecoderWorkspace {
                 .zip(coords.par_chunks(n_pix * 2))
                 .zip(dcoords.par_chunks_mut(n_pix * 2))
                 .for_each(|(((((d, act), acc), accg), xy), dxy)| {
-                    acc.iter_mut().for_each(|a| *a = 0.0);
-                    accg.iter_mut().for_each(|a| *a = 0.0);
-                    let (px, py) = accg.split_at_mut(h);
-                    for (((drow, hrow), p), dp) in d
-                        .chunks_exact_mut(h)
-                        .zip(act.chunks_exact(h))
-                        .zip(xy.chunks_exact(2))
-                        .zip(dxy.chunks_exact_mut(2))
-                    {
-                        let (x, y) = (p[0], p[1]);
-                        for ((((dv, &hv), a), ax), ay) in drow
-                            .iter_mut()
-                            .zip(hrow)
-                            .zip(acc.iter_mut())
-                            .zip(px.iter_mut())
-                            .zip(py.iter_mut())
-                        {
-                            let v = *dv * (1.0 - hv * hv);
-                            *dv = v;
-                            *a += v;
-                            *ax += v * x;
-                            *ay += v * y;
-                        }
-                        // The row is still in L1: two vectorised dot products.
-                        dp[0] = dot(drow, wcx);
-                        dp[1] = dot(drow, wcy);
-                    }
+                    layer0_backward(d, act, acc, accg, xy, dxy, wcx, wcy);
                 });
         }
 
