@@ -547,13 +547,7 @@ impl TrainConfig {
                     "the physics warm-up must end before the last epoch (warmup_epochs < epochs)",
                 ));
             }
-            if !(p.range_floor.is_finite() && p.range_floor >= crate::physics::RANGE_EPS) {
-                return Err(invalid(
-                    "range_floor",
-                    p.range_floor,
-                    "must be finite and >= 1e-6",
-                ));
-            }
+            crate::physics::check_range_floor(p.range_floor)?;
         }
         Ok(())
     }

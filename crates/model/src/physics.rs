@@ -325,6 +325,19 @@ pub fn batch_maps(z_mean: &Tensor, columns: &[usize], d: usize) -> Result<Tensor
         .ctx("latent maps from z_mean")
 }
 
+/// The rule of a range floor: finite and at least [`RANGE_EPS`].
+pub(crate) fn check_range_floor(floor: f64) -> Result<()> {
+    if floor.is_finite() && floor >= RANGE_EPS {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidParameter {
+            name: "range_floor",
+            value: floor.to_string(),
+            rule: "must be finite and >= 1e-6",
+        })
+    }
+}
+
 fn check_columns(columns: &[usize], n_latents: usize) -> Result<()> {
     if columns.is_empty() || columns.iter().any(|&c| c >= n_latents) {
         return Err(ModelError::InvalidParameter {
@@ -477,13 +490,7 @@ impl PsiGraph {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_range_floor(mut self, floor: f64) -> Result<Self> {
-        if !(floor.is_finite() && floor >= RANGE_EPS) {
-            return Err(ModelError::InvalidParameter {
-                name: "range_floor",
-                value: floor.to_string(),
-                rule: "must be finite and >= 1e-6",
-            });
-        }
+        check_range_floor(floor)?;
         self.range_floor = floor;
         Ok(self)
     }

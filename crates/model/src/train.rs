@@ -473,6 +473,11 @@ impl<'p> Trainer<'p> {
         let cfg = self.model.config().clone();
         let np = cfg.n_pixels();
         let columns = self.train.physics_columns(&cfg);
+        let column_index = Tensor::new(
+            columns.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+            self.model.device(),
+        )
+        .ctx("latent columns")?; // (C)
         let p = self.train.physics.clone();
         let warmup = self.train.physics_warmup();
         let d = exact_sqrt(self.train.batch_size).unwrap_or(0);
@@ -530,14 +535,9 @@ impl<'p> Trainer<'p> {
                         })?;
                     let (tile_mean, _) = self.model.encode(&tile)?; // (d^2, L)
                     let maps = batch_maps(&tile_mean, &columns, d)?; // (C, d, d)
-                    let idx = Tensor::new(
-                        columns.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-                        self.model.device(),
-                    )
-                    .ctx("latent columns")?;
                     let batch_cols = terms
                         .z_mean
-                        .index_select(&idx, 1) // (B, C)
+                        .index_select(&column_index, 1) // (B, C)
                         .ctx("batch latents")?;
                     let range = batch_cols
                         .max_keepdim(0) // (1, C)

@@ -7,13 +7,12 @@
 //! everything (NPY, PNG, summary.json) to the output folder.
 
 use crate::cli::{LevellingArg, RunArgs};
-use crate::commands::{create_dir, print_json, segment::segment_and_write};
+use crate::commands::{create_dir, print_json, segment::segment_grid_map};
 use crate::input;
 use anyhow::{Context, Result};
 use ndarray::{Array2, Array3};
 use phyvae_data::io;
 use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling, labels_at_patch_centres};
-use phyvae_imaging::metrics;
 use phyvae_imaging::visualize::VisualizeParams;
 use phyvae_report::render;
 use serde_json::{Value, json};
@@ -65,26 +64,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     for (k, name) in MAP_NAMES.iter().enumerate() {
         let map: Array2<f32> = maps.index_axis(ndarray::Axis(2), k).to_owned();
         let dir = a.out.join("segmentation").join(name);
-        create_dir(&dir)?;
-        render::write_map_png(
-            &dir.join("map.png"),
-            map.view(),
-            None,
-            super::segment::upscale_for(map.view()),
-        )?;
-        let seg = segment_and_write(map.view(), &params, &dir)?;
-        let mut entry = json!({ "flat": seg.flat });
-        if let Some(t) = &truth {
-            let mut scores = serde_json::Map::new();
-            for (sname, labels) in seg.named_labels() {
-                let s = metrics::score(labels.view(), t.view(), a.tolerance)?;
-                scores.insert(
-                    sname,
-                    json!({ "ari": s.ari, "accuracy": s.accuracy, "boundary_f1": s.boundary_f1 }),
-                );
-            }
-            entry["scores"] = Value::Object(scores);
-        }
+        let entry = segment_grid_map(map.view(), &params, &dir, truth.as_ref(), a.tolerance)?;
         results.insert((*name).to_string(), entry);
     }
 

@@ -4,11 +4,12 @@ use crate::cli::SegmentArgs;
 use crate::commands::{create_dir, print_json};
 use crate::input;
 use anyhow::Result;
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use phyvae_data::io;
+use phyvae_imaging::metrics;
 use phyvae_imaging::visualize::{Segmentations, VisualizeParams, segment_map};
 use phyvae_report::render;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::Path;
 
 /// Upscale factor so that a small grid map is readable as a PNG (about 512 px wide).
@@ -32,6 +33,35 @@ pub fn segment_and_write(
         render::write_labels_png(&dir.join(format!("{name}.png")), labels.view(), up)?;
     }
     Ok(seg)
+}
+
+/// Writes one grid map (`map.png`) and the pipeline's outputs on it into `dir`,
+/// and returns the map's metrics.json entry: `flat`, and with a truth map
+/// (labels at the grid cells) the ARI, accuracy and boundary F1 of every
+/// segmentation, boundaries matched within `tolerance` cells.
+pub fn segment_grid_map(
+    map: ArrayView2<'_, f32>,
+    params: &VisualizeParams,
+    dir: &Path,
+    truth: Option<&Array2<i32>>,
+    tolerance: usize,
+) -> Result<Value> {
+    create_dir(dir)?;
+    render::write_map_png(&dir.join("map.png"), map, None, upscale_for(map))?;
+    let seg = segment_and_write(map, params, dir)?;
+    let mut entry = json!({ "flat": seg.flat });
+    if let Some(t) = truth {
+        let mut scores = serde_json::Map::new();
+        for (name, labels) in seg.named_labels() {
+            let s = metrics::score(labels.view(), t.view(), tolerance)?;
+            scores.insert(
+                name,
+                json!({ "ari": s.ari, "accuracy": s.accuracy, "boundary_f1": s.boundary_f1 }),
+            );
+        }
+        entry["scores"] = Value::Object(scores);
+    }
+    Ok(entry)
 }
 
 /// `phyvae segment MAP --out DIR`.

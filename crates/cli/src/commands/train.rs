@@ -23,7 +23,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis};
 use phyvae_data::io;
 use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling, labels_at_patch_centres};
-use phyvae_imaging::metrics;
 use phyvae_imaging::physics::{sl1_map, sl2_map};
 use phyvae_imaging::visualize::VisualizeParams;
 use phyvae_model::Device;
@@ -40,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::cli::{EncodeArgs, TrainArgs};
-use crate::commands::{OutputError, create_dir, print_json, segment::segment_and_write};
+use crate::commands::{OutputError, create_dir, print_json, segment::segment_grid_map};
 use crate::input;
 
 /// Patches encoded per batch after training.
@@ -310,30 +309,9 @@ fn write_results(
     for (c, name) in names.iter().enumerate() {
         let map: Array2<f32> = maps.mean.index_axis(Axis(2), c).to_owned();
         let dir = out.join("segmentation").join(name);
-        create_dir(&dir)?;
-        render::write_map_png(
-            &dir.join("map.png"),
-            map.view(),
-            None,
-            super::segment::upscale_for(map.view()),
-        )?;
-        let seg = segment_and_write(map.view(), &params, &dir)?;
-        let mut entry = json!({
-            "flat": seg.flat,
-            "sl1": sl1_map(map.view()).ok(),
-            "sl2": sl2_map(map.view(), 1).ok(),
-        });
-        if let Some(t) = truth {
-            let mut scores = serde_json::Map::new();
-            for (sname, labels) in seg.named_labels() {
-                let s = metrics::score(labels.view(), t.view(), 1)?;
-                scores.insert(
-                    sname,
-                    json!({ "ari": s.ari, "accuracy": s.accuracy, "boundary_f1": s.boundary_f1 }),
-                );
-            }
-            entry["scores"] = Value::Object(scores);
-        }
+        let mut entry = segment_grid_map(map.view(), &params, &dir, truth, 1)?;
+        entry["sl1"] = json!(sl1_map(map.view()).ok());
+        entry["sl2"] = json!(sl2_map(map.view(), 1).ok());
         per_map.insert(name.clone(), entry);
     }
     let manifold = manifold2d(model, MANIFOLD_D)?;

@@ -427,6 +427,32 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// One hidden layer over all rows: `out = tanh(input . w^T + b)`, both
+/// `(rows x H)` row-major, the bias and tanh applied per patch of `n_pix` rows
+/// in parallel.
+fn dense_tanh(
+    input: &[f32],
+    out: &mut [f32],
+    w: &Array2<f32>,
+    b: &Array1<f32>,
+    n_pix: usize,
+) -> Result<()> {
+    let h = w.nrows();
+    let rows = input.len() / h;
+    general_mat_mul(
+        1.0,
+        &mat(input, rows, h)?,
+        &w.t(),
+        0.0,
+        &mut mat_mut(out, rows, h)?,
+    );
+    let b = b
+        .as_slice()
+        .ok_or_else(|| shape_err("hidden bias (contiguous)", &[h], b.shape()))?;
+    out.par_chunks_mut(n_pix * h).for_each(|c| bias_tanh(c, b));
+    Ok(())
+}
+
 // The elementwise passes below are compiled for the baseline target and, via
 // `multiversion`, for AVX2+FMA and AVX-512, chosen once at run time. They use
 // no fused multiply-add and no reassociation, so every version gives
@@ -778,32 +804,22 @@ impl DecoderWorkspace {
                 .zip(coords.par_chunks(n_pix * 2))
                 .for_each(|((chunk, c), xy)| layer0_tanh(chunk, c, xy, wcx, wcy));
         }
-        // layer 1: h1 ((b*N) x H) = h0 ((b*N) x H) . W1^T (H x H), then + b1, tanh
-        {
-            let a = mat(&self.h0[..rows * h], rows, h)?;
-            let mut out = mat_mut(&mut self.h1[..rows * h], rows, h)?;
-            general_mat_mul(1.0, &a, &params.w1.t(), 0.0, &mut out);
-        }
-        let b1 = params
-            .b1
-            .as_slice()
-            .ok_or_else(|| shape_err("b1 (contiguous)", &[h], params.b1.shape()))?;
-        self.h1[..rows * h]
-            .par_chunks_mut(n_pix * h)
-            .for_each(|c| bias_tanh(c, b1));
-        // layer 2: h2 ((b*N) x H) = h1 ((b*N) x H) . W2^T (H x H), then + b2, tanh
-        {
-            let a = mat(&self.h1[..rows * h], rows, h)?;
-            let mut out = mat_mut(&mut self.h2[..rows * h], rows, h)?;
-            general_mat_mul(1.0, &a, &params.w2.t(), 0.0, &mut out);
-        }
-        let b2 = params
-            .b2
-            .as_slice()
-            .ok_or_else(|| shape_err("b2 (contiguous)", &[h], params.b2.shape()))?;
-        self.h2[..rows * h]
-            .par_chunks_mut(n_pix * h)
-            .for_each(|c| bias_tanh(c, b2));
+        // layer 1: h1 ((b*N) x H) = tanh(h0 ((b*N) x H) . W1^T (H x H) + b1)
+        dense_tanh(
+            &self.h0[..rows * h],
+            &mut self.h1[..rows * h],
+            &params.w1,
+            &params.b1,
+            n_pix,
+        )?;
+        // layer 2: h2 ((b*N) x H) = tanh(h1 ((b*N) x H) . W2^T (H x H) + b2)
+        dense_tanh(
+            &self.h1[..rows * h],
+            &mut self.h2[..rows * h],
+            &params.w2,
+            &params.b2,
+            n_pix,
+        )?;
         // output: logits (b x N) = h2 ((b*N) x H) . w3 (H) + b3
         let w3 = params
             .w3
