@@ -34,6 +34,28 @@ pub enum ReportError {
         /// The rule it breaks.
         rule: &'static str,
     },
+    /// A figure could not be drawn.
+    #[error("figure `{figure}`: {reason}")]
+    Plot {
+        /// Name of the figure.
+        figure: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A run folder lacks a file the report needs, or holds one it cannot read.
+    #[error("{path}: {reason}")]
+    RunFile {
+        /// File concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading an array of the run failed.
+    #[error(transparent)]
+    Data(#[from] phyvae_data::DataError),
+    /// Segmenting a map for the report failed.
+    #[error(transparent)]
+    Imaging(#[from] phyvae_imaging::ImagingError),
     /// The map to draw is empty.
     #[error("cannot draw an empty map ({rows} x {cols})")]
     EmptyMap {

@@ -3,6 +3,10 @@
 
 pub mod colormap;
 mod error;
+pub mod figure;
+pub mod html;
 pub mod render;
+pub mod report;
+pub mod run;
 
 pub use error::ReportError;

@@ -129,6 +129,28 @@ pub fn write_grey_png(path: &Path, img: ArrayView2<'_, f32>) -> Result<()> {
     write_atomically(path, &bytes)
 }
 
+/// Encodes row-major 8-bit RGB pixels (`3 * width * height` bytes) as a PNG.
+///
+/// # Errors
+/// [`ReportError::InvalidParameter`] if `rgb` has the wrong length;
+/// [`ReportError::Png`] if encoding fails.
+pub(crate) fn encode_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Vec<u8>> {
+    if rgb.len() != 3 * width as usize * height as usize {
+        return Err(ReportError::InvalidParameter {
+            name: "rgb",
+            value: format!("{} bytes for {width} x {height}", rgb.len()),
+            rule: "three bytes per pixel",
+        });
+    }
+    let pixels = Pixels {
+        width,
+        height,
+        colour: png::ColorType::Rgb,
+        data: rgb,
+    };
+    encode(&pixels, Path::new(IN_MEMORY))
+}
+
 /// Pixels ready for the encoder: row-major bytes, `channels` per pixel.
 struct Pixels {
     width: u32,
@@ -294,7 +316,7 @@ fn encode(pixels: &Pixels, path: &Path) -> Result<Vec<u8>> {
 
 /// Writes `bytes` to a temporary file in `path`'s directory, then renames it
 /// onto `path`. The temporary file is removed if anything fails.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io_err = |source: std::io::Error| ReportError::Io {
         path: path.to_path_buf(),
         source,

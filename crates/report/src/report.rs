@@ -1,0 +1,844 @@
+//! The run report: every picture of the paper for one run folder, written as
+//! PNGs into `RUN_DIR/figures/` and assembled into one self-contained HTML
+//! page (images embedded as data URIs, no external resource), or several runs
+//! side by side.
+//!
+//! Sections (ids in brackets): the run's settings and the command that
+//! reproduces it (`run`); the input image with the patch grid and sample
+//! patches (`input`, paper figure 4a); every latent map with a colour bar
+//! (`latents`); for each content map its denoised map and Otsu, multi-Otsu
+//! (3, 4) and Chan-Vese segmentations, on their own and over the input
+//! (`segmentation`); the learned manifold and the encoded distribution
+//! (`manifold`, paper's `manifold2d`); loss curves (`losses`); segmentations
+//! at the snapshot epochs (`evolution`, paper figure 6); and with a truth map
+//! the scores and the truth beside the best segmentation (`scores`).
+
+use std::path::Path;
+
+use ndarray::{Array2, ArrayView2, Axis, Slice};
+use phyvae_imaging::visualize::{VisualizeParams, segment_map};
+use serde_json::Value;
+
+use crate::ReportError;
+use crate::figure::{self, Extent, Figure};
+use crate::render::{Result, write_atomically};
+use crate::run::{HistoryRow, METHODS, RunData, read_labels};
+
+/// Sample patches shown on the patch sheet (a 4 x 4 spread over the grid).
+const SAMPLE_SIDE: usize = 4;
+/// Most and fewest bins per axis of the encoded-distribution density (about
+/// `sqrt(patches) / 4` in between, so a bin holds a few patches on average).
+const DENSITY_BINS: (usize, usize) = (16, 64);
+/// Most points drawn over the density.
+const DENSITY_POINTS: usize = 4000;
+/// Most frames in a boundary-evolution strip.
+const MAX_FRAMES: usize = 8;
+/// Default colour sigma of the denoising before segmenting snapshots.
+const DEFAULT_SIGMA_COLOR: f64 = 0.3;
+
+/// One element of a section.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A figure with its caption.
+    Figure(Figure, String),
+    /// A two-column table of names and values.
+    Facts(Vec<(String, String)>),
+    /// A table with a header row.
+    Table(Vec<String>, Vec<Vec<String>>),
+    /// Preformatted text (a command line).
+    Code(String),
+    /// A paragraph.
+    Text(String),
+}
+
+impl Item {
+    /// Key that aligns the same item across runs in a comparison.
+    pub(crate) fn key(&self, k: usize) -> String {
+        match self {
+            Self::Figure(f, _) => f.name.clone(),
+            _ => format!("#{k}"),
+        }
+    }
+}
+
+/// A section of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    /// HTML id (see the module documentation).
+    pub id: &'static str,
+    /// Heading.
+    pub title: &'static str,
+    /// Items in order.
+    pub items: Vec<Item>,
+}
+
+/// The report of one run: its label and sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// Short name of the run (its folder name).
+    pub label: String,
+    /// Sections in order.
+    pub sections: Vec<Section>,
+}
+
+impl RunReport {
+    /// Every figure of the report.
+    pub fn figures(&self) -> impl Iterator<Item = &Figure> {
+        self.sections.iter().flat_map(|s| {
+            s.items.iter().filter_map(|i| match i {
+                Item::Figure(f, _) => Some(f),
+                _ => None,
+            })
+        })
+    }
+}
+
+fn fmt_value(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), fmt_num),
+        other => other.to_string(),
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e9 {
+        format!("{x:.0}")
+    } else if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// Grid geometry of a run in display units.
+struct Geometry {
+    gh: usize,
+    gw: usize,
+    rows: usize,
+    cols: usize,
+    window: f64,
+    step: f64,
+    sx: f64,
+    sy: f64,
+    unit: String,
+}
+
+impl Geometry {
+    fn new(run: &RunData) -> Self {
+        let (gh, gw, _) = run.latents.dim();
+        let (rows, cols) = match (&run.input, run.metrics["image_shape"].as_array()) {
+            (Some(img), _) => img.dim(),
+            (None, Some(a)) if a.len() == 2 => (
+                a[0].as_u64().unwrap_or(0) as usize,
+                a[1].as_u64().unwrap_or(0) as usize,
+            ),
+            _ => (
+                (gh - 1) * run.step + run.window,
+                (gw - 1) * run.step + run.window,
+            ),
+        };
+        let (sx, sy, unit) = match &run.calibration {
+            Some(c) => (c.x, c.y, c.unit.clone()),
+            None => (1.0, 1.0, "px".into()),
+        };
+        Self {
+            gh,
+            gw,
+            rows,
+            cols,
+            window: run.window as f64,
+            step: run.step as f64,
+            sx,
+            sy,
+            unit,
+        }
+    }
+
+    /// Left/top edge of the grid cells in px: the first patch centre minus half a step.
+    fn grid_origin(&self) -> f64 {
+        self.window / 2.0 - self.step / 2.0
+    }
+
+    /// Extent of a grid map: each cell is a step x step square around its patch centre.
+    fn grid_extent(&self) -> Extent {
+        let o = self.grid_origin();
+        Extent {
+            left: o * self.sx,
+            right: (o + self.gw as f64 * self.step) * self.sx,
+            top: o * self.sy,
+            bottom: (o + self.gh as f64 * self.step) * self.sy,
+            x_label: format!("x ({})", self.unit),
+            y_label: format!("y ({})", self.unit),
+        }
+    }
+
+    fn image_extent(&self) -> Extent {
+        Extent {
+            left: 0.0,
+            right: self.cols as f64 * self.sx,
+            top: 0.0,
+            bottom: self.rows as f64 * self.sy,
+            x_label: format!("x ({})", self.unit),
+            y_label: format!("y ({})", self.unit),
+        }
+    }
+
+    /// Grid cell under the image fractions `(fx, fy)`, if any.
+    fn cell_at(&self, fx: f64, fy: f64) -> Option<(usize, usize)> {
+        let (x, y) = (fx * self.cols as f64, fy * self.rows as f64);
+        let o = self.grid_origin();
+        let (j, i) = ((x - o) / self.step, (y - o) / self.step);
+        if i < 0.0 || j < 0.0 {
+            return None;
+        }
+        let (i, j) = (i as usize, j as usize);
+        (i < self.gh && j < self.gw).then_some((i, j))
+    }
+}
+
+fn run_facts(run: &RunData, g: &Geometry) -> Vec<(String, String)> {
+    let m = &run.metrics;
+    let mut f: Vec<(String, String)> = Vec::new();
+    let mut add = |k: &str, v: String| f.push((k.to_owned(), v));
+    add("input file", fmt_value(&m["input"]));
+    add("image size", format!("{} x {} px", g.rows, g.cols));
+    add(
+        "pixel size",
+        run.calibration.as_ref().map_or_else(
+            || "not recorded in the file".into(),
+            |c| format!("{} x {} {}", fmt_num(c.y), fmt_num(c.x), c.unit),
+        ),
+    );
+    add(
+        "patch grid",
+        format!(
+            "{} x {} patches ({} in all), window {} px, step {} px",
+            g.gh,
+            g.gw,
+            g.gh * g.gw,
+            run.window,
+            run.step
+        ),
+    );
+    let setting = |p: &str| run.setting(p).unwrap_or_else(|| "-".into());
+    add(
+        "model",
+        format!(
+            "{} ({} content latents)",
+            setting("model.kind"),
+            setting("model.n_latent")
+        ),
+    );
+    add(
+        "physics loss",
+        format!(
+            "{}, mode {}, weight w {}, latents {}",
+            setting("train.physics.kind"),
+            setting("train.physics.mode"),
+            setting("train.physics.weight"),
+            setting("train.physics.latents")
+        ),
+    );
+    add("KL scale (beta)", setting("train.beta"));
+    add(
+        "optimisation",
+        format!(
+            "{} epochs, batch {}, Adam lr {}",
+            setting("train.epochs"),
+            setting("train.batch_size"),
+            setting("train.lr")
+        ),
+    );
+    add("seed", setting("train.seed"));
+    add(
+        "wall time",
+        m["seconds"]
+            .as_f64()
+            .map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
+    );
+    add(
+        "training throughput",
+        m["patches_per_second"].as_f64().map_or_else(
+            || "-".into(),
+            |p| format!("{p:.1} patches/s on {}", fmt_value(&m["device"])),
+        ),
+    );
+    add("phyvae version", fmt_value(&m["phyvae_version"]));
+    f
+}
+
+fn reproduce_command(run: &RunData) -> String {
+    let input = fmt_value(&run.metrics["input"]);
+    let dir = run.dir.display();
+    format!("phyvae train {input} --out {dir}-again --config {dir}/config.toml")
+}
+
+/// Evenly spread indices `0..n`, at most `k` of them, first and last included.
+fn spread(n: usize, k: usize) -> Vec<usize> {
+    if n <= k {
+        return (0..n).collect();
+    }
+    let mut v: Vec<usize> = (0..k)
+        .map(|i| (i * (n - 1) + (k - 1) / 2) / (k - 1))
+        .collect();
+    v.dedup();
+    v
+}
+
+fn input_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
+    let Some(img) = &run.input else {
+        return Ok(vec![Item::Text(
+            "The input image was not saved with this run (input.png).".into(),
+        )]);
+    };
+    let mut picks = Vec::new();
+    for &i in &spread(g.gh, SAMPLE_SIDE) {
+        for &j in &spread(g.gw, SAMPLE_SIDE) {
+            picks.push((i, j));
+        }
+    }
+    let boxes: Vec<(f64, f64, f64, f64)> = picks
+        .iter()
+        .map(|&(i, j)| {
+            let (x, y) = (j as f64 * g.step, i as f64 * g.step);
+            (
+                x * g.sx,
+                y * g.sy,
+                (x + g.window) * g.sx,
+                (y + g.window) * g.sy,
+            )
+        })
+        .collect();
+    let grid_fig = figure::grey_image(
+        "input_grid",
+        "Input image with sampled patch windows",
+        img.view(),
+        &g.image_extent(),
+        None,
+        &boxes,
+    )?;
+    let w = run.window;
+    let patches: Vec<(String, ArrayView2<'_, f32>)> = picks
+        .iter()
+        .filter_map(|&(i, j)| {
+            let (r, c) = (i * run.step, j * run.step);
+            (r + w <= img.nrows() && c + w <= img.ncols()).then(|| {
+                (
+                    format!("({i}, {j})"),
+                    img.view()
+                        .slice_axis_move(Axis(0), Slice::from(r..r + w))
+                        .slice_axis_move(Axis(1), Slice::from(c..c + w)),
+                )
+            })
+        })
+        .collect();
+    let mut items = vec![Item::Figure(
+        grid_fig,
+        format!(
+            "The image as the model saw it; red squares: the {} sampled {w} x {w} px windows below. Patches are cut every {} px.",
+            boxes.len(),
+            run.step
+        ),
+    )];
+    if !patches.is_empty() {
+        items.push(Item::Figure(
+            figure::patch_sheet(
+                "patches",
+                "Sample patches (grid row, column)",
+                &patches,
+                SAMPLE_SIDE,
+            )?,
+            "Patches at evenly spread grid positions, each scaled to its own range.".into(),
+        ));
+    }
+    Ok(items)
+}
+
+fn latents_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    for (c, name) in run.names.iter().enumerate() {
+        let map = run.latents.index_axis(Axis(2), c);
+        let kind = if name.starts_with('z') {
+            "content"
+        } else {
+            "transformation"
+        };
+        let fig = figure::heatmap(
+            &format!("latent_{name}"),
+            &format!("Latent map {name}"),
+            map,
+            &g.grid_extent(),
+            name,
+        )?;
+        items.push(Item::Figure(
+            fig,
+            format!("Encoder mean of the {kind} latent {name} at each patch centre."),
+        ));
+    }
+    Ok(items)
+}
+
+fn overlay_fn<'a>(
+    g: &'a Geometry,
+    labels: &'a Array2<i32>,
+) -> impl Fn(f64, f64) -> Option<i32> + 'a {
+    move |fx, fy| g.cell_at(fx, fy).map(|(i, j)| labels[[i, j]])
+}
+
+fn score_of(run: &RunData, name: &str, method: &str) -> Option<(f64, f64, f64)> {
+    let s = &run.metrics["maps"][name]["scores"][method];
+    Some((
+        s["ari"].as_f64()?,
+        s["accuracy"].as_f64()?,
+        s["boundary_f1"].as_f64()?,
+    ))
+}
+
+fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    for c in run.content() {
+        let name = &run.names[c];
+        let dir = run.dir.join("segmentation").join(name);
+        let dpath = dir.join("denoised.npy");
+        if dpath.exists() {
+            let den = read_labels_f32(&dpath)?;
+            let fig = figure::heatmap(
+                &format!("seg_{name}_denoised"),
+                &format!("{name}: normalised, bilateral-denoised"),
+                den.view(),
+                &g.grid_extent(),
+                name,
+            )?;
+            items.push(Item::Figure(
+                fig,
+                format!(
+                    "The map {name} scaled to [0, 1] and denoised: the input of every segmentation."
+                ),
+            ));
+        }
+        for (stem, human) in METHODS {
+            let p = dir.join(format!("{stem}.npy"));
+            if !p.exists() {
+                continue;
+            }
+            let labels = read_labels(&p)?;
+            let score = score_of(run, name, stem)
+                .map(|(a, acc, f1)| {
+                    format!(
+                        " Against the truth: ARI {a:.3}, accuracy {acc:.3}, boundary F1 {f1:.3}."
+                    )
+                })
+                .unwrap_or_default();
+            let own = figure::label_map(
+                &format!("seg_{name}_{stem}"),
+                &format!("{name}: {human}"),
+                labels.view(),
+                &g.grid_extent(),
+            )?;
+            items.push(Item::Figure(
+                own,
+                format!("{human} segmentation of {name}.{score}"),
+            ));
+            if let Some(img) = &run.input {
+                let f = overlay_fn(g, &labels);
+                let over = figure::grey_image(
+                    &format!("overlay_{name}_{stem}"),
+                    &format!("{name}: {human} over the input"),
+                    img.view(),
+                    &g.image_extent(),
+                    Some(&f),
+                    &[],
+                )?;
+                items.push(Item::Figure(
+                    over,
+                    "The same labels over the input image (each label on its patch-centre cell)."
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    if items.is_empty() {
+        items.push(Item::Text(
+            "No content map was segmented in this run.".into(),
+        ));
+    }
+    Ok(items)
+}
+
+fn read_labels_f32(p: &Path) -> Result<Array2<f32>> {
+    let a = phyvae_data::io::read_npy_array(p)?;
+    a.into_dimensionality::<ndarray::Ix2>()
+        .map(|a| a.mapv(|v| v as f32))
+        .map_err(|_| ReportError::RunFile {
+            path: p.to_path_buf(),
+            reason: "expected a 2-D array".into(),
+        })
+}
+
+/// Normal quantiles of the manifold grid's ends (pyroVED `manifold2d`: 0.05 and 0.95).
+const Q95: f64 = 1.644_853_626_951_472_2;
+
+fn manifold_section(run: &RunData) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let content = run.content();
+    if let Some(m) = &run.manifold {
+        let (x_label, y_label) = match content.as_slice() {
+            [a, b, ..] => (run.names[*b].clone(), run.names[*a].clone()),
+            [a] => (run.names[*a].clone(), String::new()),
+            [] => (String::new(), String::new()),
+        };
+        let extent = Extent {
+            left: -Q95,
+            right: Q95,
+            top: Q95,
+            bottom: -Q95,
+            x_label: format!("{x_label} (standard-normal quantiles 0.05 to 0.95)"),
+            y_label,
+        };
+        let fig = figure::heatmap(
+            "manifold",
+            "Learned manifold (decoded latent grid)",
+            m.view(),
+            &extent,
+            "decoded intensity",
+        )?;
+        items.push(Item::Figure(
+            fig,
+            "Patches decoded from a grid of content latents at standard-normal quantiles (transformation latents at 0), as pyroVED's manifold2d.".into(),
+        ));
+    }
+    if let [a, b, ..] = content.as_slice() {
+        let ya = run.latents.index_axis(Axis(2), *a);
+        let xb = run.latents.index_axis(Axis(2), *b);
+        let (ylo, yhi) = figure::finite_range(ya);
+        let (xlo, xhi) = figure::finite_range(xb);
+        let pad = |lo: f32, hi: f32| {
+            let p = 0.05 * f64::from((hi - lo).max(1e-6));
+            (f64::from(lo) - p, f64::from(hi) + p)
+        };
+        let (ylo, yhi) = pad(ylo, yhi);
+        let (xlo, xhi) = pad(xlo, xhi);
+        let n = ya.len();
+        let bins = ((n as f64).sqrt() / 4.0)
+            .round()
+            .clamp(DENSITY_BINS.0 as f64, DENSITY_BINS.1 as f64) as usize;
+        let mut counts = Array2::<f32>::zeros((bins, bins));
+        let mut points = Vec::new();
+        let every = n.div_ceil(DENSITY_POINTS).max(1);
+        for (k, (&y, &x)) in ya.iter().zip(xb.iter()).enumerate() {
+            if !(x.is_finite() && y.is_finite()) {
+                continue;
+            }
+            let (x, y) = (f64::from(x), f64::from(y));
+            let c = (((x - xlo) / (xhi - xlo)) * bins as f64) as usize;
+            let r = (((yhi - y) / (yhi - ylo)) * bins as f64) as usize;
+            counts[[r.min(bins - 1), c.min(bins - 1)]] += 1.0;
+            if k % every == 0 {
+                points.push((x, y));
+            }
+        }
+        let extent = Extent {
+            left: xlo,
+            right: xhi,
+            top: yhi,
+            bottom: ylo,
+            x_label: run.names[*b].clone(),
+            y_label: run.names[*a].clone(),
+        };
+        let fig = figure::density(
+            "latent_density",
+            "Encoded distribution of the content latents",
+            counts.view(),
+            &extent,
+            &points,
+        )?;
+        items.push(Item::Figure(
+            fig,
+            format!("2-D histogram ({bins} x {bins} bins) of the encoder means of all {n} patches, with {} of them as red dots.", points.len()),
+        ));
+    }
+    if items.is_empty() {
+        items.push(Item::Text(
+            "No manifold: the model has fewer than one content latent.".into(),
+        ));
+    }
+    Ok(items)
+}
+
+fn losses_section(history: &[HistoryRow]) -> Result<Vec<Item>> {
+    if history.is_empty() {
+        return Ok(vec![Item::Text(
+            "No training history in this folder.".into(),
+        )]);
+    }
+    let pts = |f: fn(&HistoryRow) -> f64| -> Vec<(f64, f64)> {
+        history.iter().map(|r| (r.epoch, f(r))).collect()
+    };
+    let (total, elbo, recon, kl, psi) = (
+        pts(|r| r.total),
+        pts(|r| r.elbo),
+        pts(|r| r.recon),
+        pts(|r| r.kl),
+        pts(|r| r.psi),
+    );
+    let mut panels = vec![(
+        "nats per patch",
+        true,
+        vec![
+            ("total", total.as_slice()),
+            ("ELBO part L_sh", elbo.as_slice()),
+            ("reconstruction", recon.as_slice()),
+            ("KL", kl.as_slice()),
+        ],
+    )];
+    let has_psi = psi.iter().any(|(_, p)| *p != 0.0);
+    if has_psi {
+        panels.push(("Psi", false, vec![("Psi", psi.as_slice())]));
+    }
+    let fig = figure::curves("loss_curves", "Loss per epoch", "epoch", &panels)?;
+    let last = history[history.len() - 1];
+    let rows = history
+        .iter()
+        .map(|r| {
+            vec![
+                fmt_num(r.epoch),
+                fmt_num(r.beta),
+                fmt_num(r.elbo),
+                fmt_num(r.psi),
+                fmt_num(r.total),
+                format!("{:.2}", r.seconds),
+            ]
+        })
+        .collect();
+    Ok(vec![
+        Item::Figure(
+            fig,
+            format!(
+                "Mean per-patch losses of each epoch (log scale){}. Final epoch: ELBO part {:.2}, Psi {:.4}, total {:.2}.",
+                if has_psi {
+                    "; below, the physics term Psi"
+                } else {
+                    "; Psi was 0 throughout (no physics term, or still in warm-up)"
+                },
+                last.elbo,
+                last.psi,
+                last.total
+            ),
+        ),
+        Item::Table(
+            ["epoch", "beta", "ELBO part", "Psi", "total", "seconds"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        ),
+    ])
+}
+
+fn evolution_section(run: &RunData, progress: &mut dyn FnMut(&str)) -> Result<Vec<Item>> {
+    if run.snapshots.is_empty() {
+        return Ok(vec![Item::Text(
+            "No snapshots in this run (train with --snapshot-every N to record the latent maps during training).".into(),
+        )]);
+    }
+    let sigma = run
+        .config
+        .as_ref()
+        .and_then(|c| c.get("sigma_color"))
+        .and_then(toml::Value::as_float)
+        .unwrap_or(DEFAULT_SIGMA_COLOR);
+    let params = VisualizeParams::new().sigma_color(sigma).build()?;
+    let mut frames_all: Vec<(usize, &ndarray::Array3<f32>)> =
+        run.snapshots.iter().map(|(e, l)| (*e, l)).collect();
+    let last_epoch = run.history.last().map_or(0, |r| r.epoch as usize);
+    if frames_all.last().is_none_or(|(e, _)| *e != last_epoch) && last_epoch > 0 {
+        frames_all.push((last_epoch, &run.latents));
+    }
+    let picks = spread(frames_all.len(), MAX_FRAMES);
+    let mut items = Vec::new();
+    for c in run.content() {
+        let name = &run.names[c];
+        progress(&format!("evolution of {name}"));
+        let mut frames = Vec::new();
+        for &k in &picks {
+            let (epoch, lat) = frames_all[k];
+            let map = lat.index_axis(Axis(2), c);
+            let seg = segment_map(map, &params)?;
+            frames.push((format!("epoch {epoch}"), seg.otsu));
+        }
+        let views: Vec<(String, ArrayView2<'_, i32>)> =
+            frames.iter().map(|(t, l)| (t.clone(), l.view())).collect();
+        let fig = figure::label_strip(
+            &format!("evolution_{name}"),
+            &format!("{name}: Otsu segmentation during training"),
+            &views,
+        )?;
+        items.push(Item::Figure(
+            fig,
+            format!("Otsu segmentation of the denoised map {name} at {} epochs: boundaries forming and sharpening.", views.len()),
+        ));
+    }
+    Ok(items)
+}
+
+fn scores_section(run: &RunData) -> Result<Vec<Item>> {
+    let Some(truth) = &run.truth else {
+        return Ok(vec![Item::Text(
+            "No truth map was given (train with --truth TRUTH.npy to score the segmentations)."
+                .into(),
+        )]);
+    };
+    let mut rows = Vec::new();
+    let mut best: Option<(f64, String, String)> = None;
+    for c in run.content() {
+        let name = &run.names[c];
+        for (stem, human) in METHODS {
+            if let Some((ari, acc, f1)) = score_of(run, name, stem) {
+                rows.push(vec![
+                    name.clone(),
+                    human.to_owned(),
+                    format!("{ari:.3}"),
+                    format!("{acc:.3}"),
+                    format!("{f1:.3}"),
+                ]);
+                if best.as_ref().is_none_or(|(b, _, _)| ari > *b) {
+                    best = Some((ari, name.clone(), stem.to_owned()));
+                }
+            }
+        }
+    }
+    let mut items = vec![Item::Table(
+        ["map", "segmentation", "ARI", "accuracy", "boundary F1"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    )];
+    if let Some((ari, name, stem)) = best {
+        let labels = read_labels(
+            &run.dir
+                .join("segmentation")
+                .join(&name)
+                .join(format!("{stem}.npy")),
+        )?;
+        if labels.dim() == truth.dim() {
+            let frames = vec![
+                ("truth".to_owned(), truth.view()),
+                (format!("{name} {stem} (ARI {ari:.3})"), labels.view()),
+            ];
+            let fig = figure::label_strip(
+                "truth_vs_best",
+                "Truth beside the best segmentation",
+                &frames,
+            )?;
+            items.push(Item::Figure(fig, format!("The truth labels at the patch centres and the segmentation with the highest ARI ({name}, {stem}).")));
+        }
+    }
+    Ok(items)
+}
+
+/// Builds every figure and table of the run in `dir`, writes each figure to
+/// `dir/figures/<name>.png`, and returns the report; `progress` is called with
+/// a short description before each step.
+///
+/// # Errors
+/// [`ReportError`] when the run folder cannot be read (see
+/// [`RunData::load`]), a map cannot be segmented or drawn, or a figure cannot
+/// be written.
+pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<RunReport> {
+    progress("reading the run");
+    let run = RunData::load(dir)?;
+    let g = Geometry::new(&run);
+    let mut sections = Vec::new();
+    sections.push(Section {
+        id: "run",
+        title: "The run",
+        items: vec![
+            Item::Facts(run_facts(&run, &g)),
+            Item::Text("Command that reproduces this run:".into()),
+            Item::Code(reproduce_command(&run)),
+        ],
+    });
+    progress("input image and patches");
+    sections.push(Section {
+        id: "input",
+        title: "Input image and patches",
+        items: input_section(&run, &g)?,
+    });
+    progress("latent maps");
+    sections.push(Section {
+        id: "latents",
+        title: "Latent maps",
+        items: latents_section(&run, &g)?,
+    });
+    progress("segmentations");
+    sections.push(Section {
+        id: "segmentation",
+        title: "Segmentations of the content maps",
+        items: segmentation_section(&run, &g)?,
+    });
+    progress("manifold and latent distribution");
+    sections.push(Section {
+        id: "manifold",
+        title: "Learned manifold and latent distribution",
+        items: manifold_section(&run)?,
+    });
+    progress("loss curves");
+    sections.push(Section {
+        id: "losses",
+        title: "Loss curves",
+        items: losses_section(&run.history)?,
+    });
+    sections.push(Section {
+        id: "evolution",
+        title: "Boundary evolution",
+        items: evolution_section(&run, progress)?,
+    });
+    progress("scores");
+    sections.push(Section {
+        id: "scores",
+        title: "Scores against the truth",
+        items: scores_section(&run)?,
+    });
+    let report = RunReport {
+        label: run.label(),
+        sections,
+    };
+    let fdir = dir.join("figures");
+    std::fs::create_dir_all(&fdir).map_err(|source| ReportError::Io {
+        path: fdir.clone(),
+        source,
+    })?;
+    progress("writing figures");
+    for f in report.figures() {
+        write_atomically(&fdir.join(format!("{}.png", f.name)), &f.png)?;
+    }
+    Ok(report)
+}
+
+/// Writes `html` to `path` atomically.
+///
+/// # Errors
+/// [`ReportError::Io`] with `path`.
+pub fn write_html(path: &Path, html: &str) -> Result<()> {
+    write_atomically(path, html.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_keeps_both_ends_and_at_most_k() {
+        assert_eq!(spread(3, 4), vec![0, 1, 2]);
+        assert_eq!(spread(10, 4), vec![0, 3, 6, 9]);
+        assert_eq!(spread(61, 4), vec![0, 20, 40, 60]);
+    }
+
+    #[test]
+    fn numbers_are_formatted_for_reading() {
+        assert_eq!(fmt_num(30.0), "30");
+        assert_eq!(fmt_num(0.123_456), "0.1235");
+        assert_eq!(fmt_num(1234.56), "1234.6");
+    }
+}
