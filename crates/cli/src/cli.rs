@@ -7,6 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "phyvae", version, about, propagate_version = true)]
 pub struct Cli {
+    /// No progress output on stderr (results still go to stdout and files).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -22,6 +25,9 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Encode an image with a trained model: latent maps and segmentations.
     Encode(EncodeArgs),
+    /// HTML report of a run folder (RUN/report.html and RUN/figures/*.png),
+    /// or of several runs side by side.
+    Report(ReportArgs),
     /// Image filters (output NPY has the input's float type: f64 stays f64).
     #[command(subcommand)]
     Filter(FilterCommand),
@@ -69,6 +75,19 @@ pub struct RunArgs {
     /// Boundary tolerance in grid cells for the boundary F1 score.
     #[arg(long, default_value_t = 1)]
     pub tolerance: usize,
+}
+
+/// Arguments of `phyvae report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run folders written by `phyvae train` or `phyvae encode`; several are
+    /// shown side by side.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output HTML file (default: RUN/report.html for one run,
+    /// ./comparison.html for several).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Levelling choices.

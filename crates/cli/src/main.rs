@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod input;
+mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -64,8 +65,13 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         {
             return 4;
         }
-        if cause.downcast_ref::<phyvae_report::ReportError>().is_some() {
-            return 5;
+        if let Some(e) = cause.downcast_ref::<phyvae_report::ReportError>() {
+            use phyvae_report::ReportError as R;
+            return match e {
+                R::RunFile { .. } | R::Data(_) => 3,
+                R::Imaging(_) => 4,
+                _ => 5,
+            };
         }
         if cause.downcast_ref::<commands::OutputError>().is_some() {
             return 5;

@@ -36,6 +36,20 @@ pub struct LatentMaps {
 /// [`ModelError::ShapeMismatch`] when the patch window differs from the
 /// model's; [`ModelError::Framework`] on a tensor error.
 pub fn encode_patches(model: &Vae, patches: &PatchSet, batch: usize) -> Result<LatentMaps> {
+    encode_patches_with_progress(model, patches, batch, &mut |_, _| {})
+}
+
+/// [`encode_patches`], calling `progress(done, total)` after each batch
+/// (patches encoded so far, patches in all).
+///
+/// # Errors
+/// As [`encode_patches`].
+pub fn encode_patches_with_progress(
+    model: &Vae,
+    patches: &PatchSet,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<LatentMaps> {
     let cfg = model.config();
     let np = cfg.n_pixels();
     if patches.patch_len() != np {
@@ -76,6 +90,7 @@ pub fn encode_patches(model: &Vae, patches: &PatchSet, batch: usize) -> Result<L
             }
         }
         start += b;
+        progress(start, total);
     }
     Ok(LatentMaps { mean, sd })
 }

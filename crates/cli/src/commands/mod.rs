@@ -2,12 +2,14 @@
 
 mod filter;
 mod physics;
+pub mod report;
 mod run;
-mod segment;
+pub mod segment;
 mod simple;
 mod train;
 
 use crate::cli::{Cli, Command};
+use crate::progress::Progress;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -24,10 +26,12 @@ pub struct OutputError {
 
 /// Runs one parsed command line.
 pub fn dispatch(cli: Cli) -> Result<()> {
+    let progress = Progress::new(cli.quiet);
     match cli.command {
-        Command::Run(a) => run::run(&a),
-        Command::Train(a) => train::train(&a),
-        Command::Encode(a) => train::encode(&a),
+        Command::Run(a) => run::run(&a, progress),
+        Command::Train(a) => train::train(&a, progress),
+        Command::Encode(a) => train::encode(&a, progress),
+        Command::Report(a) => report::run(&a, progress),
         Command::Filter(f) => filter::run(f),
         Command::Threshold(t) => simple::threshold(t),
         Command::Segment(a) => segment::run(&a),

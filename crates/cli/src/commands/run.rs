@@ -9,6 +9,7 @@
 use crate::cli::{LevellingArg, RunArgs};
 use crate::commands::{create_dir, print_json, segment::segment_grid_map};
 use crate::input;
+use crate::progress::Progress;
 use anyhow::{Context, Result};
 use ndarray::{Array2, Array3};
 use phyvae_data::io;
@@ -22,9 +23,11 @@ use std::time::Instant;
 const MAP_NAMES: [&str; 2] = ["patch_mean", "patch_std"];
 
 /// Runs the main job.
-pub fn run(a: &RunArgs) -> Result<()> {
+pub fn run(a: &RunArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
+    let st = progress.step("reading image");
     let img = input::image(&a.image, a.frame)?;
+    st.done();
     let grid = PatchGrid::new(img.rows(), img.cols(), a.window, a.step)?;
     let levelling = match a.level {
         LevellingArg::None => Levelling::None,
@@ -48,6 +51,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     render::write_grey_png(&a.out.join("image.png"), patches.scaled_image())?;
 
     // Per-patch statistics over the grid: (gh, gw, 2).
+    let st = progress.bar("patch statistics", grid.len() as u64);
     let (gh, gw) = (grid.gh(), grid.gw());
     let mut maps = Array3::<f32>::zeros((gh, gw, MAP_NAMES.len()));
     let mut buf = vec![0.0f32; grid.window() * grid.window()];
@@ -57,16 +61,21 @@ pub fn run(a: &RunArgs) -> Result<()> {
         let (mean, std) = mean_std(&buf);
         maps[(r, c, 0)] = mean;
         maps[(r, c, 1)] = std;
+        st.bar().inc(1);
     }
+    st.done();
     io::write_npy_f32_3d(&a.out.join("maps.npy"), maps.view())?;
 
     let mut results = serde_json::Map::new();
+    let st = progress.bar("segmenting", MAP_NAMES.len() as u64);
     for (k, name) in MAP_NAMES.iter().enumerate() {
         let map: Array2<f32> = maps.index_axis(ndarray::Axis(2), k).to_owned();
         let dir = a.out.join("segmentation").join(name);
         let entry = segment_grid_map(map.view(), &params, &dir, truth.as_ref(), a.tolerance)?;
         results.insert((*name).to_string(), entry);
+        st.bar().inc(1);
     }
+    st.done();
 
     let summary = json!({
         "input": a.image,

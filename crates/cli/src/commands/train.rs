@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis};
 use phyvae_data::io;
 use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling, labels_at_patch_centres};
@@ -31,7 +30,7 @@ use phyvae_model::config::{
     TrainConfig,
 };
 use phyvae_model::infer::{
-    LatentMaps, encode_patches, latent_histogram, load_model, manifold2d, save_model,
+    LatentMaps, encode_patches_with_progress, latent_histogram, load_model, manifold2d, save_model,
 };
 use phyvae_model::train::{EpochRecord, TrainEvent, Trainer};
 use phyvae_report::render;
@@ -39,8 +38,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::cli::{EncodeArgs, TrainArgs};
-use crate::commands::{OutputError, create_dir, print_json, segment::segment_grid_map};
+use crate::commands::{
+    OutputError, create_dir, print_json, report::write_report, segment::segment_grid_map,
+};
 use crate::input;
+use crate::progress::Progress;
 
 /// Patches encoded per batch after training.
 const ENCODE_BATCH: usize = 256;
@@ -48,6 +50,9 @@ const ENCODE_BATCH: usize = 256;
 const MANIFOLD_D: usize = 12;
 /// Bins per axis of the latent histogram.
 const HIST_BINS: usize = 64;
+/// Latent snapshots recorded during a run by default (for the report's
+/// boundary-evolution strip): one every `epochs / SNAPSHOTS` epochs.
+const SNAPSHOTS: usize = 5;
 
 /// How patches are cut from the image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +232,9 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
     if let Some(v) = &a.latents {
         c.train.physics.latents = parse_latents(v)?;
     }
+    if a.config.is_none() {
+        c.train.snapshot_every = (c.train.epochs / SNAPSHOTS).max(1);
+    }
     if let Some(v) = a.snapshot_every {
         c.train.snapshot_every = v;
     }
@@ -299,21 +307,29 @@ fn write_results(
     maps: &LatentMaps,
     truth: Option<&Array2<i32>>,
     sigma_color: f64,
+    progress: Progress,
 ) -> Result<Value> {
     io::write_npy_f32_3d(&out.join("latents.npy"), maps.mean.view())?;
+    if let Some(t) = truth {
+        io::write_npy_i32(&out.join("truth_grid.npy"), t.view())?;
+    }
     io::write_npy_f32_3d(&out.join("latents_sd.npy"), maps.sd.view())?;
     let cfg = model.config();
     let names = latent_names(cfg);
     let params = VisualizeParams::new().sigma_color(sigma_color).build()?;
     let mut per_map = serde_json::Map::new();
+    let step = progress.bar("segmenting", names.len() as u64);
     for (c, name) in names.iter().enumerate() {
+        step.message(name.clone());
         let map: Array2<f32> = maps.mean.index_axis(Axis(2), c).to_owned();
         let dir = out.join("segmentation").join(name);
         let mut entry = segment_grid_map(map.view(), &params, &dir, truth, 1)?;
         entry["sl1"] = json!(sl1_map(map.view()).ok());
         entry["sl2"] = json!(sl2_map(map.view(), 1).ok());
         per_map.insert(name.clone(), entry);
+        step.bar().inc(1);
     }
+    step.done();
     let manifold = manifold2d(model, MANIFOLD_D)?;
     io::write_npy_f32(&out.join("manifold.npy"), manifold.view())?;
     render::write_grey_png(&out.join("manifold.png"), manifold.view())?;
@@ -373,10 +389,55 @@ fn device_name(device: &Device) -> &'static str {
     }
 }
 
+/// The pixel size of an image for metrics.json (`null` when the file has none).
+fn pixel_size_json(img: &phyvae_data::Image) -> Value {
+    img.pixel_size.as_ref().map_or(
+        Value::Null,
+        |p| json!({ "x": p.x, "y": p.y, "unit": p.unit }),
+    )
+}
+
+/// Reads the image with a progress line.
+fn read_input(path: &Path, frame: Option<usize>, progress: Progress) -> Result<phyvae_data::Image> {
+    let st = progress.step("reading image");
+    let img = input::image(path, frame)?;
+    st.done();
+    Ok(img)
+}
+
+/// Cuts the patches with a progress line, and saves the image the model sees
+/// (after levelling and scaling) as `input.png` for the report.
+fn patches_for(
+    img: &phyvae_data::Image,
+    d: &DataConfig,
+    out: &Path,
+    progress: Progress,
+) -> Result<PatchSet> {
+    let st = progress.step("cutting patches");
+    let patches = cut_patches(img, d)?;
+    render::write_grey_png(&out.join("input.png"), patches.scaled_image())?;
+    st.done();
+    Ok(patches)
+}
+
+/// Encodes every patch with a progress bar.
+fn encode_all(
+    model: &phyvae_model::vae::Vae,
+    patches: &PatchSet,
+    progress: Progress,
+) -> Result<LatentMaps> {
+    let st = progress.bar("encoding", patches.len() as u64);
+    let maps = encode_patches_with_progress(model, patches, ENCODE_BATCH, &mut |done, _| {
+        st.bar().set_position(done as u64);
+    })?;
+    st.done();
+    Ok(maps)
+}
+
 /// `phyvae train IMAGE --out DIR ...`.
-pub fn train(a: &TrainArgs) -> Result<()> {
+pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
-    let img = input::image(&a.image, a.frame)?;
+    let img = read_input(&a.image, a.frame, progress)?;
     create_dir(&a.out)?;
     let ckpt = a.out.join("checkpoint");
     let device = pick_device(&a.device)?;
@@ -387,7 +448,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     } else {
         effective_config(a)?
     };
-    let patches = cut_patches(&img, &cfg.data)?;
+    let patches = patches_for(&img, &cfg.data, &a.out, progress)?;
     let truth = read_truth(a.truth.as_ref(), patches.grid())?;
     if !a.resume {
         write_text(&a.out.join("config.toml"), &toml::to_string_pretty(&cfg)?)?;
@@ -401,11 +462,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     if cfg.train.snapshot_every > 0 {
         create_dir(&snap_dir)?;
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let mut bar: Option<crate::progress::Step> = None;
     let mut snap_err: Option<anyhow::Error> = None;
     let train_start = Instant::now();
     let done_before = trainer.epochs_done();
@@ -415,16 +472,19 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             epochs,
             batches,
         } => {
-            bar.set_prefix(format!("epoch {epoch}/{epochs}"));
-            bar.set_length(batches as u64);
-            bar.set_position(0);
+            bar = Some(progress.bar(&format!("epoch {epoch}/{epochs}"), batches as u64));
         }
         TrainEvent::BatchDone { loss, .. } => {
-            bar.inc(1);
-            bar.set_message(format!("loss {loss:.2}"));
+            if let Some(b) = &bar {
+                b.bar().inc(1);
+                b.message(format!("loss {loss:.2}"));
+            }
         }
         TrainEvent::EpochFinished(r) => {
-            bar.println(format!(
+            if let Some(b) = bar.take() {
+                b.bar().finish_and_clear();
+            }
+            progress.line(&format!(
                 "epoch {:>3}: elbo {:.3} psi {:.4} total {:.3} ({:.1} s)",
                 r.epoch, r.elbo, r.psi, r.total, r.seconds
             ));
@@ -437,7 +497,9 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         }
         TrainEvent::CheckpointWritten { .. } => {}
     })?;
-    bar.finish_and_clear();
+    if let Some(b) = bar.take() {
+        b.bar().finish_and_clear();
+    }
     if let Some(e) = snap_err {
         return Err(e);
     }
@@ -447,12 +509,23 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     write_text(&a.out.join("history.csv"), &history_csv(&history))?;
     let model = trainer.into_model();
     save_model(&model, &a.out, &serde_json::to_value(&cfg.data)?)?;
-    let maps = encode_patches(&model, &patches, ENCODE_BATCH)?;
-    let per_map = write_results(&a.out, &model, &maps, truth.as_ref(), cfg.sigma_color)?;
+    let maps = encode_all(&model, &patches, progress)?;
+    let per_map = write_results(
+        &a.out,
+        &model,
+        &maps,
+        truth.as_ref(),
+        cfg.sigma_color,
+        progress,
+    )?;
     let patches_seen = epochs_run * patches.len();
-    let metrics = json!({
+    let mut metrics = json!({
         "input": a.image,
+        "command": std::env::args().collect::<Vec<_>>(),
         "image_shape": [img.rows(), img.cols()],
+        "pixel_size": pixel_size_json(&img),
+        "window": cfg.data.window,
+        "step": cfg.data.step,
         "grid": [patches.grid().gh(), patches.grid().gw()],
         "patches": patches.len(),
         "latents": latent_names(model.config()),
@@ -466,15 +539,17 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         "device": device_name(&device),
         "phyvae_version": env!("CARGO_PKG_VERSION"),
     });
-    write_text(
-        &a.out.join("metrics.json"),
-        &serde_json::to_string_pretty(&metrics)?,
-    )?;
+    let mpath = a.out.join("metrics.json");
+    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
+    let report = write_report(std::slice::from_ref(&a.out), None, progress)?;
+    metrics["report"] = json!(report);
+    metrics["seconds"] = json!(t0.elapsed().as_secs_f64());
+    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
     print_json(&metrics)
 }
 
 /// `phyvae encode --model DIR IMAGE --out DIR2`.
-pub fn encode(a: &EncodeArgs) -> Result<()> {
+pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
     let device = pick_device(&a.device)?;
     let (model, data) = load_model(&a.model, &device)?;
@@ -484,24 +559,30 @@ pub fn encode(a: &EncodeArgs) -> Result<()> {
         .ok()
         .and_then(|t| toml::from_str(&t).ok());
     let sigma_color = cfg.map_or(0.3, |c| c.sigma_color);
-    let img = input::image(&a.image, a.frame)?;
-    let patches = cut_patches(&img, &data)?;
-    let truth = read_truth(a.truth.as_ref(), patches.grid())?;
+    let img = read_input(&a.image, a.frame, progress)?;
     create_dir(&a.out)?;
-    let maps = encode_patches(&model, &patches, ENCODE_BATCH)?;
-    let per_map = write_results(&a.out, &model, &maps, truth.as_ref(), sigma_color)?;
-    let metrics = json!({
+    let patches = patches_for(&img, &data, &a.out, progress)?;
+    let truth = read_truth(a.truth.as_ref(), patches.grid())?;
+    let maps = encode_all(&model, &patches, progress)?;
+    let per_map = write_results(&a.out, &model, &maps, truth.as_ref(), sigma_color, progress)?;
+    let mut metrics = json!({
         "input": a.image,
+        "command": std::env::args().collect::<Vec<_>>(),
         "model": a.model,
+        "image_shape": [img.rows(), img.cols()],
+        "pixel_size": pixel_size_json(&img),
+        "window": data.window,
+        "step": data.step,
         "grid": [patches.grid().gh(), patches.grid().gw()],
         "patches": patches.len(),
         "latents": latent_names(model.config()),
         "maps": per_map,
         "seconds": t0.elapsed().as_secs_f64(),
     });
-    write_text(
-        &a.out.join("metrics.json"),
-        &serde_json::to_string_pretty(&metrics)?,
-    )?;
+    let mpath = a.out.join("metrics.json");
+    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
+    let report = write_report(std::slice::from_ref(&a.out), None, progress)?;
+    metrics["report"] = json!(report);
+    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
     print_json(&metrics)
 }

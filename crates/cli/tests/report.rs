@@ -1,0 +1,237 @@
+//! End-to-end tests of the HTML report: a short `phyvae train` on a small
+//! synthetic image writes `report.html` with every section, every embedded
+//! image decodes to the size its tag declares and is also written to
+//! `figures/`; `phyvae report A B` puts two runs side by side; a folder that
+//! is not a run is a clear error.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+
+fn phyvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phyvae"))
+        .args(args)
+        .output()
+        .expect("run phyvae")
+}
+
+fn ok(args: &[&str]) -> serde_json::Value {
+    let out = phyvae(args);
+    assert!(
+        out.status.success(),
+        "phyvae {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const SMALL: [&str; 12] = [
+    "--window",
+    "16",
+    "--step",
+    "8",
+    "--hidden",
+    "16",
+    "--batch",
+    "16",
+    "--epochs",
+    "3",
+    "--shift-prior",
+    "0.6",
+];
+
+/// Trains a small run in `dir/name` on the synthetic image of `dir`.
+fn train(dir: &Path, name: &str, extra: &[&str]) -> serde_json::Value {
+    let out = dir.join(name);
+    let img = dir.join("image.npy");
+    let truth = dir.join("truth.npy");
+    let mut args = vec![
+        "train",
+        s(&img),
+        "--out",
+        s(&out),
+        "--truth",
+        s(&truth),
+        "-q",
+    ];
+    args.extend(SMALL);
+    args.extend(extra);
+    ok(&args)
+}
+
+/// An embedded image: its declared size and its PNG bytes.
+struct Embedded {
+    width: u32,
+    height: u32,
+    png: Vec<u8>,
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let key = format!("{name}=\"");
+    let start = tag.find(&key)? + key.len();
+    let end = tag[start..].find('"')? + start;
+    Some(tag[start..end].to_owned())
+}
+
+fn images(html: &str) -> Vec<Embedded> {
+    html.split("<img ")
+        .skip(1)
+        .map(|rest| {
+            let tag = &rest[..rest.find('>').unwrap()];
+            let src = attr(tag, "src").unwrap();
+            let b64 = src
+                .strip_prefix("data:image/png;base64,")
+                .expect("a PNG data URI");
+            Embedded {
+                width: attr(tag, "width").unwrap().parse().unwrap(),
+                height: attr(tag, "height").unwrap().parse().unwrap(),
+                png: base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let info = reader.info();
+    (info.width, info.height)
+}
+
+#[test]
+fn train_writes_a_report_with_every_section_and_decodable_images() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&[
+        "synth",
+        "two-phase",
+        "--size",
+        "96",
+        "--seed",
+        "2",
+        "--out",
+        s(d.path()),
+    ]);
+    let m = train(d.path(), "a", &[]);
+    let run = d.path().join("a");
+    let report = run.join("report.html");
+    assert_eq!(m["report"].as_str(), Some(s(&report)));
+    let html = std::fs::read_to_string(&report).unwrap();
+    for id in [
+        "run",
+        "input",
+        "latents",
+        "segmentation",
+        "manifold",
+        "losses",
+        "evolution",
+        "scores",
+    ] {
+        assert!(
+            html.contains(&format!("<section id=\"{id}\">")),
+            "section {id} missing"
+        );
+    }
+    // Self-contained: no external resource, no script.
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+    let imgs = images(&html);
+    // 2 input + 4 latent maps + 2 content maps x (denoised + 4 x (own + overlay))
+    // + manifold + density + loss curves + 2 evolution strips + truth vs best.
+    assert_eq!(imgs.len(), 2 + 4 + 2 * 9 + 2 + 1 + 2 + 1);
+    for im in &imgs {
+        assert!(im.width > 0 && im.height > 0);
+        assert_eq!(png_size(&im.png), (im.width, im.height));
+    }
+    // Every figure is also its own PNG, byte for byte.
+    let mut on_disk = 0;
+    for e in std::fs::read_dir(run.join("figures")).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(imgs.iter().any(|im| im.png == bytes));
+        on_disk += 1;
+    }
+    assert_eq!(on_disk, imgs.len());
+    // The facts of the run and the scores are in the page.
+    assert!(
+        html.contains("11 x 11 patches (121 in all), window 16 px, step 8 px"),
+        "grid facts missing"
+    );
+    assert!(html.contains("<th>ARI</th>"));
+    assert!(html.contains("--config"));
+
+    // `phyvae report` alone rewrites the same page from the folder.
+    let again = d.path().join("again.html");
+    ok(&["report", s(&run), "--out", s(&again), "-q"]);
+    assert_eq!(
+        images(&std::fs::read_to_string(&again).unwrap()).len(),
+        imgs.len()
+    );
+}
+
+#[test]
+fn report_puts_two_runs_side_by_side() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&[
+        "synth",
+        "two-phase",
+        "--size",
+        "80",
+        "--seed",
+        "3",
+        "--out",
+        s(d.path()),
+    ]);
+    train(d.path(), "shvae", &[]);
+    train(
+        d.path(),
+        "phyvae-sl1",
+        &[
+            "--physics",
+            "sl1",
+            "--mode",
+            "gradient",
+            "--physics-warmup",
+            "1",
+        ],
+    );
+    let out = d.path().join("cmp.html");
+    let j = ok(&[
+        "report",
+        s(&d.path().join("shvae")),
+        s(&d.path().join("phyvae-sl1")),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert_eq!(j["report"].as_str(), Some(s(&out)));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("<th>shvae</th><th>phyvae-sl1</th>"));
+    // Each latent-map row holds one figure per run.
+    let latents = &html[html.find("<section id=\"latents\">").unwrap()..];
+    let latents = &latents[..latents.find("</section>").unwrap()];
+    assert_eq!(latents.matches("id=\"fig-latent_z1\"").count(), 2);
+    assert_eq!(
+        latents.matches("<tr>").count(),
+        1 + 4,
+        "header + dx, dy, z1, z2"
+    );
+    // The physics run shows its Psi panel caption, the sh-VAE run says Psi was 0.
+    assert!(html.contains("below, the physics term Psi"));
+    assert!(html.contains("Psi was 0 throughout"));
+}
+
+#[test]
+fn a_folder_that_is_not_a_run_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let out = phyvae(&["report", s(d.path())]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metrics.json"), "{err}");
+}
