@@ -29,7 +29,9 @@ fn fails(args: &[&str], code: i32) -> String {
     let out = phyvae(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(code), "phyvae {args:?}: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    // Progress lines may come first; the error is the last line.
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
