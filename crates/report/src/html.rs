@@ -30,6 +30,7 @@ th { background: #f5f5f5; }
 table.cmp td { min-width: 20em; }
 pre { background: #f5f5f5; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 p.note { font-size: 0.9em; color: #555; }
+.grid > pre, .grid > p.note { flex-basis: 100%; margin: 0.2em 0; }
 ";
 
 /// Escapes text for HTML element content and attribute values.
