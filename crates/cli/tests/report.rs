@@ -120,7 +120,10 @@ fn train_writes_a_report_with_every_section_and_decodable_images() {
         "--out",
         s(d.path()),
     ]);
+    // A sidecar calibration: the report states the pixel size and draws axes in nm.
+    std::fs::write(d.path().join("image.json"), r#"{"pixel_size_nm": 0.02}"#).unwrap();
     let m = train(d.path(), "a", &[]);
+    assert_eq!(m["pixel_size"]["unit"], "nm");
     let run = d.path().join("a");
     let report = run.join("report.html");
     assert_eq!(m["report"].as_str(), Some(s(&report)));
@@ -162,6 +165,10 @@ fn train_writes_a_report_with_every_section_and_decodable_images() {
     assert!(
         html.contains("11 x 11 patches (121 in all), window 16 px, step 8 px"),
         "grid facts missing"
+    );
+    assert!(
+        html.contains("<th>pixel size</th><td>0.0200 x 0.0200 nm</td>"),
+        "pixel size missing"
     );
     assert!(html.contains("<th>ARI</th>"));
     assert!(html.contains("--config"));
