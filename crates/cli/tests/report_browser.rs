@@ -510,8 +510,14 @@ fn report_opens_in_chromium_without_errors() {
     let html = run.join("report.html");
     assert!(html.is_file(), "phyvae report wrote no {}", html.display());
 
-    let shot = artefact_dir().join("report-screenshot.png");
-    let report = check_in_browser(&html, &shot);
+    assert_opens_cleanly(&html, "report-screenshot.png");
+}
+
+/// Opens `html` in Chromium and asserts the four checks of the module
+/// documentation; the screenshot goes to `target/test-artifacts/<screenshot_name>`.
+fn assert_opens_cleanly(html: &Path, screenshot_name: &str) {
+    let shot = artefact_dir().join(screenshot_name);
+    let report = check_in_browser(html, &shot);
     println!("report screenshot: {}", shot.display());
     println!(
         "{} images, screenshot {} x {} px with {} distinct colours",
@@ -556,6 +562,18 @@ fn report_opens_in_chromium_without_errors() {
         shot.display()
     );
     assert_eq!(std::fs::read(&shot).unwrap(), report.screenshot_png);
+}
+
+/// The report of the README's main command, which `.ci/run` runs just before
+/// this test and names in `PHYVAE_MAIN_REPORT`.
+#[test]
+#[ignore = "needs Chromium and the README's main command's report; .ci/run runs it"]
+fn main_command_report_opens_in_chromium_without_errors() {
+    let html = std::env::var_os("PHYVAE_MAIN_REPORT")
+        .map(PathBuf::from)
+        .expect("set PHYVAE_MAIN_REPORT to the report.html of the README's main command");
+    assert!(html.is_file(), "no report at {}", html.display());
+    assert_opens_cleanly(&html, "main-report-screenshot.png");
 }
 
 #[test]

@@ -269,6 +269,22 @@ fn run_facts(run: &RunData, g: &Geometry) -> Vec<(String, String)> {
     f
 }
 
+/// The command line that made the run (`metrics.json`'s `command`), with the
+/// program named `phyvae` and arguments holding spaces or quotes quoted.
+fn original_command(run: &RunData) -> Option<String> {
+    let args = run.metrics["command"].as_array()?;
+    let mut out = vec!["phyvae".to_owned()];
+    for a in args.iter().skip(1) {
+        let a = a.as_str()?;
+        if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+            out.push(format!("'{}'", a.replace('\'', r"'\''")));
+        } else {
+            out.push(a.to_owned());
+        }
+    }
+    Some(out.join(" "))
+}
+
 fn reproduce_command(run: &RunData) -> String {
     let input = fmt_value(&run.metrics["input"]);
     let dir = run.dir.display();
@@ -753,11 +769,18 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
     sections.push(Section {
         id: "run",
         title: "The run",
-        items: vec![
-            Item::Facts(run_facts(&run, &g)),
-            Item::Text("Command that reproduces this run:".into()),
-            Item::Code(reproduce_command(&run)),
-        ],
+        items: {
+            let mut items = vec![Item::Facts(run_facts(&run, &g))];
+            if let Some(cmd) = original_command(&run) {
+                items.push(Item::Text("Command that made this run:".into()));
+                items.push(Item::Code(cmd));
+            }
+            items.push(Item::Text(
+                "The same run again, from its recorded settings (bit-identical results on the same machine):".into(),
+            ));
+            items.push(Item::Code(reproduce_command(&run)));
+            items
+        },
     });
     progress("input image and patches");
     sections.push(Section {
@@ -833,6 +856,29 @@ mod tests {
         assert_eq!(spread(3, 4), vec![0, 1, 2]);
         assert_eq!(spread(10, 4), vec![0, 3, 6, 9]);
         assert_eq!(spread(61, 4), vec![0, 20, 40, 60]);
+    }
+
+    #[test]
+    fn the_original_command_is_quoted_for_a_shell() {
+        let run = RunData {
+            dir: "r".into(),
+            metrics: serde_json::json!({ "command": ["/x/phyvae", "train", "my image.png", "--out", "r"] }),
+            config: None,
+            history: Vec::new(),
+            latents: ndarray::Array3::zeros((1, 1, 1)),
+            names: vec!["z1".into()],
+            window: 8,
+            step: 8,
+            input: None,
+            calibration: None,
+            manifold: None,
+            snapshots: Vec::new(),
+            truth: None,
+        };
+        assert_eq!(
+            original_command(&run).unwrap(),
+            "phyvae train 'my image.png' --out r"
+        );
     }
 
     #[test]
