@@ -59,6 +59,32 @@ impl Format {
     }
 }
 
+/// One image (or stack of images) held in a file, as `phyvae info` lists it.
+///
+/// Multi-image readers number the 2-D images a command can use in the order
+/// they list them, a stack of shape `(n, rows, cols)` counting as `n`
+/// consecutive frames; `--frame k` selects the k-th of these (0-based).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImageInfo {
+    /// Position in the file's list of entries (0-based).
+    pub index: usize,
+    /// The entry's name or path inside the file (DM image name, HDF5
+    /// dataset path, ...), if it has one.
+    pub name: Option<String>,
+    /// Shape as stored, slowest axis first: `[rows, cols]` for an image,
+    /// `[frames, rows, cols]` for a stack, more axes for spectra and 4-D data.
+    pub shape: Vec<usize>,
+    /// Element type as stored, numpy's names: `uint8`, `int16`, `float32`,
+    /// `complex64`, `rgb8`, `bool`, ...
+    pub dtype: String,
+    /// Pixel size in nm along x (columns) and y (rows), when the file records
+    /// a length calibration for the image axes.
+    pub pixel_size: Option<PixelSize>,
+    /// Why commands cannot read it as 2-D images (a spectrum, complex data,
+    /// a thumbnail, ...); `None` when they can.
+    pub unusable: Option<String>,
+}
+
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const TIFF_MAGICS: [&[u8]; 4] = [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"];
