@@ -44,6 +44,11 @@ pub enum Command {
     Patches(PatchesArgs),
     /// Scores of a label map against a truth map, as JSON.
     Score(ScoreArgs),
+    /// What a file holds, as JSON: format, images with shape, element type and
+    /// pixel size, and which one commands use by default.
+    Info(InfoArgs),
+    /// Writes one image of a file as a float32 NPY.
+    Convert(ConvertArgs),
 }
 
 /// Arguments of `phyvae run`.
@@ -88,6 +93,26 @@ pub struct ReportArgs {
     /// ./comparison.html for several).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Arguments of `phyvae info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Any supported image file.
+    pub file: PathBuf,
+}
+
+/// Arguments of `phyvae convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Any supported image file.
+    pub file: PathBuf,
+    /// Output .npy (float32, the image's raw values).
+    pub out: PathBuf,
+    /// Image, frame or page of a multi-image file (0-based; default: the
+    /// first usable one, see `phyvae info`).
+    #[arg(long)]
+    pub frame: Option<usize>,
 }
 
 /// Levelling choices.

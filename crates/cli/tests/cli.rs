@@ -471,3 +471,55 @@ fn unwritable_output_exits_with_code_5() {
         5,
     );
 }
+
+#[test]
+fn info_lists_format_shape_type_and_pixel_size() {
+    // GO_cafm.tif: 915 x 915 uint16 (its meta.json), pixel size 15 nm / 915 px
+    // from the sidecar GO_cafm.json.
+    let j = ok(&["info", &data("rgo_cafm_graphene_lattice/GO_cafm.tif")]);
+    assert_eq!(j["format"], "TIFF");
+    assert_eq!(j["default"], 0);
+    let im = &j["images"][0];
+    assert_eq!(im["shape"], serde_json::json!([915, 915]));
+    assert_eq!(im["dtype"], "uint16");
+    assert_eq!(im["pixel_size"]["unit"], "nm");
+    let x = im["pixel_size"]["x"].as_f64().unwrap();
+    assert!((x - 15.0 / 915.0).abs() < 1e-12, "{x}");
+    // The SPIEPy raw file holds float64 values.
+    let j = ok(&[
+        "info",
+        &data("stm_spiepy_step_edge_atoms/image_with_step_edge_and_atoms.dat"),
+    ]);
+    assert_eq!(j["images"][0]["dtype"], "float64");
+    assert!(j["images"][0]["pixel_size"].is_null());
+}
+
+#[test]
+fn convert_writes_the_image_as_float32_npy() {
+    let d = tmp();
+    let out = d.path().join("go.npy");
+    let j = ok(&[
+        "convert",
+        &data("rgo_cafm_graphene_lattice/GO_cafm.tif"),
+        s(&out),
+    ]);
+    assert_eq!(j["shape"], serde_json::json!([915, 915]));
+    // The bundled image.npy holds the same pixels (uint16 values, exact in f32).
+    let (dtype, shape, got) = npy(&out);
+    assert_eq!(dtype, "<f4");
+    assert_eq!(shape, vec![915, 915]);
+    let (_, _, want) = npy(Path::new(&data("rgo_cafm_graphene_lattice/image.npy")));
+    assert_eq!(got, want);
+    // A frame that does not exist is an error naming the frame count.
+    let err = fails(
+        &[
+            "convert",
+            &data("rgo_cafm_graphene_lattice/GO_cafm.tif"),
+            s(&out),
+            "--frame",
+            "3",
+        ],
+        3,
+    );
+    assert!(err.contains("frame") || err.contains("page"), "{err}");
+}

@@ -39,6 +39,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Synth(a) => simple::synth(&a),
         Command::Patches(a) => simple::patches(&a),
         Command::Score(a) => simple::score(&a),
+        Command::Info(a) => simple::info(&a),
+        Command::Convert(a) => simple::convert(&a),
     }
 }
 

@@ -1,9 +1,11 @@
 //! The small commands: `threshold`, `synth`, `patches`, `score`.
 
-use crate::cli::{PatchesArgs, ScoreArgs, SynthArgs, SynthKind, ThresholdCommand};
+use crate::cli::{
+    ConvertArgs, InfoArgs, PatchesArgs, ScoreArgs, SynthArgs, SynthKind, ThresholdCommand,
+};
 use crate::commands::{create_dir, print_json};
 use crate::input::{self, Pixels};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use phyvae_data::io;
 use phyvae_data::patches::PatchGrid;
 use phyvae_data::synth::{self, DomainsParams, TwoPhaseParams};
@@ -76,5 +78,26 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
         "accuracy": s.accuracy,
         "boundary_f1": s.boundary_f1,
         "tolerance": a.tolerance,
+    }))
+}
+
+/// `phyvae info FILE`.
+pub fn info(a: &InfoArgs) -> Result<()> {
+    let info = io::file_info(&a.file).context("reading file")?;
+    let mut v = serde_json::to_value(&info)?;
+    v["file"] = json!(a.file);
+    print_json(&v)
+}
+
+/// `phyvae convert FILE OUT.npy [--frame N]`.
+pub fn convert(a: &ConvertArgs) -> Result<()> {
+    let img = input::image(&a.file, a.frame)?;
+    io::write_npy_f32(&a.out, img.pixels.view())?;
+    print_json(&json!({
+        "file": a.file,
+        "out": a.out,
+        "frame": a.frame,
+        "shape": [img.rows(), img.cols()],
+        "pixel_size": img.pixel_size,
     }))
 }

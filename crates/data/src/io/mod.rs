@@ -13,11 +13,13 @@
 //! holds no usable calibration, [`read_image`] looks for a JSON sidecar (see
 //! [`read_sidecar_pixel_size`]).
 
+mod info;
 mod npy;
 mod png;
 mod raw;
 mod tiff;
 
+pub use info::{FileInfo, file_info};
 pub use npy::{
     read_npy, read_npy_array, read_npy_f64, write_npy_f32, write_npy_f32_3d, write_npy_f64,
     write_npy_i32, write_npy_u8,

@@ -54,6 +54,31 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// numpy's name of the element type.
+    fn numpy_name(self) -> &'static str {
+        match self {
+            Kind::F32 => "float32",
+            Kind::F64 => "float64",
+            Kind::U8 => "uint8",
+            Kind::U16 => "uint16",
+            Kind::U32 => "uint32",
+            Kind::U64 => "uint64",
+            Kind::I8 => "int8",
+            Kind::I16 => "int16",
+            Kind::I32 => "int32",
+            Kind::I64 => "int64",
+        }
+    }
+}
+
+/// Shape and numpy element type of an NPY file, from its header alone.
+pub(crate) fn shape_and_dtype(path: &Path) -> Result<(Vec<usize>, String)> {
+    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    let h = read_header(path, &mut file)?;
+    Ok((h.shape, h.dtype.kind.numpy_name().to_owned()))
+}
+
 /// A parsed `descr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Dtype {

@@ -26,6 +26,24 @@ pub(crate) fn luminance(r: f64, g: f64, b: f64) -> f32 {
 /// Nanometres per metre.
 const NM_PER_M: f64 = 1e9;
 
+/// numpy-style element type of a PNG as stored: `uint8` / `uint16` for grey,
+/// `rgb8`, `rgba16`, `grey+alpha8`, `palette8`, ...
+pub(crate) fn stored_dtype(path: &Path) -> Result<String> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let reader = Decoder::new(BufReader::new(file))
+        .read_info()
+        .map_err(|e| png_error(path, e))?;
+    let info = reader.info();
+    let bits = info.bit_depth as u8;
+    Ok(match info.color_type {
+        ::png::ColorType::Grayscale => format!("uint{}", bits.max(8)),
+        ::png::ColorType::Rgb => format!("rgb{bits}"),
+        ::png::ColorType::Rgba => format!("rgba{bits}"),
+        ::png::ColorType::GrayscaleAlpha => format!("grey+alpha{bits}"),
+        ::png::ColorType::Indexed => format!("palette{bits}"),
+    })
+}
+
 /// Reads a PNG image as `f32` grey values.
 ///
 /// Conversions (the raw sample values are kept: 8-bit stays `0..=255`, 16-bit

@@ -166,6 +166,39 @@ fn open(path: &Path) -> Result<(Reader, u64)> {
     Ok((dec.with_limits(limits), budget))
 }
 
+/// numpy-style element type of every page in the main IFD chain, e.g.
+/// `uint16`, `float32`, `rgb8`.
+pub(crate) fn page_types(path: &Path) -> Result<Vec<String>> {
+    let (mut dec, _) = open(path)?;
+    let mut out = Vec::new();
+    loop {
+        let name = match dec.colortype().map_err(|e| tiff_error(path, e))? {
+            ColorType::Gray(b) => {
+                let format = dec
+                    .find_tag_unsigned::<u16>(Tag::SampleFormat)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(1);
+                match format {
+                    2 => format!("int{b}"),
+                    3 => format!("float{b}"),
+                    _ => format!("uint{b}"),
+                }
+            }
+            ColorType::GrayA(b) => format!("grey+alpha {b}-bit"),
+            ColorType::RGB(b) => format!("rgb{b}"),
+            ColorType::RGBA(b) => format!("rgba{b}"),
+            other => format!("{other:?}"),
+        };
+        out.push(name);
+        if !dec.more_images() {
+            break;
+        }
+        dec.next_image().map_err(|e| tiff_error(path, e))?;
+    }
+    Ok(out)
+}
+
 /// Number of pages in the main IFD chain.
 fn count_pages(path: &Path) -> Result<usize> {
     let (mut dec, _) = open(path)?;
