@@ -16,6 +16,7 @@
 mod npy;
 mod png;
 mod raw;
+pub mod ser;
 mod tiff;
 
 pub use npy::{
