@@ -1153,6 +1153,9 @@ mod tests {
 
     #[test]
     fn frames_of_a_series() {
+        // RosettaSciIO 0.15 (`rsciio.tia.file_reader`) reads the same bytes,
+        // written by Python, as [[[4, 5, 6], [1, 2, 3]], [[10, 11, 12],
+        // [7, 8, 9]]]: ArraySizeX = 3 columns, rows flipped.
         let bytes = two_frames();
         let ser = parse_ser(&bytes, p()).unwrap();
         assert_eq!(ser.header().total_elements, 3);
