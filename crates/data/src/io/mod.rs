@@ -17,6 +17,7 @@ mod info;
 mod npy;
 mod png;
 mod raw;
+pub mod ser;
 mod tiff;
 
 pub use info::{FileInfo, file_info};
