@@ -98,6 +98,7 @@ pub fn file_info(path: &Path) -> Result<FileInfo> {
             let shape = vec![img.rows(), img.cols()];
             vec![entry(0, shape, &png::stored_dtype(path)?, &img)]
         }
+        Format::Ser => super::ser::list_ser(path)?,
         Format::SpiepyDat => {
             let img = read_image(path, None)?;
             let shape = vec![img.rows(), img.cols()];

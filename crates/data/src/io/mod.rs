@@ -47,6 +47,8 @@ pub enum Format {
     /// SPIEPy raw `.dat` (no magic; recognised by extension): two little-endian
     /// `u32` (rows, cols), then `rows * cols` little-endian `f64`, row-major.
     SpiepyDat,
+    /// FEI/Thermo Fisher TIA series `.ser` (magic `II` `0x0197`), see [`ser`].
+    Ser,
 }
 
 impl Format {
@@ -58,6 +60,7 @@ impl Format {
             Format::Tiff => "TIFF",
             Format::Png => "PNG",
             Format::SpiepyDat => "SPIEPy raw",
+            Format::Ser => "TIA SER",
         }
     }
 }
@@ -100,6 +103,8 @@ fn format_from_magic(head: &[u8]) -> Option<Format> {
         Some(Format::Png)
     } else if TIFF_MAGICS.iter().any(|m| head.starts_with(m)) {
         Some(Format::Tiff)
+    } else if head.starts_with(&ser::SER_MAGIC) {
+        Some(Format::Ser)
     } else {
         None
     }
@@ -150,6 +155,8 @@ pub fn detect_format(path: &Path) -> Result<Format> {
         "npy" => " (extension .npy, but no NPY magic \\x93NUMPY)",
         "tif" | "tiff" => " (extension .tif, but no TIFF magic II*\\0 or MM\\0*)",
         "png" => " (extension .png, but no PNG signature)",
+        "ser" => " (extension .ser, but no TIA SER magic II 97 01)",
+        "emi" => " (a TIA .emi file holds only metadata: open the matching <name>_1.ser)",
         "" => " and no extension",
         _ => "",
     };
@@ -196,6 +203,7 @@ pub fn read_image(path: &Path, frame: Option<usize>) -> Result<Image> {
         Format::Tiff => read_tiff(path, frame)?,
         Format::Png => read_png(path, frame)?,
         Format::SpiepyDat => read_spiepy_dat(path, frame)?,
+        Format::Ser => ser::read_ser(path, frame)?,
     };
     if img.pixel_size.is_none() {
         img.pixel_size = read_sidecar_pixel_size(path, img.rows(), img.cols())?;
