@@ -1130,14 +1130,15 @@ impl DmFile<'_> {
         }
         let mut k = frame;
         let mut found = None;
-        for l in self.images.iter().filter_map(|i| i.layout.as_ref()) {
+        for image in &self.images {
+            let Some(l) = &image.layout else { continue };
             if k < l.frames {
-                found = Some(l.clone());
+                found = Some((l.clone(), image.info.pixel_size.clone()));
                 break;
             }
             k -= l.frames;
         }
-        let Some(l) = found else {
+        let Some((l, pixel_size)) = found else {
             return Err(DataError::NoSuchFrame {
                 path: self.path.clone(),
                 frame,
@@ -1159,11 +1160,6 @@ impl DmFile<'_> {
         let values = convert(l.kind, &raw, self.little_endian);
         let pixels = Array2::from_shape_vec((l.rows, l.cols), values)
             .map_err(|e| malformed(&self.path, DM_FORMAT, e))?;
-        let pixel_size = self
-            .images
-            .iter()
-            .find(|i| i.layout.as_ref() == Some(&l))
-            .and_then(|i| i.info.pixel_size.clone());
         Ok(Image {
             pixels,
             pixel_size,
@@ -1237,7 +1233,9 @@ fn open(path: &Path) -> Result<DmFile<'static>> {
 /// 8 and 23 RGB(A) stored as bytes B, G, R, A: the luminance
 /// `0.2125 R + 0.7154 G + 0.0721 B`, alpha ignored. Values become `f32`
 /// (integers exactly up to 2^24, others rounded to nearest), in the byte order
-/// the header gives.
+/// the header gives (RosettaSciIO reads pixels in the machine's byte order
+/// whatever the header says; the two agree on the little-endian files that
+/// DigitalMicrograph writes on PCs).
 ///
 /// Pixel size: `Calibrations/Dimension` 0 (`Scale`, `Units`) along x and 1
 /// along y, converted to nm (`nm`, `µm`/`um`, `Å`, `pm`, `mm`, `m`, ...); a
