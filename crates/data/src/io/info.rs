@@ -99,6 +99,7 @@ pub fn file_info(path: &Path) -> Result<FileInfo> {
             vec![entry(0, shape, &png::stored_dtype(path)?, &img)]
         }
         Format::Ser => super::ser::list_ser(path)?,
+        Format::Dm3 | Format::Dm4 => super::dm::list_dm(path)?,
         Format::SpiepyDat => {
             let img = read_image(path, None)?;
             let shape = vec![img.rows(), img.cols()];

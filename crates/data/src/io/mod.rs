@@ -13,6 +13,7 @@
 //! holds no usable calibration, [`read_image`] looks for a JSON sidecar (see
 //! [`read_sidecar_pixel_size`]).
 
+pub mod dm;
 mod info;
 mod npy;
 mod png;
@@ -49,6 +50,10 @@ pub enum Format {
     SpiepyDat,
     /// FEI/Thermo Fisher TIA series `.ser` (magic `II` `0x0197`), see [`ser`].
     Ser,
+    /// Gatan DigitalMicrograph `.dm3` (big-endian `u32` version 3 first), see [`dm`].
+    Dm3,
+    /// Gatan DigitalMicrograph `.dm4` (big-endian `u32` version 4 first), see [`dm`].
+    Dm4,
 }
 
 impl Format {
@@ -61,6 +66,8 @@ impl Format {
             Format::Png => "PNG",
             Format::SpiepyDat => "SPIEPy raw",
             Format::Ser => "TIA SER",
+            Format::Dm3 => "DM3",
+            Format::Dm4 => "DM4",
         }
     }
 }
@@ -105,6 +112,11 @@ fn format_from_magic(head: &[u8]) -> Option<Format> {
         Some(Format::Tiff)
     } else if head.starts_with(&ser::SER_MAGIC) {
         Some(Format::Ser)
+    } else if dm::is_dm_header(head) {
+        match head.get(3) {
+            Some(3) => Some(Format::Dm3),
+            _ => Some(Format::Dm4),
+        }
     } else {
         None
     }
@@ -127,7 +139,7 @@ fn extension(path: &Path) -> String {
 /// matching magic is reported here too, since its content is not that format).
 pub fn detect_format(path: &Path) -> Result<Format> {
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-    let mut head = [0_u8; 8];
+    let mut head = [0_u8; 16];
     let mut got = 0;
     while got < head.len() {
         match file.read(&mut head[got..]) {
@@ -156,6 +168,7 @@ pub fn detect_format(path: &Path) -> Result<Format> {
         "tif" | "tiff" => " (extension .tif, but no TIFF magic II*\\0 or MM\\0*)",
         "png" => " (extension .png, but no PNG signature)",
         "ser" => " (extension .ser, but no TIA SER magic II 97 01)",
+        "dm3" | "dm4" => " (extension .dm3/.dm4, but no DigitalMicrograph header: version 3 or 4, byte-order flag 0 or 1)",
         "emi" => " (a TIA .emi file holds only metadata: open the matching <name>_1.ser)",
         "" => " and no extension",
         _ => "",
@@ -204,6 +217,7 @@ pub fn read_image(path: &Path, frame: Option<usize>) -> Result<Image> {
         Format::Png => read_png(path, frame)?,
         Format::SpiepyDat => read_spiepy_dat(path, frame)?,
         Format::Ser => ser::read_ser(path, frame)?,
+        Format::Dm3 | Format::Dm4 => dm::read_dm(path, frame)?,
     };
     if img.pixel_size.is_none() {
         img.pixel_size = read_sidecar_pixel_size(path, img.rows(), img.cols())?;
