@@ -16,6 +16,9 @@ cache="${1:-${PHYVAE_SAMPLES:-target/format-samples}}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
 files="$cache/files"
+# Tests call this script concurrently: one fetches, the others wait for it.
+exec 9>"$cache/.lock"
+flock 9
 if [ -f "$cache/ready-v1" ]; then
     echo "$files"
     exit 0

@@ -167,7 +167,7 @@ fn train_writes_a_report_with_every_section_and_decodable_images() {
         "grid facts missing"
     );
     assert!(
-        html.contains("<th>pixel size</th><td>0.0200 x 0.0200 nm</td>"),
+        html.contains("<th>pixel size</th><td>0.02 x 0.02 nm</td>"),
         "pixel size missing"
     );
     assert!(html.contains("<th>ARI</th>"));

@@ -208,7 +208,7 @@ fn run_facts(run: &RunData, g: &Geometry) -> Vec<(String, String)> {
         "pixel size",
         run.calibration.as_ref().map_or_else(
             || "not recorded in the file".into(),
-            |c| format!("{} x {} {}", fmt_num(c.y), fmt_num(c.x), c.unit),
+            |c| format!("{} x {} {}", c.y, c.x, c.unit),
         ),
     );
     add(

@@ -168,7 +168,9 @@ pub fn detect_format(path: &Path) -> Result<Format> {
         "tif" | "tiff" => " (extension .tif, but no TIFF magic II*\\0 or MM\\0*)",
         "png" => " (extension .png, but no PNG signature)",
         "ser" => " (extension .ser, but no TIA SER magic II 97 01)",
-        "dm3" | "dm4" => " (extension .dm3/.dm4, but no DigitalMicrograph header: version 3 or 4, byte-order flag 0 or 1)",
+        "dm3" | "dm4" => {
+            " (extension .dm3/.dm4, but no DigitalMicrograph header: version 3 or 4, byte-order flag 0 or 1)"
+        }
         "emi" => " (a TIA .emi file holds only metadata: open the matching <name>_1.ser)",
         "" => " and no extension",
         _ => "",

