@@ -16,34 +16,39 @@ use multiversion::multiversion;
 const CHAINS: usize = 12;
 /// Lanes per accumulator row (one AVX-512 register of f32).
 const LANES: usize = 16;
-/// Multiply-adds per chain and lane in one timed call.
-const ITERS: usize = 50_000_000;
+/// Outer rounds in one timed call ([`INNER`] multiply-adds per lane each).
+const ITERS: usize = 20_000_000;
 /// Timed calls per setting (the best is kept).
 const ROUNDS: usize = 3;
 
-/// Runs `iters` rounds of `v = v * b + c` on every lane of every chain and
-/// returns the sum (so nothing is optimised away).
+/// Multiply-adds per lane between two points where the accumulators must be
+/// in memory (see [`fma_chains`]).
+const INNER: usize = 4;
+
+/// Runs `iters * INNER` rounds of `v = v * b + c` on every lane of every
+/// chain and returns the sum (so nothing is optimised away). The
+/// `black_box` every `INNER` rounds keeps the compiler from interchanging
+/// the loops (which it otherwise does, turning the chains into gathers).
 #[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
 fn fma_chains(iters: usize, b: f32, c: f32) -> f32 {
-    let mut acc = [[0.0_f32; LANES]; CHAINS];
-    for (i, row) in acc.iter_mut().enumerate() {
-        for (k, v) in row.iter_mut().enumerate() {
-            *v = (i * LANES + k) as f32 * 1e-3;
-        }
+    let mut acc = [0.0_f32; CHAINS * LANES];
+    for (i, v) in acc.iter_mut().enumerate() {
+        *v = i as f32 * 1e-3;
     }
     for _ in 0..iters {
-        for row in &mut acc {
-            for v in row.iter_mut() {
+        for _ in 0..INNER {
+            for v in &mut acc {
                 *v = v.mul_add(b, c);
             }
         }
+        black_box(&mut acc);
     }
-    acc.iter().flatten().sum()
+    acc.iter().sum()
 }
 
 /// Best GFLOP/s over [`ROUNDS`] with `threads` threads running at once.
 fn rate(threads: usize) -> f64 {
-    let flops = (2 * ITERS * CHAINS * LANES * threads) as f64;
+    let flops = (2 * ITERS * INNER * CHAINS * LANES * threads) as f64;
     let mut best = 0.0_f64;
     for _ in 0..ROUNDS {
         let t = Instant::now();
