@@ -13,6 +13,7 @@
 //! holds no usable calibration, [`read_image`] looks for a JSON sidecar (see
 //! [`read_sidecar_pixel_size`]).
 
+pub mod hdf5;
 mod npy;
 mod png;
 mod raw;
