@@ -22,8 +22,8 @@
 //! stored: rows along `dim0`, columns along `dim1`, 2-D only.
 //!
 //! Groups are visited depth-first with names sorted at each level (the order
-//! of h5py's `visititems`), at most [`MAX_GROUPS`] groups and [`MAX_DEPTH`]
-//! levels deep.
+//! of h5py's `visititems`), the first [`MAX_GROUPS`] groups at most
+//! [`MAX_DEPTH`] levels deep (which also ends a cycle of hard links).
 
 use super::common::{Attrs, Entry, Layout, Source, Val, Why, dtype_name, pixel_size_nm};
 use crate::{PixelSize, Result};
@@ -45,8 +45,8 @@ const ARRAYS: [&str; 5] = [
 /// Arrays of points (py4DSTEM), not images.
 const POINT_LISTS: [&str; 2] = ["pointlist", "pointlistarray"];
 /// Most groups visited, and deepest level walked.
-pub(super) const MAX_GROUPS: usize = 4096;
-pub(super) const MAX_DEPTH: usize = 16;
+const MAX_GROUPS: usize = 4096;
+const MAX_DEPTH: usize = 16;
 /// Longest `dim` vector whose step is read.
 const MAX_DIM_LEN: usize = 1 << 24;
 
@@ -58,19 +58,19 @@ pub(super) fn list(src: &Source, root: &Group) -> Result<Vec<Entry>> {
     while let Some((path, group, depth)) = stack.pop() {
         visited += 1;
         if visited > MAX_GROUPS {
-            return Err(src.malformed(
-                FORMAT,
-                format!("more than {MAX_GROUPS} groups (or a cycle of links)"),
-            ));
+            // A huge tree, or a cycle of hard links: what was found so far.
+            break;
         }
         let (groups, datasets) = src.children(FORMAT, &group)?;
-        if depth > 0 {
-            let attrs = src.group_attrs(FORMAT, &group)?;
-            if attrs.number(GROUP_TYPE) == Some(DATA_GROUP)
-                && let Some(e) = entry(src, &path, &group, &datasets)?
-            {
-                entries.push(e);
-            }
+        // An attribute the decoder cannot read elsewhere in the tree does
+        // not hide the data groups; in a data group it shows when its array
+        // is read.
+        let is_data_group = depth > 0
+            && group
+                .attributes()
+                .is_ok_and(|a| Attrs(a).number(GROUP_TYPE) == Some(DATA_GROUP));
+        if is_data_group && let Some(e) = entry(src, &path, &group, &datasets)? {
+            entries.push(e);
         }
         if depth < MAX_DEPTH {
             for name in groups.iter().rev() {
