@@ -280,26 +280,16 @@ impl Scalar {
     /// numpy's name of the type (`uint16`, `float32`, ...).
     fn name(self) -> &'static str {
         match self {
-            Scalar::Int {
-                size: 1,
-                signed: false,
-                ..
-            } => "uint8",
-            Scalar::Int {
-                size: 2,
-                signed: false,
-                ..
-            } => "uint16",
-            Scalar::Int {
-                size: 4,
-                signed: false,
-                ..
-            } => "uint32",
-            Scalar::Int { signed: false, .. } => "uint64",
-            Scalar::Int { size: 1, .. } => "int8",
-            Scalar::Int { size: 2, .. } => "int16",
-            Scalar::Int { size: 4, .. } => "int32",
-            Scalar::Int { .. } => "int64",
+            Scalar::Int { size, signed, .. } => match (signed, size) {
+                (false, 1) => "uint8",
+                (false, 2) => "uint16",
+                (false, 4) => "uint32",
+                (false, _) => "uint64",
+                (true, 1) => "int8",
+                (true, 2) => "int16",
+                (true, 4) => "int32",
+                (true, _) => "int64",
+            },
             Scalar::Float { size: 2, .. } => "float16",
             Scalar::Float { size: 4, .. } => "float32",
             Scalar::Float { .. } => "float64",
