@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// Frame or page of a multi-image file (0-based).
     #[arg(long)]
     pub frame: Option<usize>,
+    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
+    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Patch window in px.
     #[arg(long, default_value_t = 48)]
     pub window: usize,
@@ -113,6 +117,10 @@ pub struct ConvertArgs {
     /// first usable one, see `phyvae info`).
     #[arg(long)]
     pub frame: Option<usize>,
+    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
+    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
+    #[arg(long)]
+    pub dataset: Option<String>,
 }
 
 /// Levelling choices.
@@ -261,6 +269,10 @@ pub struct PatchesArgs {
     /// Frame or page of a multi-image file (0-based).
     #[arg(long)]
     pub frame: Option<usize>,
+    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
+    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Patch window in px.
     #[arg(long, default_value_t = 48)]
     pub window: usize,
@@ -380,6 +392,10 @@ pub struct TrainArgs {
     /// Frame or page of a multi-image file (0-based).
     #[arg(long)]
     pub frame: Option<usize>,
+    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
+    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
+    #[arg(long)]
+    pub dataset: Option<String>,
 }
 
 /// Arguments of `phyvae encode`.
@@ -403,4 +419,8 @@ pub struct EncodeArgs {
     /// Frame or page of a multi-image file (0-based).
     #[arg(long)]
     pub frame: Option<usize>,
+    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
+    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
+    #[arg(long)]
+    pub dataset: Option<String>,
 }

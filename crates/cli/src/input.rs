@@ -19,6 +19,11 @@ pub fn image(path: &Path, frame: Option<usize>) -> Result<Image> {
     io::read_image(path, frame).context("reading image")
 }
 
+/// Reads an image, `dataset` naming the entry of an HDF5 file.
+pub fn image_in(path: &Path, frame: Option<usize>, dataset: Option<&str>) -> Result<Image> {
+    io::read_image_in(path, frame, dataset).context("reading image")
+}
+
 /// Reads an image keeping f64 precision when the file is a float64 NPY.
 pub fn pixels(path: &Path) -> Result<Pixels> {
     if let Some(a) = io::read_npy_f64(path, None).context("reading image")? {

@@ -120,3 +120,42 @@ fn ser_series_frames_are_listed_and_selected() {
     assert_eq!(bad.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&bad.stderr).contains('5'));
 }
+
+#[test]
+fn hdf5_entries_are_selected_by_dataset() {
+    let Some(files) = samples() else { return };
+    // rosettasciio 0.15 `rsciio.emd.file_reader` on fei_emd_image.emd: one
+    // 512 x 512 uint16 image, scale 0.0053024148379916015 µm.
+    let emd = files.join("emd_files/fei_velox/fei_emd_image.emd");
+    let info = ok(&["info", s(&emd)]);
+    assert_eq!(info["format"], "Velox EMD");
+    let name = info["images"][0]["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("/Data/Image/"), "{name}");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("v.npy");
+    let c = ok(&["convert", s(&emd), s(&out), "--dataset", &name]);
+    assert_eq!(c["shape"], serde_json::json!([512, 512]));
+    let px = c["pixel_size"]["x"].as_f64().unwrap();
+    assert!((px - 5.302_414_837_991_601).abs() < 1e-9, "{px}");
+    // An entry that is not there names the ones that are.
+    let bad = phyvae(&["convert", s(&emd), s(&out), "--dataset", "/Data/Image/none"]);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains(&name));
+    // A dataset on a format without datasets is a parameter error (exit 4).
+    let png = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/au_grain_boundary_png/Grain_boundry_gold_512px.png"
+    );
+    let bad = phyvae(&["convert", png, s(&out), "--dataset", "x"]);
+    assert_eq!(bad.status.code(), Some(4));
+
+    // hyperspy: atomap's detector image, 512 x 512 uint16, scale 0.031036470055905062 µm
+    // (rosettasciio 0.15 `rsciio.hspy.file_reader`).
+    let hspy = files.join("atomap/example_detector_image.hspy");
+    let info = ok(&["info", s(&hspy)]);
+    assert_eq!(info["format"], "hyperspy HDF5");
+    let c = ok(&["convert", s(&hspy), s(&out)]);
+    assert_eq!(c["shape"], serde_json::json!([512, 512]));
+    let px = c["pixel_size"]["x"].as_f64().unwrap();
+    assert!((px - 31.036_470_055_905_063).abs() < 1e-9, "{px}");
+}

@@ -26,7 +26,7 @@ const MAP_NAMES: [&str; 2] = ["patch_mean", "patch_std"];
 pub fn run(a: &RunArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
     let st = progress.step("reading image");
-    let img = input::image(&a.image, a.frame)?;
+    let img = input::image_in(&a.image, a.frame, a.dataset.as_deref())?;
     st.done();
     let grid = PatchGrid::new(img.rows(), img.cols(), a.window, a.step)?;
     let levelling = match a.level {
@@ -80,6 +80,7 @@ pub fn run(a: &RunArgs, progress: Progress) -> Result<()> {
     let summary = json!({
         "input": a.image,
         "frame": a.frame,
+        "dataset": a.dataset,
         "image_shape": [img.rows(), img.cols()],
         "pixel_size": img.pixel_size,
         "window": grid.window(),

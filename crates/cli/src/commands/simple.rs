@@ -54,7 +54,7 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
 
 /// `phyvae patches`: prints the grid of an image.
 pub fn patches(a: &PatchesArgs) -> Result<()> {
-    let img = input::image(&a.image, a.frame)?;
+    let img = input::image_in(&a.image, a.frame, a.dataset.as_deref())?;
     let grid = PatchGrid::new(img.rows(), img.cols(), a.window, a.step)?;
     print_json(&json!({
         "image_shape": [img.rows(), img.cols()],
@@ -91,12 +91,13 @@ pub fn info(a: &InfoArgs) -> Result<()> {
 
 /// `phyvae convert FILE OUT.npy [--frame N]`.
 pub fn convert(a: &ConvertArgs) -> Result<()> {
-    let img = input::image(&a.file, a.frame)?;
+    let img = input::image_in(&a.file, a.frame, a.dataset.as_deref())?;
     io::write_npy_f32(&a.out, img.pixels.view())?;
     print_json(&json!({
         "file": a.file,
         "out": a.out,
         "frame": a.frame,
+        "dataset": a.dataset,
         "shape": [img.rows(), img.cols()],
         "pixel_size": img.pixel_size,
     }))

@@ -398,9 +398,14 @@ fn pixel_size_json(img: &phyvae_data::Image) -> Value {
 }
 
 /// Reads the image with a progress line.
-fn read_input(path: &Path, frame: Option<usize>, progress: Progress) -> Result<phyvae_data::Image> {
+fn read_input(
+    path: &Path,
+    frame: Option<usize>,
+    dataset: Option<&str>,
+    progress: Progress,
+) -> Result<phyvae_data::Image> {
     let st = progress.step("reading image");
-    let img = input::image(path, frame)?;
+    let img = input::image_in(path, frame, dataset)?;
     st.done();
     Ok(img)
 }
@@ -437,7 +442,7 @@ fn encode_all(
 /// `phyvae train IMAGE --out DIR ...`.
 pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
-    let img = read_input(&a.image, a.frame, progress)?;
+    let img = read_input(&a.image, a.frame, a.dataset.as_deref(), progress)?;
     create_dir(&a.out)?;
     let ckpt = a.out.join("checkpoint");
     let device = pick_device(&a.device)?;
@@ -559,7 +564,7 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
         .ok()
         .and_then(|t| toml::from_str(&t).ok());
     let sigma_color = cfg.map_or(0.3, |c| c.sigma_color);
-    let img = read_input(&a.image, a.frame, progress)?;
+    let img = read_input(&a.image, a.frame, a.dataset.as_deref(), progress)?;
     create_dir(&a.out)?;
     let patches = patches_for(&img, &data, &a.out, progress)?;
     let truth = read_truth(a.truth.as_ref(), patches.grid())?;

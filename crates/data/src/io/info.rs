@@ -100,6 +100,10 @@ pub fn file_info(path: &Path) -> Result<FileInfo> {
         }
         Format::Ser => super::ser::list_ser(path)?,
         Format::Dm3 | Format::Dm4 => super::dm::list_dm(path)?,
+        Format::Hdf5 => {
+            let (kind, images) = super::hdf5::list_hdf5(path)?;
+            return Ok(FileInfo::new(kind.name(), images));
+        }
         Format::SpiepyDat => {
             let img = read_image(path, None)?;
             let shape = vec![img.rows(), img.cols()];

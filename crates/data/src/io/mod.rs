@@ -1,19 +1,25 @@
-//! Image readers (NPY, TIFF, PNG, SPIEPy raw) and NPY writers.
+//! Image readers (NPY, TIFF, PNG, SPIEPy raw, DigitalMicrograph DM3/DM4,
+//! TIA SER, and through HDF5 Velox EMD, Berkeley EMD and hyperspy) and NPY
+//! writers.
 //!
-//! [`read_image`] recognises a file by its magic bytes first
-//! (NPY `\x93NUMPY`, TIFF `II*\0` / `MM\0*` and their BigTIFF forms, PNG
-//! `\x89PNG\r\n\x1a\n`) and only then by extension, for formats without magic
+//! [`read_image`] recognises a file by its magic bytes first (NPY
+//! `\x93NUMPY`, TIFF `II*\0` / `MM\0*` and their BigTIFF forms, PNG
+//! `\x89PNG\r\n\x1a\n`, TIA SER `II` `0x0197`, HDF5 `\x89HDF\r\n\x1a\n`
+//! at offset 0, 512, 1024, ..., DigitalMicrograph's version 3 or 4 followed by
+//! a byte-order flag) and only then by extension, for formats without magic
 //! (the SPIEPy raw `.dat`). Every reader returns an [`Image`] of `f32` raw values
 //! (no normalisation), the pixel size when the file records one, and the source
 //! path. Every error names the file and the reason; malformed input (truncated,
 //! random bytes, absurd header sizes) gives an error, never a panic, and no
 //! allocation larger than what the file can actually hold (see each reader).
+//! [`file_info`] lists every image of a file (`phyvae info`).
 //!
 //! Pixel sizes are always reported in nanometres (`unit = "nm"`). When a file
 //! holds no usable calibration, [`read_image`] looks for a JSON sidecar (see
 //! [`read_sidecar_pixel_size`]).
 
 pub mod dm;
+pub mod hdf5;
 mod info;
 mod npy;
 mod png;
@@ -54,6 +60,9 @@ pub enum Format {
     Dm3,
     /// Gatan DigitalMicrograph `.dm4` (big-endian `u32` version 4 first), see [`dm`].
     Dm4,
+    /// HDF5 (signature `\x89HDF\r\n\x1a\n` at offset 0, 512, 1024, ...):
+    /// Velox EMD, Berkeley EMD or hyperspy `.hspy`, see [`hdf5`].
+    Hdf5,
 }
 
 impl Format {
@@ -68,6 +77,7 @@ impl Format {
             Format::Ser => "TIA SER",
             Format::Dm3 => "DM3",
             Format::Dm4 => "DM4",
+            Format::Hdf5 => "HDF5",
         }
     }
 }
@@ -112,6 +122,8 @@ fn format_from_magic(head: &[u8]) -> Option<Format> {
         Some(Format::Tiff)
     } else if head.starts_with(&ser::SER_MAGIC) {
         Some(Format::Ser)
+    } else if hdf5::is_hdf5(head) {
+        Some(Format::Hdf5)
     } else if dm::is_dm_header(head) {
         match head.get(3) {
             Some(3) => Some(Format::Dm3),
@@ -139,7 +151,7 @@ fn extension(path: &Path) -> String {
 /// matching magic is reported here too, since its content is not that format).
 pub fn detect_format(path: &Path) -> Result<Format> {
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-    let mut head = [0_u8; 16];
+    let mut head = [0_u8; hdf5::HDF5_HEAD_LEN];
     let mut got = 0;
     while got < head.len() {
         match file.read(&mut head[got..]) {
@@ -171,6 +183,7 @@ pub fn detect_format(path: &Path) -> Result<Format> {
         "dm3" | "dm4" => {
             " (extension .dm3/.dm4, but no DigitalMicrograph header: version 3 or 4, byte-order flag 0 or 1)"
         }
+        "emd" | "hspy" | "hdf5" | "h5" => " (an HDF5 extension, but no HDF5 signature)",
         "emi" => " (a TIA .emi file holds only metadata: open the matching <name>_1.ser)",
         "" => " and no extension",
         _ => "",
@@ -213,13 +226,35 @@ pub fn detect_format(path: &Path) -> Result<Format> {
 /// assert_eq!(img.source.as_deref(), Some(path.as_path()));
 /// ```
 pub fn read_image(path: &Path, frame: Option<usize>) -> Result<Image> {
-    let mut img = match detect_format(path)? {
+    read_image_in(path, frame, None)
+}
+
+/// [`read_image`], with `dataset` naming the entry of an HDF5 file (EMD or
+/// hyperspy) to read: its group or dataset path as `phyvae info` lists it
+/// (`frame` then counts within that entry). Other formats accept only
+/// `dataset = None`.
+///
+/// # Errors
+/// As [`read_image`]; [`DataError::InvalidParameter`] for a `dataset` given
+/// with a format that has none; [`DataError::Unsupported`] (listing the
+/// entries) for an HDF5 entry that does not exist.
+pub fn read_image_in(path: &Path, frame: Option<usize>, dataset: Option<&str>) -> Result<Image> {
+    let format = detect_format(path)?;
+    if let (Some(d), false) = (dataset, format == Format::Hdf5) {
+        return Err(DataError::InvalidParameter {
+            name: "dataset",
+            value: d.to_owned(),
+            rule: "only HDF5 files (Velox or Berkeley EMD, hyperspy) have datasets; use --frame",
+        });
+    }
+    let mut img = match format {
         Format::Npy => read_npy(path, frame)?,
         Format::Tiff => read_tiff(path, frame)?,
         Format::Png => read_png(path, frame)?,
         Format::SpiepyDat => read_spiepy_dat(path, frame)?,
         Format::Ser => ser::read_ser(path, frame)?,
         Format::Dm3 | Format::Dm4 => dm::read_dm(path, frame)?,
+        Format::Hdf5 => hdf5::read_hdf5_image(path, frame, dataset)?,
     };
     if img.pixel_size.is_none() {
         img.pixel_size = read_sidecar_pixel_size(path, img.rows(), img.cols())?;
