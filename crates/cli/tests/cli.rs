@@ -3,26 +3,11 @@
 //! images, synthetic images), and the exit code and message of bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{ok, phyvae, s};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn phyvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phyvae"))
-        .args(args)
-        .output()
-        .expect("run phyvae")
-}
-
-/// Runs phyvae, asserts success and returns stdout parsed as JSON (or Null).
-fn ok(args: &[&str]) -> serde_json::Value {
-    let out = phyvae(args);
-    assert!(
-        out.status.success(),
-        "phyvae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
 
 /// Runs phyvae, asserts it failed with `code` and returns stderr.
 fn fails(args: &[&str], code: i32) -> String {
@@ -94,10 +79,6 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -9,29 +9,12 @@
 //! thumbnail and the 1024 x 1024 uint32 image with axes scale 0.0126953125 nm.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn phyvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phyvae"))
-        .args(args)
-        .output()
-        .expect("run phyvae")
-}
+use common::{ok, phyvae, s};
 
-fn ok(args: &[&str]) -> serde_json::Value {
-    let out = phyvae(args);
-    assert!(
-        out.status.success(),
-        "phyvae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::path::PathBuf;
+use std::process::Command;
 
 /// The folder of real sample files, or `None` (with a message) when PyPI is
 /// unreachable; any other failure of the fetch script fails the test.

@@ -5,31 +5,13 @@
 //! is not a run is a clear error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{ok, phyvae, s};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use base64::Engine as _;
-
-fn phyvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phyvae"))
-        .args(args)
-        .output()
-        .expect("run phyvae")
-}
-
-fn ok(args: &[&str]) -> serde_json::Value {
-    let out = phyvae(args);
-    assert!(
-        out.status.success(),
-        "phyvae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 const SMALL: [&str; 12] = [
     "--window",

