@@ -333,6 +333,28 @@ fn scalar_colour(v: f32, lo: f32, hi: f32) -> [u8; 3] {
     }
 }
 
+/// Pixel rectangles of a plot and its colour bar.
+type PlotAndBar = ((Range<i32>, Range<i32>), (Range<i32>, Range<i32>));
+
+/// Draws the axes of a map figure and the frame of its colour bar (values
+/// `range`) on `canvas`, and returns both pixel rectangles, to be filled.
+fn axes_and_bar(
+    canvas: &mut Canvas,
+    name: &str,
+    title: &str,
+    extent: &Extent,
+    bar_label: &str,
+    range: (f64, f64),
+) -> Result<PlotAndBar> {
+    let root =
+        BitMapBackend::with_buffer(&mut canvas.rgb, (canvas.w, canvas.h)).into_drawing_area();
+    let (left, right) = root.split_horizontally(canvas.w - BAR_W);
+    let plot = axes(&left, title, extent).map_err(plot_err(name))?;
+    let bar = colour_bar(&right, bar_label, range.0, range.1).map_err(plot_err(name))?;
+    root.present().map_err(|e| plot_err(name)(e.to_string()))?;
+    Ok((plot, bar))
+}
+
 /// A scalar map drawn with viridis over `extent`, with axes and a colour bar
 /// labelled `bar_label` (scaled to the finite minimum and maximum).
 ///
@@ -351,16 +373,14 @@ pub fn heatmap(
     let (rows, cols) = map.dim();
     let (lo, hi) = finite_range(map);
     let mut canvas = map_canvas(rows, cols, BAR_W);
-    let (plot, bar) = {
-        let root =
-            BitMapBackend::with_buffer(&mut canvas.rgb, (canvas.w, canvas.h)).into_drawing_area();
-        let (left, right) = root.split_horizontally(canvas.w - BAR_W);
-        let plot = axes(&left, title, extent).map_err(plot_err(name))?;
-        let bar =
-            colour_bar(&right, bar_label, f64::from(lo), f64::from(hi)).map_err(plot_err(name))?;
-        root.present().map_err(|e| plot_err(name)(e.to_string()))?;
-        (plot, bar)
-    };
+    let (plot, bar) = axes_and_bar(
+        &mut canvas,
+        name,
+        title,
+        extent,
+        bar_label,
+        (f64::from(lo), f64::from(hi)),
+    )?;
     canvas.fill(plot, &|fx, fy| {
         let (r, c) = cell(rows, cols, fx, fy);
         scalar_colour(map[[r, c]], lo, hi)
@@ -589,16 +609,14 @@ pub fn density(
     let logc = counts.mapv(|c| (1.0 + c.max(0.0)).ln());
     let (_, hi) = finite_range(logc.view());
     let mut canvas = map_canvas(rows, cols, BAR_W);
-    let (plot, bar) = {
-        let root =
-            BitMapBackend::with_buffer(&mut canvas.rgb, (canvas.w, canvas.h)).into_drawing_area();
-        let (left, right) = root.split_horizontally(canvas.w - BAR_W);
-        let plot = axes(&left, title, extent).map_err(plot_err(name))?;
-        let bar =
-            colour_bar(&right, "ln(1 + count)", 0.0, f64::from(hi)).map_err(plot_err(name))?;
-        root.present().map_err(|e| plot_err(name)(e.to_string()))?;
-        (plot, bar)
-    };
+    let (plot, bar) = axes_and_bar(
+        &mut canvas,
+        name,
+        title,
+        extent,
+        "ln(1 + count)",
+        (0.0, f64::from(hi)),
+    )?;
     canvas.fill(plot.clone(), &|fx, fy| {
         let (r, c) = cell(rows, cols, fx, fy);
         let v = logc[[r, c]];
