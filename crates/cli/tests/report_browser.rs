@@ -19,10 +19,13 @@
 //! `cargo test -p phyvae-cli --test report_browser -- --ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::s;
+
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -456,29 +459,13 @@ fn artefact_dir() -> PathBuf {
     workspace.join("target/test-artifacts")
 }
 
-fn phyvae(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_phyvae"))
-        .args(args)
-        .output()
-        .expect("run phyvae");
-    assert!(
-        out.status.success(),
-        "phyvae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 #[ignore = "needs Chromium (apt-get install chromium); .ci/run installs it and runs this test"]
 fn report_opens_in_chromium_without_errors() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
     let run = t.join("run");
-    phyvae(&[
+    common::ok(&[
         "synth",
         "two-phase",
         "--size",
@@ -488,7 +475,7 @@ fn report_opens_in_chromium_without_errors() {
         "--out",
         s(t),
     ]);
-    phyvae(&[
+    common::ok(&[
         "train",
         s(&t.join("image.npy")),
         "--out",
@@ -506,7 +493,7 @@ fn report_opens_in_chromium_without_errors() {
         "--epochs",
         "2",
     ]);
-    phyvae(&["report", s(&run)]);
+    common::ok(&["report", s(&run)]);
     let html = run.join("report.html");
     assert!(html.is_file(), "phyvae report wrote no {}", html.display());
 

@@ -122,6 +122,15 @@ impl Extent {
         }
     }
 
+    /// Fractions of the extent from its left and top edges at the data
+    /// point `(x, y)` (inside the picture for values in `[0, 1)`).
+    fn fractions(&self, x: f64, y: f64) -> (f64, f64) {
+        (
+            (x - self.left) / (self.right - self.left),
+            (y - self.top) / (self.bottom - self.top),
+        )
+    }
+
     fn x_range(&self) -> Range<f64> {
         self.left..self.right
     }
@@ -420,7 +429,7 @@ pub fn grey_image(
             }
         }
     }
-    let (plot, legend) = {
+    let plot = {
         let root =
             BitMapBackend::with_buffer(&mut canvas.rgb, (canvas.w, canvas.h)).into_drawing_area();
         let (left, right) = root.split_horizontally(canvas.w - legend_w);
@@ -429,9 +438,8 @@ pub fn grey_image(
             draw_legend(&right, &labels_seen).map_err(plot_err(name))?;
         }
         root.present().map_err(|e| plot_err(name)(e.to_string()))?;
-        (plot, legend_w)
+        plot
     };
-    let _ = legend;
     let grey = |v: f32| -> f32 {
         if v.is_finite() && hi > lo {
             (v - lo) / (hi - lo)
@@ -458,8 +466,7 @@ pub fn grey_image(
     });
     let (xs, ys) = plot;
     let to_px = |x: f64, y: f64| -> (i32, i32) {
-        let fx = (x - extent.left) / (extent.right - extent.left);
-        let fy = (y - extent.top) / (extent.bottom - extent.top);
+        let (fx, fy) = extent.fractions(x, y);
         (
             xs.start + (fx * f64::from(xs.end - xs.start)).round() as i32,
             ys.start + (fy * f64::from(ys.end - ys.start)).round() as i32,
@@ -629,8 +636,7 @@ pub fn density(
     canvas.fill(bar, &|_, fy| viridis((1.0 - fy) as f32));
     let (xs, ys) = plot;
     for &(x, y) in points {
-        let fx = (x - extent.left) / (extent.right - extent.left);
-        let fy = (y - extent.top) / (extent.bottom - extent.top);
+        let (fx, fy) = extent.fractions(x, y);
         if (0.0..1.0).contains(&fx) && (0.0..1.0).contains(&fy) {
             let px = xs.start + (fx * f64::from(xs.end - xs.start)) as i32;
             let py = ys.start + (fy * f64::from(ys.end - ys.start)) as i32;

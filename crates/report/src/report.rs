@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::ReportError;
 use crate::figure::{self, Extent, Figure};
 use crate::render::{Result, write_atomically};
-use crate::run::{HistoryRow, METHODS, RunData, read_labels};
+use crate::run::{HistoryRow, METHODS, RunData, read_2d, read_labels};
 
 /// Sample patches shown on the patch sheet (a 4 x 4 spread over the grid).
 const SAMPLE_SIDE: usize = 4;
@@ -419,7 +419,7 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
         let dir = run.dir.join("segmentation").join(name);
         let dpath = dir.join("denoised.npy");
         if dpath.exists() {
-            let den = read_labels_f32(&dpath)?;
+            let den = read_2d(&dpath)?;
             let fig = figure::heatmap(
                 &format!("seg_{name}_denoised"),
                 &format!("{name}: normalised, bilateral-denoised"),
@@ -481,16 +481,6 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
         ));
     }
     Ok(items)
-}
-
-fn read_labels_f32(p: &Path) -> Result<Array2<f32>> {
-    let a = phyvae_data::io::read_npy_array(p)?;
-    a.into_dimensionality::<ndarray::Ix2>()
-        .map(|a| a.mapv(|v| v as f32))
-        .map_err(|_| ReportError::RunFile {
-            path: p.to_path_buf(),
-            reason: "expected a 2-D array".into(),
-        })
 }
 
 /// Normal quantiles of the manifold grid's ends (pyroVED `manifold2d`: 0.05 and 0.95).

@@ -106,7 +106,8 @@ fn read_3d(path: &Path) -> Result<Array3<f32>> {
     Ok(a.mapv(|v| v as f32))
 }
 
-fn read_2d(path: &Path) -> Result<Array2<f32>> {
+/// Reads a 2-D array of any numeric dtype as `f32`.
+pub(crate) fn read_2d(path: &Path) -> Result<Array2<f32>> {
     let a = read_npy_array(path)?;
     let a = a
         .into_dimensionality::<ndarray::Ix2>()
