@@ -108,6 +108,10 @@ pub struct ImageInfo {
     pub unusable: Option<String>,
 }
 
+/// Leading bytes an "unknown format" error shows (detection reads more: an
+/// HDF5 signature may sit after a user block).
+const SHOWN_BYTES: usize = 8;
+
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const TIFF_MAGICS: [&[u8]; 4] = [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"];
@@ -172,7 +176,11 @@ pub fn detect_format(path: &Path) -> Result<Format> {
     let seen = if head.is_empty() {
         "the file is empty".to_owned()
     } else {
-        let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+        let hex: Vec<String> = head
+            .iter()
+            .take(SHOWN_BYTES)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("first bytes {}", hex.join(" "))
     };
     let hint = match ext.as_str() {
@@ -477,6 +485,19 @@ fn temp_sibling(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn unknown_format_error_shows_only_the_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("noise.bin");
+        std::fs::write(&path, vec![0xAB_u8; 5000]).unwrap();
+        let msg = detect_format(&path).unwrap_err().to_string();
+        assert!(msg.contains("first bytes ab ab ab ab ab ab ab ab"), "{msg}");
+        let shown = msg.split("first bytes ").nth(1).unwrap();
+        let bytes = shown.split([' ', ',']).filter(|t| *t == "ab").count();
+        assert_eq!(bytes, SHOWN_BYTES, "{msg}");
+    }
+
     use super::*;
 
     #[test]
