@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use ndarray::{Array2, Axis, Slice};
-use phyvae_model::decoder::{DecoderGrads, DecoderParams, DecoderWorkspace};
+use phyvae_model::decoder::{DecoderGrads, DecoderParams, DecoderWorkspace, ROW_BLOCK};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -352,6 +352,36 @@ fn gradients_match_finite_differences_h8_all_entries() {
 #[test]
 fn gradients_match_finite_differences_h128_sampled() {
     check_finite_differences(&case(32, 3, 5, 2, 128, 0.3), 12);
+}
+
+/// A window of 17 gives 289 rows per patch: one full block of
+/// `ROW_BLOCK` = 256 rows and a partial one of 33, whose weight gradients
+/// are accumulated across the blocks.
+#[test]
+fn several_row_blocks_per_patch_match_f64_reference() {
+    assert_eq!(
+        ROW_BLOCK, 256,
+        "the window below is chosen for 256-row blocks"
+    );
+    let c = case(23, 2, 17, 2, 8, 0.3);
+    check_forward(&c);
+    check_backward_reference(&c);
+}
+
+/// The kernel's work is split by patch, never by thread: one thread and two
+/// threads give bit-identical logits and gradients.
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    let c = case(24, 5, 17, 2, 16, 0.3);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| kernel(&c, &mut workspace(&c)))
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one, two);
 }
 
 #[test]

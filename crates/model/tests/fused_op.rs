@@ -186,6 +186,12 @@ fn fused_equals_reference_h128_window12() {
     check_agreement(2, 3, 12, 2, 128);
 }
 
+/// 17 x 17 = 289 rows per patch: the kernel's row blocks of 256 and 33.
+#[test]
+fn fused_equals_reference_window17_two_row_blocks() {
+    check_agreement(6, 2, 17, 2, 16);
+}
+
 #[test]
 fn fused_equals_reference_three_latents() {
     check_agreement(3, 2, 4, 3, 8);

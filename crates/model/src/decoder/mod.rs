@@ -24,8 +24,14 @@
 //! evaluated from logits ([`bce_with_logits`]), which is the stable form.
 //!
 //! Layout: the activations of all pixels of all patches form `(b*N) x H`
-//! row-major matrices (row `b*N + i`), so layers 1 and 2 are single GEMMs
-//! (`ndarray::linalg::general_mat_mul`, threaded by `matrixmultiply`).
+//! row-major matrices (row `b*N + i`). Each patch is one rayon task, which
+//! runs the layers over blocks of [`ROW_BLOCK`] rows: a block's activations
+//! (128 KiB at `H = 128`) are still in the core's L2 cache when the next layer,
+//! its tanh and, in the backward pass, its deltas and weight-gradient products
+//! use them. Layers 1 and 2 are single-threaded GEMMs on those blocks (the
+//! `gemm` crate, in `matmul`); only `h0`, `h1`, `h2` and the logits go to
+//! memory. Splitting by patch, with per-patch partial sums reduced in patch
+//! order, makes every result independent of the number of threads.
 //! `bc + Wz z_b` is one `H`-vector per patch and `Wc c` two FMAs per unit, so
 //! layer 0 is an elementwise pass, not a GEMM.
 //!
@@ -45,28 +51,30 @@
 //! No allocation: [`DecoderWorkspace::new`] allocates every buffer for a
 //! capacity `(B, window, n, H)` once; [`DecoderWorkspace::forward`] and
 //! [`DecoderWorkspace::backward`] take any batch `b <= B`, use the first `b`
-//! patches' worth of each buffer, only create views into those buffers (views
-//! are not allocations) and write into them, and into a caller-owned
-//! [`DecoderGrads`]. (`general_mat_mul` from `matrixmultiply` packs into its own
-//! thread-local scratch; that is the only memory traffic outside the workspace.)
+//! patches' worth of each buffer and write into them, and into a caller-owned
+//! [`DecoderGrads`]. The one exception is inside the `gemm` crate, which
+//! allocates a buffer for its packed right operand (at most `H x H` values,
+//! 64 KiB at `H = 128`) on each GEMM call, six calls per row block.
 
 mod fused;
 mod loss;
+mod matmul;
 mod spatial;
 mod tanh;
 
 pub use fused::FusedDecoder;
 pub use loss::{bce_with_logits, bce_with_logits_grad, sigmoid};
+pub use matmul::ROW_BLOCK;
 pub use spatial::SpatialDecoder;
 pub use tanh::{tanh_f32, tanh_slice};
 
 use multiversion::multiversion;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Slice};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
 use rand::{Rng, RngExt};
 use rayon::prelude::*;
 
 use crate::{ModelError, Result};
+use matmul::{Gemm, MatRef};
 
 /// Default hidden width `H` (pyroVED `hidden_dim`).
 pub const DEFAULT_HIDDEN: usize = 128;
@@ -362,19 +370,18 @@ pub struct DecoderWorkspace {
     h0: Vec<f32>,
     h1: Vec<f32>,
     h2: Vec<f32>,
-    /// Delta buffers, each `(B*N) x H` row-major (ping-pong in backward).
-    da: Vec<f32>,
-    db: Vec<f32>,
+    /// Per-patch delta buffers for one row block, `B x (2 x ROW_BLOCK' x H)`
+    /// (`ROW_BLOCK' = min(N, ROW_BLOCK)`; ping-pong in backward).
+    scratch: Vec<f32>,
+    /// Per-patch partial weight gradients, `B x [dW1 (H x H) | dW2 (H x H)]`.
+    patch_w: Vec<f32>,
     /// Logits, `B x N`.
     logits: Array2<f32>,
-    /// Per-patch `H`-vectors (`bc + Wz z_b` in forward; partial sums in backward), `B x H`.
-    patch_a: Vec<f32>,
-    /// Second per-patch partial-sum buffer, `B x H`.
-    patch_b: Vec<f32>,
-    /// Per-patch layer-0 coordinate sums, `B x 2H` (`[sum_i d0 x_i, sum_i d0 y_i]`).
-    patch_g: Vec<f32>,
-    /// Per-patch scalar partial sums, `B`.
-    patch_s: Vec<f32>,
+    /// Per-patch `H`-vectors `bc + Wz z_b` of the forward pass, `B x H`.
+    patch_c: Vec<f32>,
+    /// Per-patch sums of the backward pass, `B x (6H + 1)`, laid out as
+    /// [`Acc`] describes.
+    patch_acc: Vec<f32>,
     /// Columns of `Wc`, each `H`.
     wcx: Vec<f32>,
     wcy: Vec<f32>,
@@ -382,27 +389,6 @@ pub struct DecoderWorkspace {
     dz: Array2<f32>,
     /// `dL/dcoords`, `(B*N) x 2`.
     dcoords: Array2<f32>,
-}
-
-fn mat(buf: &[f32], rows: usize, cols: usize) -> Result<ArrayView2<'_, f32>> {
-    ArrayView2::from_shape((rows, cols), buf)
-        .map_err(|_| shape_err("workspace buffer", &[rows, cols], &[buf.len()]))
-}
-
-fn mat_mut(buf: &mut [f32], rows: usize, cols: usize) -> Result<ArrayViewMut2<'_, f32>> {
-    let len = buf.len();
-    ArrayViewMut2::from_shape((rows, cols), buf)
-        .map_err(|_| shape_err("workspace buffer", &[rows, cols], &[len]))
-}
-
-/// `out[j] = sum over the rows of v[j]` for a row-major buffer of rows of length `len`.
-fn sum_rows(buf: &[f32], len: usize, out: &mut [f32]) {
-    out.iter_mut().for_each(|o| *o = 0.0);
-    for row in buf.chunks_exact(len) {
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o += v;
-        }
-    }
 }
 
 /// Number of independent partial sums in [`dot`] (one SIMD register of f32 lanes
@@ -425,32 +411,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// One hidden layer over all rows: `out = tanh(input . w^T + b)`, both
-/// `(rows x H)` row-major, the bias and tanh applied per patch of `n_pix` rows
-/// in parallel.
-fn dense_tanh(
-    input: &[f32],
-    out: &mut [f32],
-    w: &Array2<f32>,
-    b: &Array1<f32>,
-    n_pix: usize,
-) -> Result<()> {
-    let h = w.nrows();
-    let rows = input.len() / h;
-    general_mat_mul(
-        1.0,
-        &mat(input, rows, h)?,
-        &w.t(),
-        0.0,
-        &mut mat_mut(out, rows, h)?,
-    );
-    let b = b
-        .as_slice()
-        .ok_or_else(|| shape_err("hidden bias (contiguous)", &[h], b.shape()))?;
-    out.par_chunks_mut(n_pix * h).for_each(|c| bias_tanh(c, b));
-    Ok(())
 }
 
 // The elementwise passes below are compiled for the baseline target and, via
@@ -486,10 +446,10 @@ fn bias_tanh(chunk: &mut [f32], bias: &[f32]) {
     }
 }
 
-/// Output layer and layer 2 of the backward pass for one patch: with
+/// Output layer and layer 2 of the backward pass for one row block: with
 /// `g = dL/dlogit` of each pixel, `d[j] = g w3[j] (1 - h2[j]^2)` for every
-/// `H`-row; column sums of `d` into `acc_db2`, of `g h2` into `acc_dw3`;
-/// returns the sum of `g` (this patch's share of `dL/db3`).
+/// `H`-row; adds the column sums of `d` to `acc_db2` and of `g h2` to
+/// `acc_dw3`; returns the sum of `g` (the block's share of `dL/db3`).
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
@@ -497,20 +457,14 @@ fn bias_tanh(chunk: &mut [f32], bias: &[f32]) {
 fn output_backward(
     d: &mut [f32],
     act: &[f32],
-    dl: ArrayView1<'_, f32>,
+    dl: &[f32],
     w3: &[f32],
     acc_db2: &mut [f32],
     acc_dw3: &mut [f32],
 ) -> f32 {
     let h = w3.len();
-    acc_db2.iter_mut().for_each(|a| *a = 0.0);
-    acc_dw3.iter_mut().for_each(|a| *a = 0.0);
     let mut sg = 0.0f32;
-    for ((drow, hrow), &g) in d
-        .chunks_exact_mut(h)
-        .zip(act.chunks_exact(h))
-        .zip(dl.iter())
-    {
+    for ((drow, hrow), &g) in d.chunks_exact_mut(h).zip(act.chunks_exact(h)).zip(dl) {
         sg += g;
         for ((((dv, &hv), &w), a2), a3) in drow
             .iter_mut()
@@ -528,10 +482,10 @@ fn output_backward(
     sg
 }
 
-/// Layer 0 of the backward pass for one patch: `d[j] *= 1 - h0[j]^2` for every
-/// `H`-row, column sums of the result into `acc` (`dL/dbc`), of the result
-/// times the row's `x` and `y` into the two halves of `accg` (`dL/dWc`), and
-/// `dL/dcoords` of the row (`d . wcx`, `d . wcy`) into `dxy`.
+/// Layer 0 of the backward pass for one row block: `d[j] *= 1 - h0[j]^2` for
+/// every `H`-row; adds the column sums of the result to `acc` (`dL/dbc`) and of
+/// the result times the row's `x` and `y` to the two halves of `accg`
+/// (`dL/dWc`); writes `dL/dcoords` of the row (`d . wcx`, `d . wcy`) into `dxy`.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
@@ -548,8 +502,6 @@ fn layer0_backward(
     wcy: &[f32],
 ) {
     let h = acc.len();
-    acc.iter_mut().for_each(|a| *a = 0.0);
-    accg.iter_mut().for_each(|a| *a = 0.0);
     let (px, py) = accg.split_at_mut(h);
     for (((drow, hrow), p), dp) in d
         .chunks_exact_mut(h)
@@ -577,13 +529,12 @@ fn layer0_backward(
     }
 }
 
-/// `d[j] *= 1 - h[j]^2` for a chunk, accumulating column sums of the result in `acc`.
+/// `d[j] *= 1 - h[j]^2` for a row block, adding the column sums of the result to `acc`.
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
 fn tanh_backward(d: &mut [f32], h: &[f32], acc: &mut [f32]) {
-    acc.iter_mut().for_each(|a| *a = 0.0);
     let width = acc.len();
     for (drow, hrow) in d.chunks_exact_mut(width).zip(h.chunks_exact(width)) {
         for ((dv, &hv), a) in drow.iter_mut().zip(hrow).zip(acc.iter_mut()) {
@@ -602,6 +553,215 @@ fn flat<'a>(a: &'a Array2<f32>, what: &'static str) -> Result<&'a [f32]> {
 fn flat_mut<'a>(a: &'a mut Array2<f32>, what: &'static str) -> Result<&'a mut [f32]> {
     let shape = [a.nrows(), a.ncols()];
     a.as_slice_mut().ok_or_else(|| shape_err(what, &shape, &[]))
+}
+
+/// The decoder's parameters as contiguous slices, for the per-patch kernels.
+struct Layers<'a> {
+    h: usize,
+    wcx: &'a [f32],
+    wcy: &'a [f32],
+    /// `W1`, `H x H` row-major, `(out, in)`.
+    w1: &'a [f32],
+    b1: &'a [f32],
+    /// `W2`, `H x H` row-major, `(out, in)`.
+    w2: &'a [f32],
+    b2: &'a [f32],
+    w3: &'a [f32],
+    b3: f32,
+}
+
+impl<'a> Layers<'a> {
+    fn new(params: &'a DecoderParams, wcx: &'a [f32], wcy: &'a [f32]) -> Result<Self> {
+        let h = params.hidden();
+        let vec =
+            |a: &'a Array1<f32>, what| a.as_slice().ok_or_else(|| shape_err(what, &[h], a.shape()));
+        let mat = |a: &'a Array2<f32>, what| {
+            a.as_slice()
+                .ok_or_else(|| shape_err(what, &[h, h], a.shape()))
+        };
+        Ok(Self {
+            h,
+            wcx,
+            wcy,
+            w1: mat(&params.w1, "W1 (contiguous)")?,
+            b1: vec(&params.b1, "b1 (contiguous)")?,
+            w2: mat(&params.w2, "W2 (contiguous)")?,
+            b2: vec(&params.b2, "b2 (contiguous)")?,
+            w3: vec(&params.w3, "w3 (contiguous)")?,
+            b3: params.b3,
+        })
+    }
+
+    /// Forward pass of one patch (`N` rows), [`ROW_BLOCK`] rows at a time so
+    /// that each block's activations are still in cache for the next layer:
+    /// `act = [h0, h1, h2]` (each `N x H`), `out` the `N` logits, `c` the
+    /// patch's `bc + Wz z_b`, `xy` its `N x 2` coordinates.
+    fn forward_patch(
+        &self,
+        c: &[f32],
+        xy: &[f32],
+        act: [&mut [f32]; 3],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let h = self.h;
+        let [h0, h1, h2] = act;
+        let (w1t, w2t) = (
+            MatRef::row_major(self.w1, h, h).t(),
+            MatRef::row_major(self.w2, h, h).t(),
+        );
+        for ((((a0, a1), a2), xyb), ob) in h0
+            .chunks_mut(ROW_BLOCK * h)
+            .zip(h1.chunks_mut(ROW_BLOCK * h))
+            .zip(h2.chunks_mut(ROW_BLOCK * h))
+            .zip(xy.chunks(ROW_BLOCK * 2))
+            .zip(out.chunks_mut(ROW_BLOCK))
+        {
+            let rows = ob.len();
+            // h0 (rows x H) = tanh(Wc xy + c)
+            layer0_tanh(a0, c, xyb, self.wcx, self.wcy);
+            // h1 (rows x H) = tanh(h0 (rows x H) . W1^T (H x H) + b1)
+            Gemm::Overwrite.run(MatRef::row_major(a0, rows, h), w1t, a1, h)?;
+            bias_tanh(a1, self.b1);
+            // h2 (rows x H) = tanh(h1 (rows x H) . W2^T (H x H) + b2)
+            Gemm::Overwrite.run(MatRef::row_major(a1, rows, h), w2t, a2, h)?;
+            bias_tanh(a2, self.b2);
+            // logits (rows) = h2 (rows x H) . w3 (H) + b3
+            for (o, row) in ob.iter_mut().zip(a2.chunks_exact(h)) {
+                *o = dot(row, self.w3) + self.b3;
+            }
+        }
+        Ok(())
+    }
+
+    /// Backward pass of one patch, [`ROW_BLOCK`] rows at a time; the deltas of
+    /// a block never leave the patch's `2 x ROW_BLOCK x H` scratch.
+    fn backward_patch(&self, p: PatchBackward<'_>) -> Result<()> {
+        let h = self.h;
+        let [h0, h1, h2] = p.act;
+        p.acc.fill(0.0);
+        let a = Acc::split_mut(p.acc, h);
+        let half = p.scratch.len() / 2;
+        let (sa, sb) = p.scratch.split_at_mut(half);
+        let (dw1, dw2) = p.dw.split_at_mut(h * h);
+        let (w1, w2) = (
+            MatRef::row_major(self.w1, h, h),
+            MatRef::row_major(self.w2, h, h),
+        );
+        let blocks = h0
+            .chunks(ROW_BLOCK * h)
+            .zip(h1.chunks(ROW_BLOCK * h))
+            .zip(h2.chunks(ROW_BLOCK * h))
+            .zip(p.dlogits.chunks(ROW_BLOCK))
+            .zip(p.xy.chunks(ROW_BLOCK * 2))
+            .zip(p.dxy.chunks_mut(ROW_BLOCK * 2));
+        for (i, (((((a0, a1), a2), g), xyb), dxyb)) in blocks.enumerate() {
+            let rows = g.len();
+            let len = rows * h;
+            let mode = if i == 0 {
+                Gemm::Overwrite
+            } else {
+                Gemm::Accumulate
+            };
+            // delta2 (rows x H) = g w3 (1 - h2^2); sums into db2, dw3, db3
+            let d2 = &mut sa[..len];
+            *a.db3 += output_backward(d2, a2, g, self.w3, a.db2, a.dw3);
+            // dW2 (H x H) (+)= delta2^T (H x rows) . h1 (rows x H)
+            let d2 = MatRef::row_major(&sa[..len], rows, h);
+            mode.run(d2.t(), MatRef::row_major(a1, rows, h), dw2, h)?;
+            // delta1 (rows x H) = (delta2 (rows x H) . W2 (H x H)) (1 - h1^2); sums into db1
+            let d1 = &mut sb[..len];
+            Gemm::Overwrite.run(d2, w2, d1, h)?;
+            tanh_backward(d1, a1, a.db1);
+            // dW1 (H x H) (+)= delta1^T (H x rows) . h0 (rows x H)
+            let d1 = MatRef::row_major(&sb[..len], rows, h);
+            mode.run(d1.t(), MatRef::row_major(a0, rows, h), dw1, h)?;
+            // delta0 (rows x H) = (delta1 (rows x H) . W1 (H x H)) (1 - h0^2);
+            // sums into s0, (px, py); dL/dcoords per row
+            let d0 = &mut sa[..len];
+            Gemm::Overwrite.run(d1, w1, d0, h)?;
+            layer0_backward(d0, a0, a.s0, a.pxy, xyb, dxyb, self.wcx, self.wcy);
+        }
+        Ok(())
+    }
+}
+
+/// What [`Layers::backward_patch`] reads and writes for one patch.
+struct PatchBackward<'a> {
+    /// `[h0, h1, h2]` of the forward pass, each `N x H`.
+    act: [&'a [f32]; 3],
+    /// `dL/dlogit`, `N`.
+    dlogits: &'a [f32],
+    /// Coordinates, `N x 2`.
+    xy: &'a [f32],
+    /// `dL/dcoords` (output), `N x 2`.
+    dxy: &'a mut [f32],
+    /// `2 x min(N, ROW_BLOCK) x H` delta buffers.
+    scratch: &'a mut [f32],
+    /// `[dW1 | dW2]` of this patch (output), `2 x H x H`.
+    dw: &'a mut [f32],
+    /// This patch's sums (output), [`Acc::len`].
+    acc: &'a mut [f32],
+}
+
+/// Layout of one patch's backward sums, `6H + 1` values:
+/// `[db2 | dw3 | db1 | s0 | px | py | db3]`, each `H` long but `db3` (one
+/// value); `s0 = sum_i delta0_i` (`dL/dbc`, and `dL/dWz`, `dL/dz` through
+/// `z_b`), `(px, py) = sum_i delta0_i (x_i, y_i)` (`dL/dWc`).
+struct Acc<'a> {
+    db2: &'a [f32],
+    dw3: &'a [f32],
+    db1: &'a [f32],
+    s0: &'a [f32],
+    px: &'a [f32],
+    py: &'a [f32],
+    db3: f32,
+}
+
+/// Mutable view of an [`Acc`] layout; `pxy` is `px` followed by `py`.
+struct AccMut<'a> {
+    db2: &'a mut [f32],
+    dw3: &'a mut [f32],
+    db1: &'a mut [f32],
+    s0: &'a mut [f32],
+    pxy: &'a mut [f32],
+    db3: &'a mut f32,
+}
+
+impl<'a> Acc<'a> {
+    /// Values per patch for width `h`.
+    const fn len(h: usize) -> usize {
+        6 * h + 1
+    }
+
+    /// Splits one patch's `6h + 1` sums.
+    fn split(a: &'a [f32], h: usize) -> Self {
+        Self {
+            db2: &a[..h],
+            dw3: &a[h..2 * h],
+            db1: &a[2 * h..3 * h],
+            s0: &a[3 * h..4 * h],
+            px: &a[4 * h..5 * h],
+            py: &a[5 * h..6 * h],
+            db3: a[6 * h],
+        }
+    }
+
+    /// Splits one patch's `6h + 1` sums for writing.
+    fn split_mut(a: &'a mut [f32], h: usize) -> AccMut<'a> {
+        let (db2, rest) = a.split_at_mut(h);
+        let (dw3, rest) = rest.split_at_mut(h);
+        let (db1, rest) = rest.split_at_mut(h);
+        let (s0, rest) = rest.split_at_mut(h);
+        let (pxy, rest) = rest.split_at_mut(2 * h);
+        AccMut {
+            db2,
+            dw3,
+            db1,
+            s0,
+            pxy,
+            db3: &mut rest[0],
+        }
+    }
 }
 
 impl DecoderWorkspace {
@@ -627,6 +787,7 @@ impl DecoderWorkspace {
         }
         let n_pix = window * window;
         let act = capacity * n_pix * hidden;
+        let block = n_pix.min(ROW_BLOCK);
         Ok(Self {
             capacity,
             window,
@@ -639,13 +800,11 @@ impl DecoderWorkspace {
             h0: vec![0.0; act],
             h1: vec![0.0; act],
             h2: vec![0.0; act],
-            da: vec![0.0; act],
-            db: vec![0.0; act],
+            scratch: vec![0.0; capacity * 2 * block * hidden],
+            patch_w: vec![0.0; capacity * 2 * hidden * hidden],
             logits: Array2::zeros((capacity, n_pix)),
-            patch_a: vec![0.0; capacity * hidden],
-            patch_b: vec![0.0; capacity * hidden],
-            patch_g: vec![0.0; capacity * 2 * hidden],
-            patch_s: vec![0.0; capacity],
+            patch_c: vec![0.0; capacity * hidden],
+            patch_acc: vec![0.0; capacity * Acc::len(hidden)],
             wcx: vec![0.0; hidden],
             wcy: vec![0.0; hidden],
             dz: Array2::zeros((capacity, n_latent)),
@@ -784,8 +943,8 @@ impl DecoderWorkspace {
             self.wcx[j] = params.wc[[j, 0]];
             self.wcy[j] = params.wc[[j, 1]];
         }
-        // patch_a: b x H, c_b = bc + Wz z_b
-        for (b, c) in self.patch_a[..bsz * h].chunks_exact_mut(h).enumerate() {
+        // patch_c: b x H, c_b = bc + Wz z_b
+        for (b, c) in self.patch_c[..bsz * h].chunks_exact_mut(h).enumerate() {
             for (j, cj) in c.iter_mut().enumerate() {
                 let mut acc = params.bc[j];
                 for l in 0..n {
@@ -794,47 +953,21 @@ impl DecoderWorkspace {
                 *cj = acc;
             }
         }
-        // layer 0: h0 ((b*N) x H) = tanh(Wc c + c_b), elementwise, parallel over patches
-        {
-            let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
-            let (wcx, wcy) = (&self.wcx[..], &self.wcy[..]);
-            self.h0[..rows * h]
-                .par_chunks_mut(n_pix * h)
-                .zip(self.patch_a[..bsz * h].par_chunks(h))
-                .zip(coords.par_chunks(n_pix * 2))
-                .for_each(|((chunk, c), xy)| layer0_tanh(chunk, c, xy, wcx, wcy));
-        }
-        // layer 1: h1 ((b*N) x H) = tanh(h0 ((b*N) x H) . W1^T (H x H) + b1)
-        dense_tanh(
-            &self.h0[..rows * h],
-            &mut self.h1[..rows * h],
-            &params.w1,
-            &params.b1,
-            n_pix,
-        )?;
-        // layer 2: h2 ((b*N) x H) = tanh(h1 ((b*N) x H) . W2^T (H x H) + b2)
-        dense_tanh(
-            &self.h1[..rows * h],
-            &mut self.h2[..rows * h],
-            &params.w2,
-            &params.b2,
-            n_pix,
-        )?;
-        // output: logits (b x N) = h2 ((b*N) x H) . w3 (H) + b3
-        let w3 = params
-            .w3
-            .as_slice()
-            .ok_or_else(|| shape_err("w3 (contiguous)", &[h], params.w3.shape()))?;
-        let b3 = params.b3;
+        // One task per patch: layers 0-2 and the output, ROW_BLOCK rows at a time.
+        let layers = Layers::new(params, &self.wcx, &self.wcy)?;
+        let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
         let logits = &mut flat_mut(&mut self.logits, "logits buffer")?[..rows];
-        logits
-            .par_chunks_mut(n_pix)
-            .zip(self.h2[..rows * h].par_chunks(n_pix * h))
-            .for_each(|(out, act)| {
-                for (o, row) in out.iter_mut().zip(act.chunks_exact(h)) {
-                    *o = dot(row, w3) + b3;
-                }
-            });
+        let act = n_pix * h;
+        self.h0[..rows * h]
+            .par_chunks_mut(act)
+            .zip(self.h1[..rows * h].par_chunks_mut(act))
+            .zip(self.h2[..rows * h].par_chunks_mut(act))
+            .zip(self.patch_c[..bsz * h].par_chunks(h))
+            .zip(coords.par_chunks(n_pix * 2))
+            .zip(logits.par_chunks_mut(n_pix))
+            .try_for_each(|(((((h0, h1), h2), c), xy), out)| {
+                layers.forward_patch(c, xy, [h0, h1, h2], out)
+            })?;
         self.batch = bsz;
         Ok(self.logits())
     }
@@ -874,116 +1007,83 @@ impl DecoderWorkspace {
         check_shape("dL/dlogits", &[bsz, n_pix], dlogits.shape())?;
         let rows = bsz * n_pix;
         let n_act = rows * h;
-        let w3 = params
-            .w3
+        // One task per patch, ROW_BLOCK rows at a time (see `backward_patch`);
+        // then the per-patch sums are reduced in patch order, so the result
+        // does not depend on the number of threads.
+        let layers = Layers::new(params, &self.wcx, &self.wcy)?;
+        let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
+        let dcoords = &mut flat_mut(&mut self.dcoords, "dcoords buffer")?[..rows * 2];
+        let dl = dlogits
             .as_slice()
-            .ok_or_else(|| shape_err("w3 (contiguous)", &[h], params.w3.shape()))?;
-
-        // delta2 (da, (b*N) x H) = g * w3 * (1 - h2^2); per patch: sums of delta2
-        // (-> db2), of g * h2 (-> dw3) and of g (-> db3).
-        let dl = &dlogits;
-        self.da[..n_act]
-            .par_chunks_mut(n_pix * h)
-            .zip(self.h2[..n_act].par_chunks(n_pix * h))
-            .zip(self.patch_a[..bsz * h].par_chunks_mut(h))
-            .zip(self.patch_b[..bsz * h].par_chunks_mut(h))
-            .zip(self.patch_s[..bsz].par_iter_mut())
-            .enumerate()
-            .for_each(|(b, ((((d, act), acc_db2), acc_dw3), acc_db3))| {
-                *acc_db3 = output_backward(d, act, dl.row(b), w3, acc_db2, acc_dw3);
-            });
-        self.reduce_into(bsz, &mut grads.b2, &mut grads.w3)?;
-        grads.b3 = self.patch_s[..bsz].iter().sum();
-
-        // dW2 (H x H) = delta2^T (H x (b*N)) . h1 ((b*N) x H)
-        // db ((b*N) x H) = delta2 ((b*N) x H) . W2 (H x H)
-        {
-            let d2 = mat(&self.da[..n_act], rows, h)?;
-            let a1 = mat(&self.h1[..n_act], rows, h)?;
-            general_mat_mul(1.0, &d2.t(), &a1, 0.0, &mut grads.w2);
-            let mut out = mat_mut(&mut self.db[..n_act], rows, h)?;
-            general_mat_mul(1.0, &d2, &params.w2, 0.0, &mut out);
-        }
-        // delta1 = db * (1 - h1^2); per-patch column sums -> db1
-        self.db[..n_act]
-            .par_chunks_mut(n_pix * h)
+            .ok_or_else(|| shape_err("dL/dlogits (contiguous)", &[bsz, n_pix], &[]))?;
+        let block = n_pix.min(ROW_BLOCK);
+        let acc_len = Acc::len(h);
+        self.h0[..n_act]
+            .par_chunks(n_pix * h)
             .zip(self.h1[..n_act].par_chunks(n_pix * h))
-            .zip(self.patch_a[..bsz * h].par_chunks_mut(h))
-            .for_each(|((d, act), acc)| tanh_backward(d, act, acc));
-        let b1 = grads
-            .b1
-            .as_slice_mut()
-            .ok_or_else(|| shape_err("grad b1 (contiguous)", &[h], &[]))?;
-        sum_rows(&self.patch_a[..bsz * h], h, b1);
+            .zip(self.h2[..n_act].par_chunks(n_pix * h))
+            .zip(dl.par_chunks(n_pix))
+            .zip(coords.par_chunks(n_pix * 2))
+            .zip(dcoords.par_chunks_mut(n_pix * 2))
+            .zip(self.scratch[..bsz * 2 * block * h].par_chunks_mut(2 * block * h))
+            .zip(self.patch_w[..bsz * 2 * h * h].par_chunks_mut(2 * h * h))
+            .zip(self.patch_acc[..bsz * acc_len].par_chunks_mut(acc_len))
+            .try_for_each(|((((((((h0, h1), h2), g), xy), dxy), scratch), pw), acc)| {
+                layers.backward_patch(PatchBackward {
+                    act: [h0, h1, h2],
+                    dlogits: g,
+                    xy,
+                    dxy,
+                    scratch,
+                    dw: pw,
+                    acc,
+                })
+            })?;
 
-        // dW1 (H x H) = delta1^T (H x (b*N)) . h0 ((b*N) x H)
-        // da ((b*N) x H) = delta1 ((b*N) x H) . W1 (H x H)
-        {
-            let d1 = mat(&self.db[..n_act], rows, h)?;
-            let a0 = mat(&self.h0[..n_act], rows, h)?;
-            general_mat_mul(1.0, &d1.t(), &a0, 0.0, &mut grads.w1);
-            let mut out = mat_mut(&mut self.da[..n_act], rows, h)?;
-            general_mat_mul(1.0, &d1, &params.w1, 0.0, &mut out);
-        }
-        // delta0 = da * (1 - h0^2); per patch: S_b = sum_i delta0 (patch_a, b x H),
-        // P_b = sum_i delta0 * (x_i, y_i) (patch_g, b x 2H); per pixel:
-        // dL/dcoords = (delta0 . Wc[:, 0], delta0 . Wc[:, 1]).
-        {
-            let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
-            let dcoords = &mut flat_mut(&mut self.dcoords, "dcoords buffer")?[..rows * 2];
-            let (wcx, wcy) = (&self.wcx[..], &self.wcy[..]);
-            self.da[..n_act]
-                .par_chunks_mut(n_pix * h)
-                .zip(self.h0[..n_act].par_chunks(n_pix * h))
-                .zip(self.patch_a[..bsz * h].par_chunks_mut(h))
-                .zip(self.patch_g[..bsz * 2 * h].par_chunks_mut(2 * h))
-                .zip(coords.par_chunks(n_pix * 2))
-                .zip(dcoords.par_chunks_mut(n_pix * 2))
-                .for_each(|(((((d, act), acc), accg), xy), dxy)| {
-                    layer0_backward(d, act, acc, accg, xy, dxy, wcx, wcy);
-                });
+        // dW1, dW2: sums of the per-patch partials, in patch order, one row of
+        // the H x H result per task.
+        let pw = &self.patch_w[..bsz * 2 * h * h];
+        for (layer, grad) in [&mut grads.w1, &mut grads.w2].into_iter().enumerate() {
+            let g = grad
+                .as_slice_mut()
+                .ok_or_else(|| shape_err("weight gradient (contiguous)", &[h, h], &[]))?;
+            g.par_chunks_mut(h).enumerate().for_each(|(j, row)| {
+                row.fill(0.0);
+                for patch in pw.chunks_exact(2 * h * h) {
+                    let src = &patch[layer * h * h + j * h..layer * h * h + (j + 1) * h];
+                    for (o, &v) in row.iter_mut().zip(src) {
+                        *o += v;
+                    }
+                }
+            });
         }
 
-        // Layer-0 reductions over patches (b x H work, serial).
-        grads.bc.fill(0.0);
+        // Vector gradients and dL/dz from the per-patch sums (b x H work, serial).
+        let acc = &self.patch_acc[..bsz * acc_len];
+        for a in [&mut grads.b2, &mut grads.w3, &mut grads.b1, &mut grads.bc] {
+            a.fill(0.0);
+        }
         grads.wc.fill(0.0);
         grads.wz.fill(0.0);
-        for b in 0..bsz {
-            let sb = &self.patch_a[b * h..(b + 1) * h];
-            let pg = &self.patch_g[b * 2 * h..(b + 1) * 2 * h];
+        grads.b3 = 0.0;
+        for (b, pa) in acc.chunks_exact(acc_len).enumerate() {
+            let a = Acc::split(pa, h);
             for j in 0..h {
-                let v = sb[j];
-                grads.bc[j] += v;
-                grads.wc[[j, 0]] += pg[j];
-                grads.wc[[j, 1]] += pg[h + j];
+                grads.b2[j] += a.db2[j];
+                grads.w3[j] += a.dw3[j];
+                grads.b1[j] += a.db1[j];
+                grads.bc[j] += a.s0[j];
+                grads.wc[[j, 0]] += a.px[j];
+                grads.wc[[j, 1]] += a.py[j];
                 for l in 0..self.n_latent {
-                    grads.wz[[j, l]] += v * self.z[[b, l]];
+                    grads.wz[[j, l]] += a.s0[j] * self.z[[b, l]];
                 }
             }
+            grads.b3 += a.db3;
             for l in 0..self.n_latent {
-                self.dz[[b, l]] = (0..h).map(|j| params.wz[[j, l]] * sb[j]).sum();
+                self.dz[[b, l]] = (0..h).map(|j| params.wz[[j, l]] * a.s0[j]).sum();
             }
         }
-        Ok(())
-    }
-
-    /// Sums the first `bsz` rows of the per-patch buffers `patch_a` into
-    /// `first` and of `patch_b` into `second`.
-    fn reduce_into(
-        &self,
-        bsz: usize,
-        first: &mut Array1<f32>,
-        second: &mut Array1<f32>,
-    ) -> Result<()> {
-        let h = self.hidden;
-        let f = first
-            .as_slice_mut()
-            .ok_or_else(|| shape_err("gradient (contiguous)", &[h], &[]))?;
-        sum_rows(&self.patch_a[..bsz * h], h, f);
-        let s = second
-            .as_slice_mut()
-            .ok_or_else(|| shape_err("gradient (contiguous)", &[h], &[]))?;
-        sum_rows(&self.patch_b[..bsz * h], h, s);
         Ok(())
     }
 }
