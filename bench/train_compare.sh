@@ -64,9 +64,9 @@ work=$(cd "$work" && pwd)
 cp "$bin" "$work/phyvae"
 bin="$work/phyvae"
 
-# The same threads on both sides: torch via bench_step.py --threads; phyvae's candle ops and
-# fused decoder via rayon, its GEMMs via matrixmultiply.
-export RAYON_NUM_THREADS=$threads MATMUL_NUM_THREADS=$threads
+# The same threads on both sides: torch via bench_step.py --threads; phyvae (candle's ops and
+# the fused decoder, whose GEMMs run inside its rayon tasks) via rayon.
+export RAYON_NUM_THREADS=$threads
 
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

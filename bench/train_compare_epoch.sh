@@ -25,7 +25,7 @@ if [ ! -x "$bin" ]; then
 fi
 rm -rf "$work"
 mkdir -p "$work"
-export RAYON_NUM_THREADS=$threads MATMUL_NUM_THREADS=$threads
+export RAYON_NUM_THREADS=$threads
 "$bin" synth two-phase --size 512 --seed 0 --out "$work/image" >/dev/null
 echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

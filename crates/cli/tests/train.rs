@@ -122,6 +122,38 @@ fn resume_continues_an_interrupted_run_to_the_same_result() {
     );
 }
 
+/// The work of a step is split by patch and by fixed blocks, never by
+/// thread: a run on one thread and the same run on two give the same bits.
+/// (Window 20: 400 pixel rows per patch, two of the decoder's row blocks.)
+#[test]
+fn one_thread_and_two_threads_train_to_the_same_bits() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let run = |threads: &str| {
+        let out = d.path().join(format!("t{threads}"));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_phyvae"))
+            .args(["--quiet", "train", s(&img), "--out", s(&out)])
+            .args(["--window", "20", "--step", "8", "--hidden", "16"])
+            .args(["--batch", "16", "--epochs", "2", "--physics", "sl2"])
+            .args(["--mode", "gradient"])
+            .env("RAYON_NUM_THREADS", threads)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "train with {threads} thread(s) failed");
+        out
+    };
+    let (one, two) = (run("1"), run("2"));
+    for f in ["latents.npy", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(two.join(f)).unwrap(),
+            "{f} differs between 1 and 2 threads"
+        );
+    }
+}
+
 /// Rewrites `"epochs":1` to `"epochs":2` in the trainer state stored in a
 /// checkpoint (same length, so the safetensors layout is unchanged): the
 /// state of a 2-epoch run killed after its first epoch.

@@ -1,27 +1,63 @@
 //! Decoder at training size: B = 64 patches of 48 x 48 pixels, n = 2, H = 128.
 //! - The kernel alone (forward; forward + backward) and, for comparison, one
-//!   `general_mat_mul` of (147456 x 128) x (128 x 128).
+//!   product (147456 x 128) x (128 x 128) with the `gemm` crate: done as the
+//!   kernel does it (one rayon task per patch of 2304 rows, single-threaded
+//!   GEMMs on blocks of `ROW_BLOCK` rows) and as one multithreaded GEMM.
 //! - Through candle: forward + backward + reading every gradient, for the plain
 //!   candle decoder (`forward_reference`, candle's autograd) and the fused op
 //!   (`forward_fused`, the kernel's explicit backward).
 
 #![allow(clippy::unwrap_used)]
+// The `gemm` crate's entry point takes raw pointers; see `gemm_rows` below.
+#![allow(unsafe_code)]
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
-use ndarray::linalg::general_mat_mul;
 use phyvae_model::decoder::{
     DEFAULT_CONTENT_LATENTS, DEFAULT_HIDDEN, DEFAULT_TRANSLATION_PRIOR, DecoderGrads,
-    DecoderParams, DecoderWorkspace, FusedDecoder, SpatialDecoder, coord_grid,
+    DecoderParams, DecoderWorkspace, FusedDecoder, ROW_BLOCK, SpatialDecoder, coord_grid,
 };
 use phyvae_model::params::ParamStore;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::hint::black_box;
 
 const BATCH: usize = 64;
 const WINDOW: usize = 48;
+
+/// `out (rows x h) = a (rows x h) . w^T` for `w` an `h x h` row-major
+/// matrix, with `gemm::gemm` on the given parallelism.
+fn gemm_rows(a: &[f32], w: &[f32], out: &mut [f32], h: usize, par: gemm::Parallelism) {
+    let rows = a.len() / h;
+    assert!(a.len() == rows * h && out.len() == rows * h && w.len() == h * h);
+    // SAFETY: `a` and `out` hold `rows x h` and `w` holds `h x h` values (checked
+    // above); `out` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            rows,
+            h,
+            h,
+            out.as_mut_ptr(),
+            1,
+            h as isize,
+            false,
+            a.as_ptr(),
+            1,
+            h as isize,
+            w.as_ptr(),
+            h as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
 
 /// Coordinates `(B*N) x 2`: the grid shifted by `k s_b`, `s_b` uniform in [-2, 2)^2.
 fn shifted_coords(rng: &mut ChaCha8Rng) -> Array2<f32> {
@@ -68,11 +104,27 @@ fn bench_kernel(c: &mut Criterion) {
     });
     let rows = BATCH * WINDOW * WINDOW;
     let a = Array2::from_shape_simple_fn((rows, h), || rng.random_range(-1.0f32..1.0));
-    let mut out = Array2::<f32>::zeros((rows, h));
-    group.bench_function("gemm_147456x128x128", |b| {
+    let a = a.as_slice().unwrap();
+    let w = params.w1.as_slice().unwrap();
+    let mut out = vec![0.0f32; rows * h];
+    let patch = WINDOW * WINDOW * h;
+    group.bench_function("gemm_blocks_147456x128x128", |b| {
         b.iter(|| {
-            general_mat_mul(1.0, &a, &params.w1.t(), 0.0, &mut out);
-            black_box(out[[0, 0]]);
+            out.par_chunks_mut(patch)
+                .zip(a.par_chunks(patch))
+                .for_each(|(o, x)| {
+                    for (ob, xb) in o.chunks_mut(ROW_BLOCK * h).zip(x.chunks(ROW_BLOCK * h)) {
+                        gemm_rows(xb, w, ob, h, gemm::Parallelism::None);
+                    }
+                });
+            black_box(out[0]);
+        });
+    });
+    let threads = rayon::current_num_threads();
+    group.bench_function("gemm_whole_147456x128x128", |b| {
+        b.iter(|| {
+            gemm_rows(a, w, &mut out, h, gemm::Parallelism::Rayon(threads));
+            black_box(out[0]);
         });
     });
     group.finish();
