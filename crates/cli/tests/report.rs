@@ -214,6 +214,11 @@ fn report_puts_two_runs_side_by_side() {
     // The physics run shows its Psi panel caption, the sh-VAE run says Psi was 0.
     assert!(html.contains("below, the physics term Psi"));
     assert!(html.contains("Psi was 0 throughout"));
+    // Each run's own page states its physics setting; without a physics term
+    // the unused mode and weight are not listed.
+    let page = |run: &str| std::fs::read_to_string(d.path().join(run).join("report.html")).unwrap();
+    assert!(page("shvae").contains("<th>physics loss</th><td>none (ELBO only)</td>"));
+    assert!(page("phyvae-sl1").contains("<th>physics loss</th><td>sl1, mode gradient, weight w"));
 }
 
 #[test]

@@ -231,16 +231,19 @@ fn run_facts(run: &RunData, g: &Geometry) -> Vec<(String, String)> {
             setting("model.n_latent")
         ),
     );
-    add(
-        "physics loss",
+    let kind = setting("train.physics.kind");
+    // Without a physics term its mode, weight and latents are unused defaults.
+    let physics = if kind == "none" {
+        "none (ELBO only)".to_owned()
+    } else {
         format!(
-            "{}, mode {}, weight w {}, latents {}",
-            setting("train.physics.kind"),
+            "{kind}, mode {}, weight w {}, latents {}",
             setting("train.physics.mode"),
             setting("train.physics.weight"),
             setting("train.physics.latents")
-        ),
-    );
+        )
+    };
+    add("physics loss", physics);
     add("KL scale (beta)", setting("train.beta"));
     add(
         "optimisation",
