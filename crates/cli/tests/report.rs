@@ -92,16 +92,7 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 #[test]
 fn train_writes_a_report_with_every_section_and_decodable_images() {
     let d = tempfile::tempdir().unwrap();
-    ok(&[
-        "synth",
-        "two-phase",
-        "--size",
-        "96",
-        "--seed",
-        "2",
-        "--out",
-        s(d.path()),
-    ]);
+    common::synth("two-phase", 96, 2, d.path());
     // A sidecar calibration: the report states the pixel size and draws axes in nm.
     std::fs::write(d.path().join("image.json"), r#"{"pixel_size_nm": 0.02}"#).unwrap();
     let m = train(d.path(), "a", &[]);
@@ -167,16 +158,7 @@ fn train_writes_a_report_with_every_section_and_decodable_images() {
 #[test]
 fn report_puts_two_runs_side_by_side() {
     let d = tempfile::tempdir().unwrap();
-    ok(&[
-        "synth",
-        "two-phase",
-        "--size",
-        "80",
-        "--seed",
-        "3",
-        "--out",
-        s(d.path()),
-    ]);
+    common::synth("two-phase", 80, 3, d.path());
     train(d.path(), "shvae", &[]);
     train(
         d.path(),

@@ -465,16 +465,7 @@ fn report_opens_in_chromium_without_errors() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
     let run = t.join("run");
-    common::ok(&[
-        "synth",
-        "two-phase",
-        "--size",
-        "96",
-        "--seed",
-        "2",
-        "--out",
-        s(t),
-    ]);
+    common::synth("two-phase", 96, 2, t);
     common::ok(&[
         "train",
         s(&t.join("image.npy")),

@@ -12,16 +12,7 @@ use std::path::Path;
 
 /// A 96 x 96 synthetic two-phase image and its truth map in `dir`.
 fn synth(dir: &Path) {
-    ok(&[
-        "synth",
-        "two-phase",
-        "--size",
-        "96",
-        "--seed",
-        "2",
-        "--out",
-        s(dir),
-    ]);
+    common::synth("two-phase", 96, 2, dir);
 }
 
 const SMALL: [&str; 10] = [

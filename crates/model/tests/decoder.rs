@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use ndarray::{Array2, Axis, Slice};
+use ndarray::{Array2, Axis, ShapeBuilder, Slice};
 use phyvae_model::decoder::{DecoderGrads, DecoderParams, DecoderWorkspace, ROW_BLOCK};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
@@ -382,6 +382,21 @@ fn results_do_not_depend_on_the_number_of_threads() {
     };
     let (one, two) = (run(1), run(2));
     assert_eq!(one, two);
+}
+
+/// `dL/dlogits` may be any view: a column-major copy gives the same gradients.
+#[test]
+fn backward_accepts_a_column_major_dlogits_view() {
+    let c = case(25, 3, 5, 2, 8, 0.3);
+    let mut ws = workspace(&c);
+    let (_, want) = kernel(&c, &mut ws);
+    let mut fortran = Array2::zeros(c.r.raw_dim().f());
+    fortran.assign(&c.r);
+    assert!(fortran.as_slice().is_none());
+    let mut g = DecoderGrads::zeros_like(&c.params);
+    ws.backward(&c.params, fortran.view(), &mut g).unwrap();
+    assert_eq!(to_f64(g.w1.iter().copied()), want[W1]);
+    assert_eq!(to_f64(ws.grad_z().iter().copied()), want[Z]);
 }
 
 #[test]

@@ -29,3 +29,18 @@ pub fn ok(args: &[&str]) -> serde_json::Value {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }
+
+/// `phyvae synth KIND --size SIZE --seed SEED --out DIR`: a synthetic image
+/// (`DIR/image.npy`) and its truth map (`DIR/truth.npy`).
+pub fn synth(kind: &str, size: u32, seed: u64, dir: &Path) {
+    ok(&[
+        "synth",
+        kind,
+        "--size",
+        &size.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        s(dir),
+    ]);
+}

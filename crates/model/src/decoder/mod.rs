@@ -1013,7 +1013,9 @@ impl DecoderWorkspace {
         let layers = Layers::new(params, &self.wcx, &self.wcy)?;
         let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
         let dcoords = &mut flat_mut(&mut self.dcoords, "dcoords buffer")?[..rows * 2];
-        let dl = dlogits
+        // A row-major copy only when the caller's view is not row-major.
+        let dl = dlogits.as_standard_layout();
+        let dl = dl
             .as_slice()
             .ok_or_else(|| shape_err("dL/dlogits (contiguous)", &[bsz, n_pix], &[]))?;
         let block = n_pix.min(ROW_BLOCK);
