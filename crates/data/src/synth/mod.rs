@@ -6,7 +6,11 @@
 //!   (phase 1) across a straight or curved boundary; the physics of the
 //!   reference generator `synth.py` (its defaults, not its random stream);
 //! - [`domains`]: a BiFeO3-like film on a substrate, with two domain variants
-//!   that differ only by a sub-pixel displacement of the B column.
+//!   that differ only by a sub-pixel displacement of the B column;
+//!
+//! and a benchmark suite, [`suite_image`]: eight [`Family`]s of images (period,
+//! motif, grain boundary, precipitate, three phases, 180- and 90-degree
+//! domains, antiphase domains) whose parameters are drawn from a seed.
 //!
 //! Every image is rendered through the same acquisition model ([`ScanParams`]):
 //! scan drift and shear, then Poisson shot noise and Gaussian read noise. All
@@ -38,6 +42,7 @@
 mod lattice;
 mod params;
 mod scan;
+mod suite;
 
 pub use params::{
     Boundary, DEFAULT_POLAR_SHIFT_PX, DEFAULT_SIZE_PX, DEFAULT_SUBSTRATE_FRACTION,
@@ -45,6 +50,10 @@ pub use params::{
     MAX_SIZE_PX, MIN_PERIOD_PX, MIN_SIZE_PX, TwoPhaseParams, TwoPhaseParamsBuilder,
 };
 pub use scan::{MAX_DOSE, MAX_SHEAR, ScanParams};
+pub use suite::{
+    Ellipse, Family, FamilyKind, Geometry, MIN_REGION_FRACTION, Motif, PhaseLattice, SuiteImage,
+    SuiteParams, suite_image, suite_image_clean,
+};
 
 use crate::{Image, Result};
 use lattice::{Perovskite, Sublattice};

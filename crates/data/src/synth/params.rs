@@ -13,7 +13,7 @@ pub const DEFAULT_SIZE_PX: usize = 512;
 /// Largest accepted `|angle|` of a straight boundary or of the domain walls, degrees.
 pub const MAX_ANGLE_DEG: f64 = 90.0;
 
-fn check_size(size: usize) -> Result<()> {
+pub(crate) fn check_size(size: usize) -> Result<()> {
     if (MIN_SIZE_PX..=MAX_SIZE_PX).contains(&size) {
         Ok(())
     } else {

@@ -38,7 +38,7 @@ pub const MAX_SHEAR: f64 = 0.1;
 /// the owning parameters are built): `drift_amplitude_px` finite and `>= 0`;
 /// `drift_period_px` finite and `> 0`; `|shear| <= 0.1`; `dose` in
 /// `(0, 1e12]`; `read_noise` finite and `>= 0`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScanParams {
     /// Amplitude `d` of the sinusoidal line drift along x, px.
     pub drift_amplitude_px: f64,
@@ -166,6 +166,39 @@ pub(crate) fn acquire(
         image: Image::new(pixels),
         truth,
     })
+}
+
+/// Fraction of the pixels of a `size x size` image that carry each label
+/// `0..n_labels`, with `label(u, v)` evaluated at the specimen point of each
+/// pixel exactly as [`acquire`] maps it; only every `stride`-th row and column
+/// is visited (`stride >= 1`). Labels outside `0..n_labels` are not counted.
+pub(crate) fn label_fractions(
+    size: usize,
+    scan: &ScanParams,
+    stride: usize,
+    n_labels: usize,
+    label: impl Fn(f64, f64) -> i32,
+) -> Vec<f64> {
+    let mut counts = vec![0_usize; n_labels];
+    let mut total = 0_usize;
+    let two_pi_over_period = TAU / scan.drift_period_px;
+    let stride = stride.max(1);
+    for y in (0..size).step_by(stride) {
+        let yf = y as f64;
+        let drift = scan.drift_amplitude_px * (two_pi_over_period * yf).sin();
+        for x in (0..size).step_by(stride) {
+            let xf = x as f64;
+            total += 1;
+            if let Some(c) = usize::try_from(label(xf + drift, yf + scan.shear * xf))
+                .ok()
+                .and_then(|l| counts.get_mut(l))
+            {
+                *c += 1;
+            }
+        }
+    }
+    let total = total.max(1) as f64;
+    counts.into_iter().map(|c| c as f64 / total).collect()
 }
 
 #[cfg(test)]
