@@ -1,26 +1,27 @@
 //! Synthetic STEM-like images of atomic lattices with a known per-pixel truth
 //! map, for testing segmentation end to end.
 //!
-//! Two generators:
+//! Two fixed generators:
 //! - [`two_phase`]: a square lattice (phase 0) next to a perovskite-like lattice
 //!   (phase 1) across a straight or curved boundary; the physics of the
 //!   reference generator `synth.py` (its defaults, not its random stream);
 //! - [`domains`]: a BiFeO3-like film on a substrate, with two domain variants
-//!   that differ only by a sub-pixel displacement of the B column;
+//!   that differ only by a sub-pixel displacement of the B column.
 //!
-//! and a benchmark suite, [`suite_image`]: eight [`Family`]s of images (period,
+//! And a benchmark suite, [`suite_image`]: eight [`Family`]s of images (period,
 //! motif, grain boundary, precipitate, three phases, 180- and 90-degree
 //! domains, antiphase domains) whose parameters are drawn from a seed.
 //!
 //! Every image is rendered through the same acquisition model ([`ScanParams`]):
 //! scan drift and shear, then Poisson shot noise and Gaussian read noise. All
-//! random numbers come from one `ChaCha8Rng` seeded with
-//! `SeedableRng::seed_from_u64(seed)` and are drawn in row-major pixel order,
-//! so the same parameters give bit-identical images; the truth does not depend
-//! on the seed.
+//! noise comes from one `ChaCha8Rng` seeded with
+//! `SeedableRng::seed_from_u64(seed)` (for the suite, its drawn noise seed) and
+//! is drawn in row-major pixel order, so the same parameters give bit-identical
+//! images; the truth does not depend on the noise seed.
 //!
 //! Atom columns are Gaussians summed over the 3 x 3 nearest lattice sites
-//! (exact up to `< 1e-13` relative; see the `lattice` module notes), in `f64`,
+//! (exact up to `< 1e-13` relative for the fixed generators and `< 2e-12` for
+//! the suite; see the `lattice` module notes), in `f64`,
 //! then stored as `f32`. Intensities are in units of the A-column peak, on a
 //! background of [`BACKGROUND`].
 //!

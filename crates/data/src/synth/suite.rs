@@ -19,7 +19,9 @@
 //!   `sigma = f a`, `f` drawn per image in `[0.15, 0.2]` (so small periods still
 //!   resolve); clean intensity = lattice of the pixel's region + [`BACKGROUND`];
 //! - each region covers at least 15 % of the pixels (counted at the pixels'
-//!   distorted specimen points): the region geometry is redrawn until it does
+//!   distorted specimen points, on every `max(1, size / 256)`-th row and column,
+//!   so exactly up to 511 px and to within sampling above): the region geometry
+//!   is redrawn until it does
 //!   (up to 100 times, then a fixed fallback geometry: a straight boundary through
 //!   the centre, three equal bands, or one central ellipse);
 //! - dose log-uniform in `[8, 500]` counts per unit intensity, read noise
@@ -225,7 +227,7 @@ impl std::fmt::Display for Family {
 pub enum Motif {
     /// Square lattice, one column (peak 1, sigma `s`) at `(i a, j a)`.
     Square,
-    /// [001] perovskite: A columns (peak 1, sigma `s`) at `(i a, j a)` and a
+    /// \[001\] perovskite: A columns (peak 1, sigma `s`) at `(i a, j a)` and a
     /// weaker B column (peak 0.45, sigma `0.82 s`) at the cell centre
     /// `((i + 1/2) a, (j + 1/2) a)` plus [`PhaseLattice::b_shift_px`].
     Perovskite,
