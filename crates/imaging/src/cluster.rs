@@ -1223,8 +1223,11 @@ mod tests {
         ));
     }
 
+    /// Samples, true means and true covariances of a two-blob data set.
+    type Blobs = (Array2<f64>, [[f64; 2]; 2], [[[f64; 2]; 2]; 2]);
+
     /// Two 2-D blobs with known means and covariances.
-    fn two_blobs(seed: u64) -> (Array2<f64>, [[f64; 2]; 2], [[[f64; 2]; 2]; 2]) {
+    fn two_blobs(seed: u64) -> Blobs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Blob 0: covariance [[1, 0.5], [0.5, 1]] = L L^T with L = [[1, 0], [0.5, sqrt(0.75)]].
         // Blob 1: covariance [[0.5, 0], [0, 2]].
@@ -1250,9 +1253,9 @@ mod tests {
             // Standard error of a mean: sqrt(2 / 400) = 0.07; allow about 3 of them.
             for a in 0..2 {
                 assert!((g.means[[j, a]] - mu[j][a]).abs() < 0.25, "{:?}", g.means);
-                for b in 0..2 {
+                for (b, &c) in cov[j][a].iter().enumerate() {
                     assert!(
-                        (g.covariances[[j, a, b]] - cov[j][a][b]).abs() < 0.3,
+                        (g.covariances[[j, a, b]] - c).abs() < 0.3,
                         "{:?}",
                         g.covariances
                     );
@@ -1316,7 +1319,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            choose_k_by_bic(y.view(), 2..=1, 0),
+            choose_k_by_bic(y.view(), RangeInclusive::new(2, 1), 0),
             Err(ImagingError::InvalidParameter {
                 name: "k_range",
                 ..

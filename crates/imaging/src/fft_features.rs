@@ -193,7 +193,7 @@ mod tests {
         let (gh, gw) = ((9 - 5) / 2 + 1, (11 - 5) / 2 + 1);
         assert_eq!(f.dim(), (gh * gw, 15));
         let hann = hann_periodic(window);
-        let index = 1 * gw + 2;
+        let index = gw + 2; // patch (1, 2), origin (2, 4)
         let patch = img.slice(s![2..7, 4..9]).mapv(f64::from);
         let mean = patch.mean().unwrap();
         let tapered =

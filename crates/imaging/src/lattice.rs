@@ -30,7 +30,8 @@
 //! Coordinates: `x` is the column index, `y` the row index (pointing down), `k` in
 //! cycles per pixel. A peak's angle is the direction of its `k`, measured from `+x`
 //! towards `+y` (clockwise on screen), in `[0, 180)` degrees; lattice planes are
-//! perpendicular to it.
+//! perpendicular to it. The range wraps: a peak whose sub-bin position lies just
+//! below the `+x` axis is reported at an angle just below 180 degrees.
 
 use crate::error::check_finite;
 use crate::fft::{Fft2, fftshift};
@@ -439,7 +440,7 @@ fn find_peaks(p: &Array2<f64>, tile: usize) -> Vec<LatticePeak> {
             let dx = vertex_offset(get(0, -1), v, get(0, 1));
             let (mut kx, mut ky) = ((dj as f64 + dx) / t, (di as f64 + dy) / t);
             let mut angle = ky.atan2(kx).to_degrees();
-            if angle < 0.0 || angle >= 180.0 {
+            if !(0.0..180.0).contains(&angle) {
                 kx = -kx;
                 ky = -ky;
                 angle = ky.atan2(kx).to_degrees();
