@@ -87,6 +87,73 @@ pub enum ImagingError {
         /// Number of bins requested.
         bins: usize,
     },
+    /// The image is smaller than the method needs (a minimum size, or one window).
+    #[error("image of {rows} x {cols} px is smaller than the {min_rows} x {min_cols} px {what}")]
+    ImageTooSmall {
+        /// Number of rows.
+        rows: usize,
+        /// Number of columns.
+        cols: usize,
+        /// Rows needed.
+        min_rows: usize,
+        /// Columns needed.
+        min_cols: usize,
+        /// What needs that size, e.g. "minimum for a lattice measurement".
+        what: &'static str,
+    },
+    /// A data matrix (samples x features) has no samples or no features.
+    #[error("data matrix is empty ({samples} samples x {features} features)")]
+    EmptyData {
+        /// Number of samples (rows).
+        samples: usize,
+        /// Number of features (columns).
+        features: usize,
+    },
+    /// A value of a data matrix is NaN or infinite.
+    #[error("feature {feature} of sample {sample} is not finite ({value})")]
+    NonFiniteData {
+        /// Sample (row) of the first non-finite value (row-major scan).
+        sample: usize,
+        /// Feature (column) of that value.
+        feature: usize,
+        /// Its value, as `f64`.
+        value: f64,
+    },
+    /// More clusters or components were requested than there are samples.
+    #[error("{k} {what} requested from only {samples} samples")]
+    TooFewSamples {
+        /// Number of clusters or components requested.
+        k: usize,
+        /// Number of samples available.
+        samples: usize,
+        /// What was requested ("clusters", "principal components", ...).
+        what: &'static str,
+    },
+    /// More principal components were requested than the data has features.
+    #[error("{k} principal components requested from data with {features} features")]
+    TooManyComponents {
+        /// Number of components requested.
+        k: usize,
+        /// Number of features (dimension) of the data.
+        features: usize,
+    },
+    /// The data has more features than the method supports.
+    #[error("{features} features exceed the maximum of {max} for {what}")]
+    TooManyFeatures {
+        /// Number of features of the data.
+        features: usize,
+        /// Largest supported number of features.
+        max: usize,
+        /// The method with the limit.
+        what: &'static str,
+    },
+    /// A covariance matrix lost positive definiteness (its Cholesky factorisation
+    /// met a non-positive pivot), despite the regularisation.
+    #[error("covariance of mixture component {component} is not positive definite")]
+    NotPositiveDefinite {
+        /// Index of the mixture component.
+        component: usize,
+    },
 }
 
 /// Returns an error for the first non-finite pixel of `img`, scanning row-major.
@@ -100,6 +167,24 @@ pub(crate) fn check_finite<T: crate::Real>(img: ndarray::ArrayView2<'_, T>) -> c
             return Err(ImagingError::NonFinite {
                 row,
                 col,
+                value: v.f64(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a samples x features matrix is non-empty and finite.
+pub(crate) fn check_data<T: crate::Real>(x: ndarray::ArrayView2<'_, T>) -> crate::Result<()> {
+    let (samples, features) = x.dim();
+    if samples == 0 || features == 0 {
+        return Err(ImagingError::EmptyData { samples, features });
+    }
+    for ((sample, feature), &v) in x.indexed_iter() {
+        if !v.is_finite() {
+            return Err(ImagingError::NonFiniteData {
+                sample,
+                feature,
                 value: v.f64(),
             });
         }

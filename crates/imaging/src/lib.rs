@@ -13,12 +13,18 @@
 //! - [`physics`]: the phy-VAE physics losses SL1 (edge length) and SL2 (Fourier peak);
 //! - [`visualize`]: the paper's segmentation pipeline for one latent map;
 //! - [`metrics`]: scores of a label map against a truth map (ARI, accuracy, boundary F1);
-//! - [`background`]: plane levelling of topographs.
+//! - [`background`]: plane levelling of topographs;
+//! - [`lattice`]: lattice periods and directions from the averaged power spectrum, noise level;
+//! - [`fft_features`]: sliding-window Fourier descriptors of patches (classical baseline);
+//! - [`cluster`]: PCA, k-means and Gaussian mixtures with BIC, for the classical baseline.
 
 pub mod background;
+pub mod cluster;
 mod error;
 pub mod fft;
+pub mod fft_features;
 pub mod filters;
+pub mod lattice;
 pub mod metrics;
 mod numeric;
 pub mod physics;
