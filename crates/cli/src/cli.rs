@@ -247,7 +247,12 @@ pub struct SynthArgs {
     /// Seed of the random generator.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output folder (created): image.npy (f32), truth.npy (i32), image.png, truth.png.
+    /// With `suite`: the image family (period, motif, grain-boundary,
+    /// precipitate, three-phase, domains-180, domains-90, antiphase).
+    #[arg(long)]
+    pub family: Option<String>,
+    /// Output folder (created): image.npy (f32), truth.npy (i32), image.png,
+    /// truth.png; with `suite` also params.json (the parameters drawn).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -259,6 +264,8 @@ pub enum SynthKind {
     TwoPhase,
     /// Substrate plus a film with two slightly different domain variants.
     Domains,
+    /// An image of the benchmark suite: `--family` and `--seed` draw its parameters.
+    Suite,
 }
 
 /// Arguments of `phyvae patches`.
@@ -306,9 +313,24 @@ pub struct TrainArgs {
     /// A run configuration (TOML, as written to OUT/config.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Model: vanilla, shift, rotation, scale or a combination (shift-rotation, ...).
+    /// Model: vanilla, shift, rotation, scale or a combination (shift-rotation,
+    /// ...), or `fft`: the classical baseline (sliding-window FFT magnitude,
+    /// PCA, clustering), no training.
     #[arg(long)]
     pub model: Option<String>,
+    /// Where unset settings come from: `auto` (measured on the image: window,
+    /// step, shift prior from its lattice; beta, batch, rate, length fixed) or
+    /// `paper` (the paper's settings exactly: window 48, step 8, k 0.1, hidden
+    /// 128, 2 content latents, beta 0.1:1, 50 epochs).
+    #[arg(long, value_enum)]
+    pub preset: Option<PresetArg>,
+    /// Length of the run in optimiser steps (trained as the whole epochs that
+    /// cover them); `--epochs` wins when both are given.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Classes of the result segmentation (default: chosen from the data, 2 to 4).
+    #[arg(long)]
+    pub classes: Option<usize>,
     /// Physics term: none, sl1 or sl2.
     #[arg(long)]
     pub physics: Option<String>,
@@ -396,6 +418,15 @@ pub struct TrainArgs {
     /// `phyvae info` lists it, e.g. /Data/Image/<id>.
     #[arg(long)]
     pub dataset: Option<String>,
+}
+
+/// Where the settings that the command line leaves unset come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PresetArg {
+    /// Measured on the image.
+    Auto,
+    /// The paper's settings.
+    Paper,
 }
 
 /// Arguments of `phyvae encode`.

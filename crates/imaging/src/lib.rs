@@ -16,7 +16,8 @@
 //! - [`background`]: plane levelling of topographs;
 //! - [`lattice`]: lattice periods and directions from the averaged power spectrum, noise level;
 //! - [`fft_features`]: sliding-window Fourier descriptors of patches (classical baseline);
-//! - [`cluster`]: PCA, k-means and Gaussian mixtures with BIC, for the classical baseline.
+//! - [`cluster`]: PCA, k-means and Gaussian mixtures with BIC, for the classical baseline;
+//! - [`pick`]: the unsupervised pick of a result (Otsu separability, clustering of maps).
 
 pub mod background;
 pub mod cluster;
@@ -28,6 +29,7 @@ pub mod lattice;
 pub mod metrics;
 mod numeric;
 pub mod physics;
+pub mod pick;
 mod real;
 pub mod segmentation;
 pub mod threshold;

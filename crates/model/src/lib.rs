@@ -1,5 +1,6 @@
 //! Models and training for phyvae (docs/METHOD.md sections 2, 3 and 5).
 //!
+//! - [`auto`]: settings taken from the image (lattice period, noise).
 //! - [`config`]: checked model and training settings (serde, reproducible).
 //! - [`params`]: named trainable parameters, seeded initialisation, safetensors.
 //! - [`encoder`]: `q(z|x)`, an MLP with a mean and a softplus standard deviation.
@@ -13,9 +14,12 @@
 //! - [`optim`]: Adam with checkpointable state.
 //! - [`train`]: the trainer (batches, loss, events, checkpoints, resume).
 //! - [`infer`]: latent maps, manifold, latent histogram, saving and loading models.
+//! - [`diagnose`]: whether a run learned anything (collapse, Psi flattening, divergence).
 
+pub mod auto;
 pub mod config;
 pub mod decoder;
+pub mod diagnose;
 pub mod encoder;
 mod error;
 pub mod infer;

@@ -76,6 +76,18 @@ pub struct EpochRecord {
     pub total: f64,
     /// Wall-clock seconds of the epoch (training only).
     pub seconds: f64,
+    /// Mean KL of each latent in nats, `KL(N(mu_j, sd_j^2) || N(0, 1))`
+    /// averaged over the epoch's patches, special latents first: the
+    /// information each latent carries (Burgess et al. 2018, "Understanding
+    /// disentangling in beta-VAE", arXiv:1804.03599). Empty in checkpoints
+    /// written before it was recorded.
+    #[serde(default)]
+    pub kl_latent: Vec<f64>,
+    /// Variance over the epoch's patches of each latent's encoder mean: a
+    /// latent is *active* when this exceeds 0.01 (Burda, Grosse and
+    /// Salakhutdinov 2016, "Importance weighted autoencoders", section 5.2).
+    #[serde(default)]
+    pub mean_var: Vec<f64>,
 }
 
 /// Progress of a run, for progress bars and reports.
@@ -483,6 +495,7 @@ impl<'p> Trainer<'p> {
         let d = exact_sqrt(self.train.batch_size).unwrap_or(0);
         let (mut s_recon, mut s_kl, mut s_elbo, mut s_psi, mut s_total, mut count) =
             (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
+        let mut latent_stats = LatentStats::new(cfg.n_total());
         for (bi, idx) in batches.iter().enumerate() {
             let b = idx.len();
             for (k, &i) in idx.iter().enumerate() {
@@ -588,6 +601,7 @@ impl<'p> Trainer<'p> {
             let scalar = |t: &Tensor| -> Result<f64> {
                 t.to_scalar::<f32>().map(f64::from).ctx("loss terms")
             };
+            latent_stats.add(&terms.z_mean, &terms.z_sd)?;
             let w = b as f64;
             s_recon += w * scalar(&terms.recon)?;
             s_kl += w * scalar(&terms.kl)?;
@@ -611,6 +625,67 @@ impl<'p> Trainer<'p> {
             psi: s_psi / n,
             total: s_total / n,
             seconds: start.elapsed().as_secs_f64(),
+            kl_latent: latent_stats.kl(),
+            mean_var: latent_stats.mean_var(),
         })
+    }
+}
+
+/// Per-latent sums over an epoch's patches: KL, and the first two moments of
+/// the encoder mean (for [`EpochRecord::kl_latent`] and
+/// [`EpochRecord::mean_var`]).
+struct LatentStats {
+    kl: Vec<f64>,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    count: usize,
+}
+
+impl LatentStats {
+    fn new(n: usize) -> Self {
+        Self {
+            kl: vec![0.0; n],
+            sum: vec![0.0; n],
+            sum_sq: vec![0.0; n],
+            count: 0,
+        }
+    }
+
+    /// Adds a batch of encoder means and standard deviations, `(B, L)` each.
+    fn add(&mut self, mean: &Tensor, sd: &Tensor) -> Result<()> {
+        let l = self.kl.len();
+        let mu: Vec<f32> = mean
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .ctx("latent statistics")?;
+        let sd: Vec<f32> = sd
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .ctx("latent statistics")?;
+        for (m_row, s_row) in mu.chunks_exact(l).zip(sd.chunks_exact(l)) {
+            for j in 0..l {
+                let m = f64::from(m_row[j]);
+                let s = f64::from(s_row[j]);
+                self.kl[j] += 0.5 * (m * m + s * s - 2.0 * s.ln() - 1.0);
+                self.sum[j] += m;
+                self.sum_sq[j] += m * m;
+            }
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    fn kl(&self) -> Vec<f64> {
+        let n = self.count.max(1) as f64;
+        self.kl.iter().map(|k| k / n).collect()
+    }
+
+    fn mean_var(&self) -> Vec<f64> {
+        let n = self.count.max(1) as f64;
+        self.sum
+            .iter()
+            .zip(&self.sum_sq)
+            .map(|(s, q)| (q / n - (s / n) * (s / n)).max(0.0))
+            .collect()
     }
 }

@@ -126,6 +126,8 @@ pub struct LossTerms {
     pub kl: Tensor,
     /// Encoder means `(B, L)`.
     pub z_mean: Tensor,
+    /// Encoder standard deviations `(B, L)`.
+    pub z_sd: Tensor,
 }
 
 impl Vae {
@@ -366,6 +368,7 @@ impl Vae {
             recon,
             kl,
             z_mean: mu,
+            z_sd: sd,
         })
     }
 }

@@ -30,6 +30,9 @@ th { background: #f5f5f5; }
 table.cmp td { min-width: 20em; }
 pre { background: #f5f5f5; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 p.note { font-size: 0.9em; color: #555; }
+div.alert { flex-basis: 100%; border: 3px solid #c62828; background: #ffebee; color: #b71c1c; padding: 0.6em 1em; margin: 0.5em 0 1em; font-size: 1.05em; }
+div.alert strong { display: block; font-size: 1.15em; margin-bottom: 0.3em; }
+div.good { flex-basis: 100%; border: 2px solid #2e7d32; background: #e8f5e9; color: #1b5e20; padding: 0.5em 1em; margin: 0.5em 0 1em; }
 .grid > pre, .grid > p.note { flex-basis: 100%; margin: 0.2em 0; }
 ";
 
@@ -88,6 +91,17 @@ fn item_html(item: &Item) -> String {
             s + "</table>"
         }
         Item::Code(c) => format!("<pre>{}</pre>", escape(c)),
+        Item::Alert(title, lines) => {
+            let mut s = format!(
+                "<div class=\"alert\" role=\"alert\"><strong>{}</strong>",
+                escape(title)
+            );
+            for l in lines {
+                let _ = write!(s, "<p>{}</p>", escape(l));
+            }
+            s + "</div>"
+        }
+        Item::Verdict(t) => format!("<div class=\"good\">{}</div>", escape(t)),
         Item::Text(t) => format!("<p class=\"note\">{}</p>", escape(t)),
     }
 }

@@ -49,6 +49,10 @@ pub enum Item {
     Code(String),
     /// A paragraph.
     Text(String),
+    /// A warning box nobody can miss: a title and its lines (a failed run).
+    Alert(String, Vec<String>),
+    /// A short positive verdict (the run's checks passed).
+    Verdict(String),
 }
 
 impl Item {
@@ -223,6 +227,20 @@ fn run_facts(run: &RunData, g: &Geometry) -> Vec<(String, String)> {
         ),
     );
     let setting = |p: &str| run.setting(p).unwrap_or_else(|| "-".into());
+    if m["method"].as_str() == Some("fft") {
+        add(
+            "model",
+            "classical baseline: |FFT| of each Hann-windowed patch, PCA to 4 components (pc1..pc4), no training".into(),
+        );
+        add(
+            "wall time",
+            m["seconds"]
+                .as_f64()
+                .map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
+        );
+        add("phyvae version", fmt_value(&m["phyvae_version"]));
+        return f;
+    }
     add(
         "model",
         format!(
@@ -419,6 +437,12 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     for c in run.content() {
         let name = &run.names[c];
+        if !run.is_active(name) {
+            items.push(Item::Text(format!(
+                "{name} carries no information (its encoder mean hardly varies across the image): it is not segmented, since any split of it would be noise."
+            )));
+            continue;
+        }
         let dir = run.dir.join("segmentation").join(name);
         let dpath = dir.join("denoised.npy");
         if dpath.exists() {
@@ -484,6 +508,191 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
         ));
     }
     Ok(items)
+}
+
+/// The diagnosis box: a failed run says so before anything else.
+fn diagnosis_items(run: &RunData) -> Vec<Item> {
+    let d = &run.metrics["diagnosis"];
+    let findings = d["findings"].as_array().cloned().unwrap_or_default();
+    if findings.is_empty() {
+        if d.is_null() {
+            return vec![Item::Text(
+                "This run was made before runs were diagnosed: nobody checked whether its latents learned anything.".into(),
+            )];
+        }
+        let active: Vec<String> = d["latents"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|l| {
+                        l["content"].as_bool() == Some(true) && l["active"].as_bool() == Some(true)
+                    })
+                    .map(|l| match l["kl"].as_f64() {
+                        Some(kl) => format!("{} ({kl:.2} nats)", fmt_value(&l["name"])),
+                        None => fmt_value(&l["name"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let text = if active.is_empty() {
+            "Checks passed.".to_owned()
+        } else {
+            format!(
+                "Checks passed: the content latents {} carry information; no collapse, flattening or divergence was found.",
+                active.join(", ")
+            )
+        };
+        return vec![Item::Verdict(text)];
+    }
+    let lines = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}. Try: {}.",
+                fmt_value(&f["kind"]),
+                fmt_value(&f["message"]),
+                fmt_value(&f["advice"])
+            )
+        })
+        .collect();
+    vec![Item::Alert(
+        "This run failed: its maps are not a result.".into(),
+        lines,
+    )]
+}
+
+/// The result the run picked without the truth.
+fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
+    let r = &run.metrics["result"];
+    if r.is_null() {
+        return Ok(vec![Item::Text(
+            "This run names no result (it was made before results were picked).".into(),
+        )]);
+    }
+    let Some(map) = r["map"].as_str() else {
+        return Ok(vec![Item::Alert(
+            "No result".into(),
+            vec![format!("{}.", fmt_value(&r["reason"]))],
+        )]);
+    };
+    let mut items = Vec::new();
+    let mut facts = vec![
+        ("result map".to_owned(), map.to_owned()),
+        (
+            "segmentation".to_owned(),
+            format!(
+                "k-means on the denoised maps {} into {} classes ({})",
+                r["maps_clustered"]
+                    .as_array()
+                    .map(|a| a.iter().map(fmt_value).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                fmt_value(&r["classes"]),
+                if r["classes_chosen"].as_bool() == Some(true) {
+                    format!(
+                        "chosen by the mean silhouette, {:.2}",
+                        r["silhouette"].as_f64().unwrap_or(0.0)
+                    )
+                } else {
+                    "given".to_owned()
+                }
+            ),
+        ),
+        ("criterion".to_owned(), fmt_value(&r["criterion"])),
+    ];
+    if let Some(sep) = r["separability"].as_object() {
+        let v: Vec<String> = sep
+            .iter()
+            .map(|(k, e)| format!("{k} {:.3}", e.as_f64().unwrap_or(0.0)))
+            .collect();
+        facts.push(("Otsu separability".to_owned(), v.join(", ")));
+    }
+    if let Some(ari) = r["score"]["ari"].as_f64() {
+        facts.push((
+            "against the truth".to_owned(),
+            format!(
+                "ARI {ari:.3}, accuracy {:.3}, boundary F1 {:.3}; the best of any map and segmentation (oracle): ARI {:.3} ({} {})",
+                r["score"]["accuracy"].as_f64().unwrap_or(0.0),
+                r["score"]["boundary_f1"].as_f64().unwrap_or(0.0),
+                r["oracle"]["ari"].as_f64().unwrap_or(0.0),
+                fmt_value(&r["oracle"]["map"]),
+                fmt_value(&r["oracle"]["segmentation"]),
+            ),
+        ));
+    }
+    items.push(Item::Facts(facts));
+    let den = run.dir.join("segmentation").join(map).join("denoised.npy");
+    if den.exists() {
+        let d = read_2d(&den)?;
+        let fig = figure::heatmap(
+            "result_map",
+            &format!("Result map: {map}"),
+            d.view(),
+            &g.grid_extent(),
+            map,
+        )?;
+        items.push(Item::Figure(
+            fig,
+            format!("The map {map}, normalised and denoised: the one that splits most clearly."),
+        ));
+    }
+    let lpath = run.dir.join("result").join("labels.npy");
+    if lpath.exists() {
+        let labels = read_labels(&lpath)?;
+        let fig = figure::label_map(
+            "result_labels",
+            "Result segmentation",
+            labels.view(),
+            &g.grid_extent(),
+        )?;
+        items.push(Item::Figure(fig, "The result segmentation.".into()));
+        if let Some(img) = &run.input {
+            let f = overlay_fn(g, &labels);
+            let over = figure::grey_image(
+                "result_overlay",
+                "Result over the input",
+                img.view(),
+                &g.image_extent(),
+                Some(&f),
+                &[],
+            )?;
+            items.push(Item::Figure(
+                over,
+                "The result labels over the input image.".into(),
+            ));
+        }
+    }
+    Ok(items)
+}
+
+/// The settings measured on the image, with their reasons.
+fn settings_items(run: &RunData) -> Vec<Item> {
+    let s = &run.metrics["settings"];
+    let Some(choices) = s["choices"].as_array() else {
+        return Vec::new();
+    };
+    let fft = run.metrics["method"].as_str() == Some("fft");
+    let rows = choices
+        .iter()
+        // The baseline uses only the patch grid.
+        .filter(|c| !fft || c["name"].as_str().is_some_and(|n| n.starts_with("data.")))
+        .map(|c| {
+            vec![
+                fmt_value(&c["name"]),
+                fmt_value(&c["value"]),
+                fmt_value(&c["reason"]),
+            ]
+        })
+        .collect();
+    vec![
+        Item::Text(
+            "Settings taken from the image (a flag on the command line wins over any of them):"
+                .into(),
+        ),
+        Item::Table(
+            ["setting", "value", "reason"].map(String::from).to_vec(),
+            rows,
+        ),
+    ]
 }
 
 /// Normal quantiles of the manifold grid's ends (pyroVED `manifold2d`: 0.05 and 0.95).
@@ -760,10 +969,22 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
     let g = Geometry::new(&run);
     let mut sections = Vec::new();
     sections.push(Section {
+        id: "diagnosis",
+        title: "Did it learn?",
+        items: diagnosis_items(&run),
+    });
+    progress("result");
+    sections.push(Section {
+        id: "result",
+        title: "Result",
+        items: result_section(&run, &g)?,
+    });
+    sections.push(Section {
         id: "run",
         title: "The run",
         items: {
             let mut items = vec![Item::Facts(run_facts(&run, &g))];
+            items.extend(settings_items(&run));
             if let Some(cmd) = original_command(&run) {
                 items.push(Item::Text("Command that made this run:".into()));
                 items.push(Item::Code(cmd));

@@ -291,12 +291,29 @@ impl RunData {
     /// Indices of the content latents (`z1`, `z2`, ...).
     #[must_use]
     pub fn content(&self) -> Vec<usize> {
+        // metrics.json names them; older runs: the latents called z1, z2, ...
+        let listed: Option<Vec<&str>> = self.metrics["content_latents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect());
         self.names
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.starts_with('z'))
+            .filter(|(_, n)| match &listed {
+                Some(l) => l.contains(&n.as_str()),
+                None => n.starts_with('z'),
+            })
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// Whether the diagnosis (metrics.json) marks latent `name` as carrying
+    /// no information (`true` when the run has no per-latent diagnosis).
+    #[must_use]
+    pub fn is_active(&self, name: &str) -> bool {
+        self.metrics["diagnosis"]["latents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["name"].as_str() == Some(name)))
+            .is_none_or(|l| l["active"].as_bool().unwrap_or(true))
     }
 
     /// A setting from `config.toml` by its dotted path, as text.

@@ -1,12 +1,14 @@
 //! One module per subcommand; each is a few lines over the library crates.
 
+mod classical;
 mod filter;
 mod physics;
 pub mod report;
+pub mod result;
 mod run;
 pub mod segment;
 mod simple;
-mod train;
+pub mod train;
 
 use crate::cli::{Cli, Command};
 use crate::progress::Progress;

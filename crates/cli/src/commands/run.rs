@@ -71,7 +71,7 @@ pub fn run(a: &RunArgs, progress: Progress) -> Result<()> {
     for (k, name) in MAP_NAMES.iter().enumerate() {
         let map: Array2<f32> = maps.index_axis(ndarray::Axis(2), k).to_owned();
         let dir = a.out.join("segmentation").join(name);
-        let entry = segment_grid_map(map.view(), &params, &dir, truth.as_ref(), a.tolerance)?;
+        let (entry, _) = segment_grid_map(map.view(), &params, &dir, truth.as_ref(), a.tolerance)?;
         results.insert((*name).to_string(), entry);
         st.bar().inc(1);
     }

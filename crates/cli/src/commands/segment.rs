@@ -36,7 +36,7 @@ pub fn segment_and_write(
 }
 
 /// Writes one grid map (`map.png`) and the pipeline's outputs on it into `dir`,
-/// and returns the map's metrics.json entry: `flat`, and with a truth map
+/// and returns the map's metrics.json entry and its segmentations. The entry holds `flat`, and with a truth map
 /// (labels at the grid cells) the ARI, accuracy and boundary F1 of every
 /// segmentation, boundaries matched within `tolerance` cells.
 pub fn segment_grid_map(
@@ -45,7 +45,7 @@ pub fn segment_grid_map(
     dir: &Path,
     truth: Option<&Array2<i32>>,
     tolerance: usize,
-) -> Result<Value> {
+) -> Result<(Value, Segmentations)> {
     create_dir(dir)?;
     render::write_map_png(&dir.join("map.png"), map, None, upscale_for(map))?;
     let seg = segment_and_write(map, params, dir)?;
@@ -61,7 +61,7 @@ pub fn segment_grid_map(
         }
         entry["scores"] = Value::Object(scores);
     }
-    Ok(entry)
+    Ok((entry, seg))
 }
 
 /// `phyvae segment MAP --out DIR`.

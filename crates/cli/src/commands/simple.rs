@@ -32,7 +32,33 @@ pub fn threshold(cmd: ThresholdCommand) -> Result<()> {
 
 /// `phyvae synth two-phase|domains`: writes image.npy, truth.npy and PNGs of both.
 pub fn synth(a: &SynthArgs) -> Result<()> {
+    let mut params = None;
     let s = match a.kind {
+        SynthKind::Suite => {
+            let name = a.family.as_deref().unwrap_or_default();
+            let family = synth::Family::from_name(name).ok_or_else(|| {
+                phyvae_data::DataError::InvalidParameter {
+                    name: "family",
+                    value: name.to_string(),
+                    rule: "one of period, motif, grain-boundary, precipitate, three-phase, domains-180, domains-90, antiphase",
+                }
+            })?;
+            let img = synth::suite_image(family, a.seed, a.size)?;
+            let described: serde_json::Map<String, serde_json::Value> = img
+                .params
+                .describe()
+                .into_iter()
+                .map(|(k, v)| (k, json!(v)))
+                .collect();
+            params = Some(json!({
+                "family": family.name(),
+                "kind": format!("{:?}", family.kind()).to_lowercase(),
+                "seed": a.seed,
+                "size": a.size,
+                "params": described,
+            }));
+            img.synthetic
+        }
         SynthKind::TwoPhase => {
             synth::two_phase(&TwoPhaseParams::new().size(a.size).seed(a.seed).build()?)?
         }
@@ -45,6 +71,11 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
     io::write_npy_i32(&a.out.join("truth.npy"), s.truth.view())?;
     phyvae_report::render::write_grey_png(&a.out.join("image.png"), s.image.pixels.view())?;
     phyvae_report::render::write_labels_png(&a.out.join("truth.png"), s.truth.view(), 1)?;
+    if let Some(p) = &params {
+        let path = a.out.join("params.json");
+        std::fs::write(&path, serde_json::to_string_pretty(p)?)
+            .map_err(|source| crate::commands::OutputError { path, source })?;
+    }
     print_json(&json!({
         "image": a.out.join("image.npy"),
         "truth": a.out.join("truth.npy"),

@@ -23,12 +23,14 @@ use ndarray::{Array2, Axis};
 use phyvae_data::io;
 use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling, labels_at_patch_centres};
 use phyvae_imaging::physics::{sl1_map, sl2_map};
-use phyvae_imaging::visualize::VisualizeParams;
+use phyvae_imaging::visualize::{Segmentations, VisualizeParams};
 use phyvae_model::Device;
+use phyvae_model::auto::{self, AutoSettings, ImageFacts};
 use phyvae_model::config::{
     BetaSchedule, Combine, DecoderBackend, ModelConfig, ModelKind, PhysicsKind, PhysicsMode,
     TrainConfig,
 };
+use phyvae_model::diagnose::{Diagnosis, RunFacts, diagnose};
 use phyvae_model::infer::{
     LatentMaps, encode_patches_with_progress, latent_histogram, load_model, manifold2d, save_model,
 };
@@ -37,9 +39,12 @@ use phyvae_report::render;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::cli::{EncodeArgs, TrainArgs};
+use crate::cli::{EncodeArgs, PresetArg, TrainArgs};
 use crate::commands::{
-    OutputError, create_dir, print_json, report::write_report, segment::segment_grid_map,
+    OutputError, classical, create_dir, print_json,
+    report::write_report,
+    result::{self, MapResult},
+    segment::segment_grid_map,
 };
 use crate::input;
 use crate::progress::Progress;
@@ -79,10 +84,33 @@ impl Default for DataConfig {
     }
 }
 
+/// How the maps of a run are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// A VAE (`[model]`, `[train]`).
+    #[default]
+    Vae,
+    /// The classical baseline: sliding-window FFT magnitude, PCA, clustering.
+    Fft,
+}
+
+/// How the result segmentation is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResultConfig {
+    /// Classes of the result segmentation (`None`: chosen by the silhouette, 2 to 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
+}
+
 /// Everything that defines a run (written as `config.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
+    /// VAE or the classical baseline.
+    #[serde(default)]
+    pub method: Method,
     /// Patch cutting.
     pub data: DataConfig,
     /// Architecture.
@@ -91,6 +119,35 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Colour sigma of the bilateral denoising before segmentation.
     pub sigma_color: f64,
+    /// The result segmentation.
+    #[serde(default)]
+    pub result: ResultConfig,
+    /// What was measured on the image and chosen from it, with reasons (for
+    /// the record: `--config` uses the values above, not these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoSettings>,
+}
+
+/// The paper's settings (Biswas et al. 2023): window 48, step 8, k 0.1,
+/// hidden 128, 2 content latents, beta 0.1 to 1 over 50 epochs.
+fn paper_config() -> RunConfig {
+    let mut c = RunConfig {
+        sigma_color: 0.3,
+        ..RunConfig::default()
+    };
+    c.data.window = 48;
+    c.data.step = 8;
+    c.model.window = 48;
+    c.model.translation_prior = 0.1;
+    c.model.hidden = 128;
+    c.model.n_latent = 2;
+    c.train.epochs = 50;
+    c.train.beta = BetaSchedule::Ramp {
+        start: 0.1,
+        end: 1.0,
+        ramp_epochs: 50,
+    };
+    c
 }
 
 /// A bad option value: an invalid-parameter error (exit code 4).
@@ -138,8 +195,11 @@ fn parse_latents(text: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// The effective configuration: defaults, then `--config`, then explicit flags.
-fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
+/// The effective configuration: the preset (`auto`: measured on `img`;
+/// `paper`), or `--config`, then explicit flags.
+fn effective_config(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
+    let preset = a.preset.unwrap_or(PresetArg::Auto);
+    let mut auto_settings = None;
     let mut c = match &a.config {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -147,13 +207,31 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
             toml::from_str::<RunConfig>(&text)
                 .with_context(|| format!("{} is not a phyvae run configuration", p.display()))?
         }
-        None => RunConfig {
-            sigma_color: 0.3,
-            ..RunConfig::default()
-        },
+        None if preset == PresetArg::Paper => paper_config(),
+        None => {
+            let facts = ImageFacts::measure(img.pixels.view())?;
+            let s = auto::choose(&facts, a.window);
+            let mut c = RunConfig {
+                sigma_color: 0.3,
+                ..RunConfig::default()
+            };
+            c.data.window = s.window;
+            c.data.step = s.step;
+            c.model.translation_prior = s.shift_prior;
+            c.train.beta = BetaSchedule::Constant { beta: s.beta };
+            c.train.batch_size = s.batch;
+            c.train.lr = s.lr;
+            auto_settings = Some(s);
+            c
+        }
     };
     if let Some(v) = &a.model {
-        c.model.kind = parse_kind(v)?;
+        if v == "fft" {
+            c.method = Method::Fft;
+        } else {
+            c.method = Method::Vae;
+            c.model.kind = parse_kind(v)?;
+        }
     }
     if let Some(v) = a.n_latent {
         c.model.n_latent = v;
@@ -171,6 +249,9 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
     if let Some(v) = a.step {
         c.data.step = v;
     }
+    if let Some(v) = a.classes {
+        c.result.classes = Some(v);
+    }
     if a.per_patch_norm {
         c.data.per_patch_norm = true;
     }
@@ -178,7 +259,24 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
         levelling(v)?;
         c.data.level.clone_from(v);
     }
-    if let Some(v) = a.epochs {
+    if let Some(v) = a.batch {
+        c.train.batch_size = v;
+    }
+    // The length: --epochs, else --steps (or the automatic steps) as whole epochs.
+    let steps = a.steps.or_else(|| auto_settings.as_ref().map(|s| s.steps));
+    let epochs = match (a.epochs, steps) {
+        (Some(e), _) => Some(e),
+        (None, Some(steps)) => {
+            let grid = PatchGrid::new(img.rows(), img.cols(), c.data.window, c.data.step)?;
+            Some(auto::epochs_for_steps(
+                steps,
+                grid.len(),
+                c.train.batch_size,
+            ))
+        }
+        (None, None) => None,
+    };
+    if let Some(v) = epochs {
         c.train.epochs = v;
         // A ramp over "all epochs" follows the new epoch count.
         if a.beta.is_none()
@@ -186,9 +284,6 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
         {
             *ramp_epochs = (*ramp_epochs).min(v).max(1);
         }
-    }
-    if let Some(v) = a.batch {
-        c.train.batch_size = v;
     }
     if let Some(v) = a.lr {
         c.train.lr = v;
@@ -248,6 +343,12 @@ fn effective_config(a: &TrainArgs) -> Result<RunConfig> {
     }
     c.model.validate()?;
     c.train.validate(&c.model)?;
+    if let Some(k) = c.result.classes
+        && !(2..=16).contains(&k)
+    {
+        return Err(bad("classes", &k.to_string(), "between 2 and 16"));
+    }
+    c.auto = auto_settings;
     Ok(c)
 }
 
@@ -300,36 +401,51 @@ fn latent_names(m: &ModelConfig) -> Vec<String> {
     v
 }
 
-/// Writes latent maps, segmentations, manifold, histogram; returns per-map metrics.
-fn write_results(
+/// Writes the latent maps (`latents.npy`, `latents_sd.npy`) and the
+/// segmentation pipeline's outputs on every map; returns the per-map metrics
+/// and each map's segmentations.
+pub(crate) fn write_maps(
     out: &Path,
-    model: &phyvae_model::vae::Vae,
-    maps: &LatentMaps,
+    names: &[String],
+    mean: ndarray::ArrayView3<'_, f32>,
+    sd: Option<ndarray::ArrayView3<'_, f32>>,
     truth: Option<&Array2<i32>>,
     sigma_color: f64,
     progress: Progress,
-) -> Result<Value> {
-    io::write_npy_f32_3d(&out.join("latents.npy"), maps.mean.view())?;
+) -> Result<(Value, Vec<Segmentations>)> {
+    io::write_npy_f32_3d(&out.join("latents.npy"), mean)?;
     if let Some(t) = truth {
         io::write_npy_i32(&out.join("truth_grid.npy"), t.view())?;
     }
-    io::write_npy_f32_3d(&out.join("latents_sd.npy"), maps.sd.view())?;
-    let cfg = model.config();
-    let names = latent_names(cfg);
+    if let Some(sd) = sd {
+        io::write_npy_f32_3d(&out.join("latents_sd.npy"), sd)?;
+    }
     let params = VisualizeParams::new().sigma_color(sigma_color).build()?;
     let mut per_map = serde_json::Map::new();
+    let mut segs = Vec::with_capacity(names.len());
     let step = progress.bar("segmenting", names.len() as u64);
     for (c, name) in names.iter().enumerate() {
         step.message(name.clone());
-        let map: Array2<f32> = maps.mean.index_axis(Axis(2), c).to_owned();
+        let map: Array2<f32> = mean.index_axis(Axis(2), c).to_owned();
         let dir = out.join("segmentation").join(name);
-        let mut entry = segment_grid_map(map.view(), &params, &dir, truth, 1)?;
+        let (mut entry, seg) = segment_grid_map(map.view(), &params, &dir, truth, 1)?;
         entry["sl1"] = json!(sl1_map(map.view()).ok());
         entry["sl2"] = json!(sl2_map(map.view(), 1).ok());
         per_map.insert(name.clone(), entry);
+        segs.push(seg);
         step.bar().inc(1);
     }
     step.done();
+    Ok((Value::Object(per_map), segs))
+}
+
+/// Writes the manifold and the latent histogram of a trained model.
+fn write_model_figures(
+    out: &Path,
+    model: &phyvae_model::vae::Vae,
+    maps: &LatentMaps,
+) -> Result<()> {
+    let cfg = model.config();
     let manifold = manifold2d(model, MANIFOLD_D)?;
     io::write_npy_f32(&out.join("manifold.npy"), manifold.view())?;
     render::write_grey_png(&out.join("manifold.png"), manifold.view())?;
@@ -339,7 +455,20 @@ fn write_results(
         let counts = h.counts.mapv(|v| v as f32);
         io::write_npy_f32(&out.join("latent_hist.npy"), counts.view())?;
     }
-    Ok(Value::Object(per_map))
+    Ok(())
+}
+
+/// Says on stderr what the diagnosis found (always, even with `--quiet`:
+/// a failed run must not pass unnoticed).
+pub(crate) fn warn_diagnosis(d: &Diagnosis) {
+    for f in &d.findings {
+        eprintln!(
+            "warning: {}: {}. Try: {}.",
+            f.kind.title(),
+            f.message,
+            f.advice
+        );
+    }
 }
 
 fn read_truth(path: Option<&PathBuf>, grid: &PatchGrid) -> Result<Option<Array2<i32>>> {
@@ -439,11 +568,56 @@ fn encode_all(
     Ok(maps)
 }
 
+/// The first epoch (0-based) with the physics term on, `None` without one.
+fn physics_from(cfg: &RunConfig) -> Option<usize> {
+    (cfg.train.physics.kind != PhysicsKind::None).then(|| cfg.train.physics_warmup())
+}
+
+/// Writes `metrics.json`, then the report, then `metrics.json` again with
+/// the report's path; prints the metrics.
+pub(crate) fn finish_run(
+    out: &Path,
+    mut metrics: Value,
+    t0: Instant,
+    progress: Progress,
+) -> Result<()> {
+    let mpath = out.join("metrics.json");
+    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
+    let report = write_report(&[out.to_path_buf()], None, progress)?;
+    metrics["report"] = json!(report);
+    metrics["seconds"] = json!(t0.elapsed().as_secs_f64());
+    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
+    print_json(&metrics)
+}
+
+/// The run's common metrics.json fields.
+fn base_metrics(
+    a_image: &Path,
+    img: &phyvae_data::Image,
+    data: &DataConfig,
+    patches: &PatchSet,
+    names: &[String],
+    content: &[String],
+) -> Value {
+    json!({
+        "input": a_image,
+        "command": std::env::args().collect::<Vec<_>>(),
+        "image_shape": [img.rows(), img.cols()],
+        "pixel_size": pixel_size_json(img),
+        "window": data.window,
+        "step": data.step,
+        "grid": [patches.grid().gh(), patches.grid().gw()],
+        "patches": patches.len(),
+        "latents": names,
+        "content_latents": content,
+        "phyvae_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
 /// `phyvae train IMAGE --out DIR ...`.
 pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
     let img = read_input(&a.image, a.frame, a.dataset.as_deref(), progress)?;
-    create_dir(&a.out)?;
     let ckpt = a.out.join("checkpoint");
     let device = pick_device(&a.device)?;
     let cfg = if a.resume {
@@ -451,12 +625,16 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
             .context("--resume needs the config.toml of the interrupted run")?;
         toml::from_str::<RunConfig>(&text).context("config.toml of the interrupted run")?
     } else {
-        effective_config(a)?
+        effective_config(a, &img)?
     };
+    create_dir(&a.out)?;
     let patches = patches_for(&img, &cfg.data, &a.out, progress)?;
     let truth = read_truth(a.truth.as_ref(), patches.grid())?;
     if !a.resume {
         write_text(&a.out.join("config.toml"), &toml::to_string_pretty(&cfg)?)?;
+    }
+    if cfg.method == Method::Fft {
+        return classical::run(a, &img, &cfg, &patches, truth.as_ref(), t0, progress);
     }
     let mut trainer = if a.resume {
         Trainer::resume(&ckpt, &patches, &device)?
@@ -471,7 +649,7 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let mut snap_err: Option<anyhow::Error> = None;
     let train_start = Instant::now();
     let done_before = trainer.epochs_done();
-    trainer.run(&mut |e| match e {
+    let outcome = trainer.run(&mut |e| match e {
         TrainEvent::EpochStarted {
             epoch,
             epochs,
@@ -501,10 +679,25 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
             }
         }
         TrainEvent::CheckpointWritten { .. } => {}
-    })?;
+    });
     if let Some(b) = bar.take() {
         b.bar().finish_and_clear();
     }
+    let names = latent_names(&cfg.model);
+    let content: Vec<String> = names[cfg.model.kind.n_special()..].to_vec();
+    if let Err(phyvae_model::ModelError::Diverged { epoch, batch, what }) = &outcome {
+        // Say so in metrics.json too; no map is drawn from a diverged model.
+        let diagnosis = Diagnosis::diverged(*epoch, *batch, what);
+        warn_diagnosis(&diagnosis);
+        let mut metrics = base_metrics(&a.image, &img, &cfg.data, &patches, &names, &content);
+        metrics["diagnosis"] = serde_json::to_value(&diagnosis)?;
+        metrics["result"] = json!({ "map": null, "reason": "training diverged" });
+        write_text(
+            &a.out.join("metrics.json"),
+            &serde_json::to_string_pretty(&metrics)?,
+        )?;
+    }
+    outcome?;
     if let Some(e) = snap_err {
         return Err(e);
     }
@@ -515,42 +708,67 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let model = trainer.into_model();
     save_model(&model, &a.out, &serde_json::to_value(&cfg.data)?)?;
     let maps = encode_all(&model, &patches, progress)?;
-    let per_map = write_results(
+    let (per_map, segs) = write_maps(
         &a.out,
-        &model,
-        &maps,
+        &names,
+        maps.mean.view(),
+        Some(maps.sd.view()),
         truth.as_ref(),
         cfg.sigma_color,
         progress,
     )?;
+    write_model_figures(&a.out, &model, &maps)?;
+    let diagnosis = diagnose(
+        maps.mean.view(),
+        &RunFacts {
+            names: &names,
+            n_special: cfg.model.kind.n_special(),
+            history: &history,
+            physics_from_epoch: physics_from(&cfg),
+        },
+    );
+    warn_diagnosis(&diagnosis);
+    let active: Vec<usize> = diagnosis
+        .latents
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.content && l.active)
+        .map(|(i, _)| i)
+        .collect();
+    let candidates: Vec<MapResult<'_>> = active
+        .iter()
+        .map(|&i| MapResult {
+            name: &names[i],
+            seg: &segs[i],
+        })
+        .collect();
+    let result = result::pick(
+        &a.out,
+        &candidates,
+        cfg.result.classes,
+        cfg.train.seed,
+        truth.as_ref(),
+        &per_map,
+        "no content latent carries information (see the diagnosis)",
+    )?;
     let patches_seen = epochs_run * patches.len();
-    let mut metrics = json!({
-        "input": a.image,
-        "command": std::env::args().collect::<Vec<_>>(),
-        "image_shape": [img.rows(), img.cols()],
-        "pixel_size": pixel_size_json(&img),
-        "window": cfg.data.window,
-        "step": cfg.data.step,
-        "grid": [patches.grid().gh(), patches.grid().gw()],
-        "patches": patches.len(),
-        "latents": latent_names(model.config()),
-        "parameters": model.store().num_params(),
-        "epochs": history.len(),
-        "final": history.last(),
-        "training_seconds": train_secs,
-        "patches_per_second": if train_secs > 0.0 { patches_seen as f64 / train_secs } else { 0.0 },
-        "maps": per_map,
-        "seconds": t0.elapsed().as_secs_f64(),
-        "device": device_name(&device),
-        "phyvae_version": env!("CARGO_PKG_VERSION"),
+    let mut metrics = base_metrics(&a.image, &img, &cfg.data, &patches, &names, &content);
+    metrics["parameters"] = json!(model.store().num_params());
+    metrics["epochs"] = json!(history.len());
+    metrics["steps"] = json!(history.len() * patches.len().div_ceil(cfg.train.batch_size));
+    metrics["final"] = json!(history.last());
+    metrics["training_seconds"] = json!(train_secs);
+    metrics["patches_per_second"] = json!(if train_secs > 0.0 {
+        patches_seen as f64 / train_secs
+    } else {
+        0.0
     });
-    let mpath = a.out.join("metrics.json");
-    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
-    let report = write_report(std::slice::from_ref(&a.out), None, progress)?;
-    metrics["report"] = json!(report);
-    metrics["seconds"] = json!(t0.elapsed().as_secs_f64());
-    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
-    print_json(&metrics)
+    metrics["maps"] = per_map;
+    metrics["diagnosis"] = serde_json::to_value(&diagnosis)?;
+    metrics["result"] = result;
+    metrics["settings"] = json!(cfg.auto);
+    metrics["device"] = json!(device_name(&device));
+    finish_run(&a.out, metrics, t0, progress)
 }
 
 /// `phyvae encode --model DIR IMAGE --out DIR2`.
@@ -563,31 +781,60 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let cfg: Option<RunConfig> = std::fs::read_to_string(a.model.join("config.toml"))
         .ok()
         .and_then(|t| toml::from_str(&t).ok());
-    let sigma_color = cfg.map_or(0.3, |c| c.sigma_color);
+    let sigma_color = cfg.as_ref().map_or(0.3, |c| c.sigma_color);
+    let classes = cfg.as_ref().and_then(|c| c.result.classes);
+    let seed = cfg.as_ref().map_or(0, |c| c.train.seed);
     let img = read_input(&a.image, a.frame, a.dataset.as_deref(), progress)?;
     create_dir(&a.out)?;
     let patches = patches_for(&img, &data, &a.out, progress)?;
     let truth = read_truth(a.truth.as_ref(), patches.grid())?;
     let maps = encode_all(&model, &patches, progress)?;
-    let per_map = write_results(&a.out, &model, &maps, truth.as_ref(), sigma_color, progress)?;
-    let mut metrics = json!({
-        "input": a.image,
-        "command": std::env::args().collect::<Vec<_>>(),
-        "model": a.model,
-        "image_shape": [img.rows(), img.cols()],
-        "pixel_size": pixel_size_json(&img),
-        "window": data.window,
-        "step": data.step,
-        "grid": [patches.grid().gh(), patches.grid().gw()],
-        "patches": patches.len(),
-        "latents": latent_names(model.config()),
-        "maps": per_map,
-        "seconds": t0.elapsed().as_secs_f64(),
-    });
-    let mpath = a.out.join("metrics.json");
-    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
-    let report = write_report(std::slice::from_ref(&a.out), None, progress)?;
-    metrics["report"] = json!(report);
-    write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
-    print_json(&metrics)
+    let names = latent_names(model.config());
+    let n_special = model.config().kind.n_special();
+    let content: Vec<String> = names[n_special..].to_vec();
+    let (per_map, segs) = write_maps(
+        &a.out,
+        &names,
+        maps.mean.view(),
+        Some(maps.sd.view()),
+        truth.as_ref(),
+        sigma_color,
+        progress,
+    )?;
+    write_model_figures(&a.out, &model, &maps)?;
+    let diagnosis = diagnose(
+        maps.mean.view(),
+        &RunFacts {
+            names: &names,
+            n_special,
+            history: &[],
+            physics_from_epoch: None,
+        },
+    );
+    warn_diagnosis(&diagnosis);
+    let candidates: Vec<MapResult<'_>> = diagnosis
+        .latents
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.content && l.active)
+        .map(|(i, _)| MapResult {
+            name: &names[i],
+            seg: &segs[i],
+        })
+        .collect();
+    let result = result::pick(
+        &a.out,
+        &candidates,
+        classes,
+        seed,
+        truth.as_ref(),
+        &per_map,
+        "no content latent varies across this image (see the diagnosis)",
+    )?;
+    let mut metrics = base_metrics(&a.image, &img, &data, &patches, &names, &content);
+    metrics["model"] = json!(a.model);
+    metrics["maps"] = per_map;
+    metrics["diagnosis"] = serde_json::to_value(&diagnosis)?;
+    metrics["result"] = result;
+    finish_run(&a.out, metrics, t0, progress)
 }

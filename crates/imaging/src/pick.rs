@@ -1,0 +1,327 @@
+//! The unsupervised pick: which map and which segmentation a run presents as
+//! its result, chosen without any truth.
+//!
+//! - [`separability`]: Otsu's criterion `eta = sigma_B^2 / sigma_T^2`, the
+//!   between-class variance of a labelling over the total variance of the
+//!   values (Otsu 1979, "A threshold selection method from gray-level
+//!   histograms", IEEE Trans. SMC 9(1), eq. 12). It is 1 for a map made of
+//!   flat regions and near 0.64 (= 2/pi) for a Gaussian cut at its mean, so it
+//!   says how clearly a map splits into phases.
+//! - [`cluster_maps`]: the result segmentation, a clustering of one or more
+//!   co-registered maps (the content latents, or the principal components of
+//!   the classical baseline) by k-means; the number of classes is given, or
+//!   chosen between 2 and [`MAX_AUTO_CLASSES`] by the mean silhouette
+//!   (Rousseeuw 1987, "Silhouettes: a graphical aid to the interpretation and
+//!   validation of cluster analysis", J. Comput. Appl. Math. 20, 53-65) on at
+//!   most [`SILHOUETTE_SAMPLES`] cells taken at a fixed stride. (The BIC of a
+//!   Gaussian mixture over-splits here: a phase's latent values are not
+//!   Gaussian, and BIC then adds components to describe one phase's shape.)
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::cluster::kmeans;
+use crate::error::ImagingError;
+use crate::{Real, Result};
+
+/// The most classes the automatic choice considers.
+pub const MAX_AUTO_CLASSES: usize = 4;
+/// k-means restarts of the result clustering.
+const N_INIT: usize = 8;
+/// Most cells the silhouette is computed on (it costs `O(n^2)`).
+pub const SILHOUETTE_SAMPLES: usize = 2000;
+/// A larger class count must raise the mean silhouette by this much to be chosen.
+pub const SILHOUETTE_MARGIN: f64 = 0.02;
+
+/// Otsu's separability `eta` of `labels` on `values` (same shape): the
+/// between-class variance over the total variance, in `[0, 1]`; 0 for a
+/// constant map or a single class.
+///
+/// # Errors
+/// [`ImagingError::ShapeMismatch`] when the shapes differ.
+pub fn separability<T: Real>(
+    values: ArrayView2<'_, T>,
+    labels: ArrayView2<'_, i32>,
+) -> Result<f64> {
+    if values.dim() != labels.dim() {
+        return Err(ImagingError::ShapeMismatch {
+            what: "values vs labels",
+            expected: vec![values.nrows(), values.ncols()],
+            found: vec![labels.nrows(), labels.ncols()],
+        });
+    }
+    let n = values.len();
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let mut sums: Vec<(i32, f64, usize)> = Vec::new();
+    let (mut total, mut total_sq) = (0.0f64, 0.0f64);
+    for (&v, &l) in values.iter().zip(labels.iter()) {
+        let v = v.f64();
+        total += v;
+        total_sq += v * v;
+        match sums.iter_mut().find(|(k, _, _)| *k == l) {
+            Some(e) => {
+                e.1 += v;
+                e.2 += 1;
+            }
+            None => sums.push((l, v, 1)),
+        }
+    }
+    let nf = n as f64;
+    let mean = total / nf;
+    let var_t = total_sq / nf - mean * mean;
+    if var_t <= f64::EPSILON * mean.abs().max(1.0) || sums.len() < 2 {
+        return Ok(0.0);
+    }
+    let var_b: f64 = sums
+        .iter()
+        .map(|&(_, s, c)| {
+            let m = s / c as f64;
+            c as f64 / nf * (m - mean) * (m - mean)
+        })
+        .sum();
+    Ok((var_b / var_t).clamp(0.0, 1.0))
+}
+
+/// A clustering of maps into classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clustered {
+    /// Labels `0..classes` on the maps' grid (0 the largest class).
+    pub labels: Array2<i32>,
+    /// Number of classes.
+    pub classes: usize,
+    /// Whether `classes` was chosen by the silhouette (false: given).
+    pub chosen: bool,
+    /// Mean silhouette of the result (on the sampled cells), in `[-1, 1]`.
+    pub silhouette: f64,
+}
+
+/// Clusters the cells of `maps` (each `gh x gw`, at least one) into `classes`
+/// classes by k-means on the per-cell vectors of map values, as they are (the
+/// caller scales them: the pipeline's denoised maps lie in `[0, 1]`; principal
+/// component scores keep their variances). A constant map is left out. With `classes = None`
+/// the number is the one in `2..=MAX_AUTO_CLASSES` with the highest mean
+/// silhouette, a larger count winning only by more than
+/// [`SILHOUETTE_MARGIN`]. Deterministic for a given `seed`.
+///
+/// # Errors
+/// [`ImagingError::EmptyImage`] without maps or cells,
+/// [`ImagingError::ShapeMismatch`] when the maps differ in shape,
+/// [`ImagingError::InvalidParameter`] for `classes` below 2, and the errors of
+/// [`kmeans`].
+pub fn cluster_maps(
+    maps: &[ArrayView2<'_, f32>],
+    classes: Option<usize>,
+    seed: u64,
+) -> Result<Clustered> {
+    let first = maps
+        .first()
+        .ok_or(ImagingError::EmptyImage { rows: 0, cols: 0 })?;
+    let (gh, gw) = first.dim();
+    if gh * gw == 0 {
+        return Err(ImagingError::EmptyImage { rows: gh, cols: gw });
+    }
+    for m in maps {
+        if m.dim() != (gh, gw) {
+            return Err(ImagingError::ShapeMismatch {
+                what: "maps to cluster",
+                expected: vec![gh, gw],
+                found: vec![m.nrows(), m.ncols()],
+            });
+        }
+    }
+    if let Some(k) = classes
+        && k < 2
+    {
+        return Err(ImagingError::InvalidParameter {
+            name: "classes",
+            value: k.to_string(),
+            rule: "at least 2",
+        });
+    }
+    let n = gh * gw;
+    let columns: Vec<Vec<f64>> = maps
+        .iter()
+        .map(|m| m.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>())
+        .filter(|v| {
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                });
+            hi - lo > 0.0
+        })
+        .collect();
+    if columns.is_empty() {
+        return Ok(Clustered {
+            labels: Array2::zeros((gh, gw)),
+            classes: 1,
+            chosen: false,
+            silhouette: 0.0,
+        });
+    }
+    let d = columns.len();
+    let x = Array2::from_shape_fn((n, d), |(i, j)| columns[j][i]);
+    let stride = n.div_ceil(SILHOUETTE_SAMPLES).max(1);
+    let sample: Vec<usize> = (0..n).step_by(stride).collect();
+    let fit = |k: usize| -> Result<(Vec<usize>, f64)> {
+        let km = kmeans(x.view(), k.min(n), N_INIT, seed)?;
+        let s = mean_silhouette(&x, &km.labels, &sample);
+        Ok((km.labels, s))
+    };
+    let (k, (labels, silhouette), chosen) = match classes {
+        Some(k) => (k.min(n), fit(k)?, false),
+        None => {
+            let mut best = (2, fit(2)?);
+            for k in 3..=MAX_AUTO_CLASSES.min(n) {
+                let f = fit(k)?;
+                if f.1 > best.1.1 + SILHOUETTE_MARGIN {
+                    best = (k, f);
+                }
+            }
+            (best.0, best.1, true)
+        }
+    };
+    let labels = Array2::from_shape_fn((gh, gw), |(r, c)| labels[r * gw + c] as i32);
+    Ok(Clustered {
+        labels,
+        classes: k,
+        chosen,
+        silhouette,
+    })
+}
+
+/// Mean silhouette over the `sample` rows of `x` (Euclidean distances, only
+/// sampled points as neighbours); a point alone in its class scores 0.
+fn mean_silhouette(x: &Array2<f64>, labels: &[usize], sample: &[usize]) -> f64 {
+    let k = labels.iter().copied().max().map_or(0, |m| m + 1);
+    if k < 2 || sample.is_empty() {
+        return 0.0;
+    }
+    let mut total = 0.0;
+    let mut sums = vec![0.0f64; k];
+    let mut counts = vec![0usize; k];
+    for &i in sample {
+        sums.iter_mut().for_each(|s| *s = 0.0);
+        counts.iter_mut().for_each(|c| *c = 0);
+        let xi = x.row(i);
+        for &j in sample {
+            if j == i {
+                continue;
+            }
+            let dist = xi
+                .iter()
+                .zip(x.row(j).iter())
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+                .sqrt();
+            sums[labels[j]] += dist;
+            counts[labels[j]] += 1;
+        }
+        let own = labels[i];
+        if counts[own] == 0 {
+            continue;
+        }
+        let a = sums[own] / counts[own] as f64;
+        let b = (0..k)
+            .filter(|&c| c != own && counts[c] > 0)
+            .map(|c| sums[c] / counts[c] as f64)
+            .fold(f64::INFINITY, f64::min);
+        if b.is_finite() {
+            let m = a.max(b);
+            if m > 0.0 {
+                total += (b - a) / m;
+            }
+        }
+    }
+    total / sample.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn separability_of_two_flat_regions_is_one() {
+        let v = array![[0.0f32, 0.0, 1.0, 1.0]];
+        let l = array![[0, 0, 1, 1]];
+        assert!((separability(v.view(), l.view()).unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn separability_by_hand() {
+        // Values 0, 1, 2, 3 split {0, 1} | {2, 3}: class means 0.5 and 2.5,
+        // overall 1.5: sigma_B^2 = 1; sigma_T^2 = (2.25 + 0.25) * 2 / 4 = 1.25.
+        let v = array![[0.0f32, 1.0, 2.0, 3.0]];
+        let l = array![[0, 0, 1, 1]];
+        assert!((separability(v.view(), l.view()).unwrap() - 0.8).abs() < 1e-12);
+        // One class, or a constant map: 0.
+        let one = array![[0, 0, 0, 0]];
+        assert_eq!(separability(v.view(), one.view()).unwrap(), 0.0);
+        let flat = array![[2.0f32, 2.0, 2.0, 2.0]];
+        assert_eq!(separability(flat.view(), l.view()).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn separability_checks_shapes() {
+        let v = array![[0.0f32, 1.0]];
+        let l = array![[0], [1]];
+        assert!(matches!(
+            separability(v.view(), l.view()),
+            Err(ImagingError::ShapeMismatch { .. })
+        ));
+    }
+
+    /// A `16 x 16` map with `k` vertical bands of values `0, 10, 20, ...` plus
+    /// a small deterministic ripple.
+    fn bands(k: usize) -> Array2<f32> {
+        Array2::from_shape_fn((16, 16), |(r, c)| {
+            (c * k / 16) as f32 * 10.0 + 0.3 * ((r * 7 + c * 3) % 5) as f32
+        })
+    }
+
+    #[test]
+    fn clustering_recovers_bands_and_the_silhouette_counts_them() {
+        for k in [2, 3] {
+            let m = bands(k);
+            let given = cluster_maps(&[m.view()], Some(k), 1).unwrap();
+            let chosen = cluster_maps(&[m.view()], None, 1).unwrap();
+            assert!(chosen.chosen);
+            assert_eq!(chosen.classes, k);
+            for c in [given, chosen] {
+                // Cells of one band share a label; different bands differ.
+                for r in 0..16 {
+                    for col in 0..16 {
+                        let band = col * k / 16;
+                        let other = (0..16).find(|&x| x * k / 16 == band).unwrap_or(0);
+                        assert_eq!(c.labels[[r, col]], c.labels[[0, other]]);
+                    }
+                }
+                let distinct: std::collections::BTreeSet<i32> = c.labels.iter().copied().collect();
+                assert_eq!(distinct.len(), k);
+            }
+        }
+    }
+
+    #[test]
+    fn constant_maps_give_one_class_and_bad_input_errors() {
+        let flat = Array2::<f32>::zeros((4, 4));
+        let c = cluster_maps(&[flat.view()], None, 0).unwrap();
+        assert_eq!(c.classes, 1);
+        assert!(c.labels.iter().all(|&l| l == 0));
+        assert!(matches!(
+            cluster_maps(&[], None, 0),
+            Err(ImagingError::EmptyImage { .. })
+        ));
+        let other = Array2::<f32>::zeros((3, 4));
+        assert!(matches!(
+            cluster_maps(&[flat.view(), other.view()], None, 0),
+            Err(ImagingError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            cluster_maps(&[flat.view()], Some(1), 0),
+            Err(ImagingError::InvalidParameter { .. })
+        ));
+    }
+}
