@@ -108,7 +108,7 @@ for r in $(seq 1 "$rounds"); do
     log "round $r: phyvae train, $m, one epoch"
     loadavg >"$rd/load_before_$m"
     # shellcheck disable=SC2046
-    if ! "$bin" train "$work/image512/image.npy" --out "$rd/$m" --epochs 1 --batch 64 \
+    if ! "$bin" train "$work/image512/image.npy" --out "$rd/$m" --preset paper --epochs 1 --batch 64 \
           --window 48 --step 8 --seed 0 $(mode_args "$m") >"$rd/$m.log" 2>&1; then
       echo "phyvae train $m failed; see $rd/$m.log" >&2
       tail -20 "$rd/$m.log" >&2
@@ -128,7 +128,7 @@ mem="$work/memory"
 mkdir -p "$mem"
 log "memory: phyvae synth domains --size $mem_size"
 "$bin" synth domains --size "$mem_size" --seed 0 --out "$mem/image" >/dev/null
-train=("$bin" train "$mem/image/image.npy" --out "$mem/run" --epochs 1 --batch 64 --window 48
+train=("$bin" train "$mem/image/image.npy" --out "$mem/run" --preset paper --epochs 1 --batch 64 --window 48
        --step 8 --physics sl1 --mode faithful --seed 0)
 log "memory: phyvae train (SL1 faithful), killed after ${mem_seconds}s"
 echo "load average before the memory run: $(loadavg)" >>"$work/machine.txt"

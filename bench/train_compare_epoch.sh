@@ -41,7 +41,7 @@ for mode in shvae sl1 sl2; do
     --out "$work/ref-$mode" "${ref[@]}" --epochs 1 --threads "$threads" --batch-size 64 \
     --seed 0 >"$work/ref-$mode.log" 2>&1
   ref_s=$(sed -n 's/^epoch 1\/1 .* time \([0-9.]*\)s.*/\1/p' "$work/ref-$mode.log")
-  "$bin" train "$work/image/image.npy" --out "$work/phyvae-$mode" --epochs 1 --batch 64 \
+  "$bin" train "$work/image/image.npy" --out "$work/phyvae-$mode" --preset paper --epochs 1 --batch 64 \
     --window 48 --step 8 --seed 0 "${ours[@]}" >"$work/phyvae-$mode.log" 2>&1
   python3 - "$work/phyvae-$mode/metrics.json" "$ref_s" "$label" <<'PY'
 import json, sys

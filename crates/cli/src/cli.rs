@@ -18,8 +18,6 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Main job on one image: patch grid, per-patch maps, segmentations, pictures.
-    Run(RunArgs),
     /// Train a shift-invariant VAE (sh-VAE) or phy-VAE on the patches of one
     /// image; write the model, latent maps, segmentations, history and metrics.
     Train(Box<TrainArgs>),
@@ -49,41 +47,6 @@ pub enum Command {
     Info(InfoArgs),
     /// Writes one image of a file as a float32 NPY.
     Convert(ConvertArgs),
-}
-
-/// Arguments of `phyvae run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Input image (.npy, .tif/.tiff, .png, SPIEPy .dat).
-    pub image: PathBuf,
-    /// Output folder (created).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Frame or page of a multi-image file (0-based).
-    #[arg(long)]
-    pub frame: Option<usize>,
-    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
-    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Patch window in px.
-    #[arg(long, default_value_t = 48)]
-    pub window: usize,
-    /// Patch step in px.
-    #[arg(long, default_value_t = 8)]
-    pub step: usize,
-    /// Background levelling before scaling (STM topographs need `plane` or `plane-lines`).
-    #[arg(long, value_enum, default_value_t = LevellingArg::None)]
-    pub level: LevellingArg,
-    /// Colour sigma of the bilateral denoising before segmentation.
-    #[arg(long, default_value_t = 0.3, allow_negative_numbers = true)]
-    pub sigma_color: f64,
-    /// Truth map (per pixel of the image, integer labels) to score the segmentations against.
-    #[arg(long)]
-    pub truth: Option<PathBuf>,
-    /// Boundary tolerance in grid cells for the boundary F1 score.
-    #[arg(long, default_value_t = 1)]
-    pub tolerance: usize,
 }
 
 /// Arguments of `phyvae report`.
@@ -121,17 +84,6 @@ pub struct ConvertArgs {
     /// `phyvae info` lists it, e.g. /Data/Image/<id>.
     #[arg(long)]
     pub dataset: Option<String>,
-}
-
-/// Levelling choices.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LevellingArg {
-    /// Raw values.
-    None,
-    /// Subtract the least-squares plane.
-    Plane,
-    /// Subtract the plane, then each scan line's median.
-    PlaneLines,
 }
 
 /// `phyvae filter ...`

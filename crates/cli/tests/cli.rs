@@ -304,57 +304,6 @@ fn patches_of_bundled_images() {
 }
 
 #[test]
-fn run_scores_a_synthetic_image_against_its_truth() {
-    let d = tmp();
-    ok(&[
-        "synth",
-        "two-phase",
-        "--size",
-        "192",
-        "--seed",
-        "5",
-        "--out",
-        s(d.path()),
-    ]);
-    let out = d.path().join("run");
-    let img = d.path().join("image.npy");
-    let truth = d.path().join("truth.npy");
-    let j = ok(&[
-        "run",
-        s(&img),
-        "--out",
-        s(&out),
-        "--truth",
-        s(&truth),
-        "--window",
-        "32",
-        "--step",
-        "8",
-    ]);
-    assert_eq!(j["grid"], serde_json::json!([21, 21]));
-    for map in ["patch_mean", "patch_std"] {
-        for seg in ["otsu", "multiotsu3", "multiotsu4", "chanvese"] {
-            let sc = &j["segmentations"][map]["scores"][seg];
-            for key in ["ari", "accuracy", "boundary_f1"] {
-                let v = sc[key].as_f64().unwrap();
-                assert!((-1.0..=1.0).contains(&v), "{map} {seg} {key} = {v}");
-            }
-            assert!(
-                out.join("segmentation")
-                    .join(map)
-                    .join(format!("{seg}.npy"))
-                    .is_file()
-            );
-        }
-    }
-    let (_, shape, _) = npy(&out.join("maps.npy"));
-    assert_eq!(shape, vec![21, 21, 2]);
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["patches"], 441);
-}
-
-#[test]
 fn missing_input_names_the_file() {
     let err = fails(
         &["filter", "scharr", "/nonexistent/in.npy", "/tmp/out.npy"],
@@ -432,7 +381,17 @@ fn constant_image_is_refused_by_run() {
         .unwrap()
         .write_image_data(&[7u8; 64 * 64])
         .unwrap();
-    let err = fails(&["run", s(&p), "--out", s(&d.path().join("o"))], 4);
+    let err = fails(
+        &[
+            "train",
+            s(&p),
+            "--out",
+            s(&d.path().join("o")),
+            "--model",
+            "fft",
+        ],
+        4,
+    );
     assert!(err.contains("constant"), "{err}");
 }
 

@@ -102,6 +102,8 @@ fn train_writes_a_report_with_every_section_and_decodable_images() {
     assert_eq!(m["report"].as_str(), Some(s(&report)));
     let html = std::fs::read_to_string(&report).unwrap();
     for id in [
+        "diagnosis",
+        "result",
         "run",
         "input",
         "latents",
@@ -119,9 +121,19 @@ fn train_writes_a_report_with_every_section_and_decodable_images() {
     // Self-contained: no external resource, no script.
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
     let imgs = images(&html);
-    // 2 input + 4 latent maps + 2 content maps x (denoised + 4 x (own + overlay))
-    // + manifold + density + loss curves + 2 evolution strips + truth vs best.
-    assert_eq!(imgs.len(), 2 + 4 + 2 * 9 + 2 + 1 + 2 + 1);
+    // Content maps that carry information are segmented; the others are not.
+    let active = m["diagnosis"]["latents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["content"] == true && l["active"] == true)
+        .count();
+    // The result: its map, labels and overlay, when the run names one.
+    let result = if m["result"]["map"].is_string() { 3 } else { 0 };
+    // 2 input + 4 latent maps + active content maps x (denoised + 4 x (own +
+    // overlay)) + manifold + density + loss curves + 2 evolution strips + truth
+    // vs best + the result.
+    assert_eq!(imgs.len(), 2 + 4 + active * 9 + 2 + 1 + 2 + 1 + result);
     for im in &imgs {
         assert!(im.width > 0 && im.height > 0);
         assert_eq!(png_size(&im.png), (im.width, im.height));

@@ -264,6 +264,19 @@ mod tests {
     }
 
     #[test]
+    fn silhouette_by_hand() {
+        // Points 0, 1, 10, 11 in two classes. Point 0: a = 1, b = (10 + 11) / 2
+        // = 10.5, s = 9.5 / 10.5; point 1: a = 1, b = (9 + 10) / 2 = 9.5,
+        // s = 8.5 / 9.5; points 10 and 11 mirror them.
+        let x = Array2::from_shape_vec((4, 1), vec![0.0, 1.0, 10.0, 11.0]).unwrap();
+        let s = mean_silhouette(&x, &[0, 0, 1, 1], &[0, 1, 2, 3]);
+        let expected = (9.5 / 10.5 + 8.5 / 9.5) / 2.0;
+        assert!((s - expected).abs() < 1e-12, "{s} vs {expected}");
+        // One class: 0.
+        assert_eq!(mean_silhouette(&x, &[0, 0, 0, 0], &[0, 1, 2, 3]), 0.0);
+    }
+
+    #[test]
     fn separability_checks_shapes() {
         let v = array![[0.0f32, 1.0]];
         let l = array![[0], [1]];

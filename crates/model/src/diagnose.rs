@@ -155,7 +155,12 @@ impl Diagnosis {
     }
 }
 
+/// Variance, range and largest `|value|` of a map; all NaN when a value is
+/// not finite.
 fn stats(map: ndarray::ArrayView2<'_, f32>) -> (f64, f64, f64) {
+    if map.iter().any(|v| !v.is_finite()) {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
     let n = map.len().max(1) as f64;
     let (mut lo, mut hi, mut s, mut q) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
     for &v in map {
@@ -182,7 +187,9 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
     for (c, map) in means.axis_iter(Axis(2)).enumerate() {
         let (variance, range, absmax) = stats(map);
         non_finite |= !variance.is_finite() || !range.is_finite();
-        largest = largest.max(absmax);
+        if absmax.is_finite() {
+            largest = largest.max(absmax);
+        }
         let name = run.names.get(c).cloned().unwrap_or_else(|| format!("#{c}"));
         latents.push(LatentFacts {
             name,
@@ -230,7 +237,9 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
     }
     let content: Vec<&LatentFacts> = latents.iter().filter(|l| l.content).collect();
     let any_active = content.iter().any(|l| l.active);
-    if !content.is_empty() && !any_active && !non_finite {
+    // A run that ran away or diverged has flat maps for that reason alone.
+    let broken = !findings.is_empty();
+    if !content.is_empty() && !any_active && !broken {
         let kl: Vec<String> = content
             .iter()
             .map(|l| match l.kl {

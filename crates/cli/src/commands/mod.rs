@@ -5,7 +5,6 @@ mod filter;
 mod physics;
 pub mod report;
 pub mod result;
-mod run;
 pub mod segment;
 mod simple;
 pub mod train;
@@ -30,7 +29,6 @@ pub struct OutputError {
 pub fn dispatch(cli: Cli) -> Result<()> {
     let progress = Progress::new(cli.quiet);
     match cli.command {
-        Command::Run(a) => run::run(&a, progress),
         Command::Train(a) => train::train(&a, progress),
         Command::Encode(a) => train::encode(&a, progress),
         Command::Report(a) => report::run(&a, progress),

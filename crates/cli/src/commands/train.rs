@@ -348,7 +348,10 @@ fn effective_config(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig
     {
         return Err(bad("classes", &k.to_string(), "between 2 and 16"));
     }
-    c.auto = auto_settings;
+    // A run made from --config keeps the record of what its settings came from.
+    if auto_settings.is_some() {
+        c.auto = auto_settings;
+    }
     Ok(c)
 }
 

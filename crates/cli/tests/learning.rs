@@ -1,0 +1,261 @@
+//! End-to-end tests of what a run says about itself: settings measured on the
+//! image, the diagnosis of failed runs (posterior collapse, flattening by the
+//! physics term, a run that ran away), the unsupervised result, and the
+//! classical FFT baseline.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{ok, phyvae, s};
+
+use serde_json::Value;
+use std::path::Path;
+
+/// A 128 x 128 synthetic two-phase image (12 px square lattice beside a
+/// 14 px perovskite) and its truth map in `dir`.
+fn two_phase(dir: &Path) {
+    common::synth("two-phase", 128, 3, dir);
+}
+
+/// The same at 256 x 256 px.
+fn two_phase_256(dir: &Path) {
+    common::synth("two-phase", 256, 3, dir);
+}
+
+fn metrics(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+fn kinds(m: &Value) -> Vec<String> {
+    m["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs `phyvae train` and returns (metrics.json, stderr, report.html).
+fn train(img: &Path, out: &Path, extra: &[&str]) -> (Value, String, String) {
+    let mut args = vec!["train", s(img), "--out", s(out), "--snapshot-every", "0"];
+    args.extend(extra);
+    let o = phyvae(&args);
+    assert!(
+        o.status.success(),
+        "phyvae {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    (
+        metrics(out),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        report,
+    )
+}
+
+#[test]
+fn settings_come_from_the_lattice_and_flags_win() {
+    let d = tempfile::tempdir().unwrap();
+    two_phase(d.path());
+    let img = d.path().join("image.npy");
+    // Two lattices of 12 and 14 px: the cell is one of them, and the window
+    // holds about two cells; the step is a quarter of it, and the shift prior
+    // half a cell per unit: cell / window.
+    let a = d.path().join("a");
+    let (m, _, report) = train(&img, &a, &["--steps", "20", "--hidden", "16"]);
+    let cell = m["settings"]["facts"]["cell_px"].as_f64().unwrap();
+    assert!(
+        (cell - 12.0).abs() < 0.5 || (cell - 14.0).abs() < 0.5,
+        "cell {cell}"
+    );
+    let window = m["window"].as_u64().unwrap() as f64;
+    assert!((window - 2.0 * cell).abs() <= 2.0, "window {window}");
+    let window = window as u64;
+    assert_eq!(m["step"].as_u64().unwrap(), window / 4);
+    let config = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    let cfg: toml::Table = config.parse().unwrap();
+    let k = cfg["model"]["translation_prior"].as_float().unwrap();
+    assert!((k - cell / window as f64).abs() < 1e-3, "k {k}");
+    assert_eq!(cfg["train"]["beta"]["type"].as_str(), Some("constant"));
+    // 20 steps over ceil(patches / 16) batches per epoch: whole epochs.
+    let batches = m["patches"].as_u64().unwrap().div_ceil(16);
+    assert_eq!(
+        m["epochs"].as_u64().unwrap(),
+        20u64.div_ceil(batches).max(1)
+    );
+    // Every choice has a reason, in config.toml and in the report.
+    assert!(config.contains("reason"), "{config}");
+    assert!(report.contains("Settings taken from the image"));
+    assert!(report.contains("data.window"));
+
+    // A window on the command line wins; step and shift prior follow it.
+    let b = d.path().join("b");
+    let (m, _, _) = train(
+        &img,
+        &b,
+        &["--steps", "5", "--hidden", "16", "--window", "20"],
+    );
+    assert_eq!(m["window"], 20);
+    assert_eq!(m["step"], 5);
+
+    // The paper's preset: window 48, step 8, k 0.1, beta 0.1 to 1, 50 epochs
+    // (checked on the written configuration; two epochs are trained here).
+    let c = d.path().join("c");
+    let (m, _, _) = train(
+        &img,
+        &c,
+        &["--preset", "paper", "--hidden", "16", "--epochs", "1"],
+    );
+    assert_eq!(
+        (m["window"].as_u64(), m["step"].as_u64()),
+        (Some(48), Some(8))
+    );
+    let cfg: toml::Table = std::fs::read_to_string(c.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((cfg["model"]["translation_prior"].as_float().unwrap() - 0.1).abs() < 1e-6);
+    assert_eq!(cfg["train"]["beta"]["type"].as_str(), Some("ramp"));
+    assert!(
+        cfg.get("auto").is_none(),
+        "the paper preset measures nothing"
+    );
+}
+
+#[test]
+fn a_collapsed_run_says_so_and_names_no_result() {
+    let d = tempfile::tempdir().unwrap();
+    two_phase(d.path());
+    let img = d.path().join("image.npy");
+    let truth = d.path().join("truth.npy");
+    let out = d.path().join("run");
+    // A KL weight of 200 makes any information in a latent cost more than
+    // it can save in reconstruction: every posterior is pushed to the prior.
+    let (m, stderr, report) = train(
+        &img,
+        &out,
+        &["--beta", "200", "--steps", "150", "--truth", s(&truth)],
+    );
+    assert_eq!(kinds(&m), vec!["collapsed"], "{}", m["diagnosis"]);
+    assert_eq!(m["diagnosis"]["ok"], false);
+    assert!(m["result"]["map"].is_null(), "{}", m["result"]);
+    assert!(stderr.contains("posterior collapse"), "{stderr}");
+    assert!(report.contains("This run failed"));
+    assert!(report.contains("collapsed"));
+    assert!(report.contains("carries no information"));
+    // No result segmentation is drawn for it.
+    assert!(!out.join("result").join("labels.npy").exists());
+}
+
+#[test]
+fn a_physics_term_that_flattens_the_maps_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    two_phase(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("run");
+    // Four epochs without Psi let the content latents learn; then a Psi
+    // weighted 1000 times the reconstruction's scale smooths them flat.
+    let (m, stderr, report) = train(
+        &img,
+        &out,
+        &[
+            "--physics",
+            "sl1",
+            "--mode",
+            "gradient",
+            "--add-lambda",
+            "1000",
+            "--physics-warmup",
+            "4",
+            "--epochs",
+            "12",
+        ],
+    );
+    assert_eq!(kinds(&m), vec!["flattened-by-psi"], "{}", m["diagnosis"]);
+    assert!(stderr.contains("physics term flattened"), "{stderr}");
+    assert!(report.contains("This run failed"));
+    assert!(report.contains("flattened-by-psi"));
+}
+
+#[test]
+fn a_run_that_ran_away_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    two_phase(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("run");
+    // Adam at a rate of 10 throws the encoder's means far outside the prior.
+    let (m, stderr, report) = train(&img, &out, &["--lr", "10", "--steps", "100"]);
+    assert_eq!(kinds(&m), vec!["ran-away"], "{}", m["diagnosis"]);
+    assert!(stderr.contains("ran away"), "{stderr}");
+    assert!(report.contains("This run failed"));
+    assert!(m["result"]["map"].is_null());
+}
+
+#[test]
+fn the_fft_baseline_separates_two_lattices_and_picks_a_result() {
+    let d = tempfile::tempdir().unwrap();
+    two_phase_256(d.path());
+    let img = d.path().join("image.npy");
+    let truth = d.path().join("truth.npy");
+    let out = d.path().join("fft");
+    let (m, _, report) = train(
+        &img,
+        &out,
+        &["--model", "fft", "--truth", s(&truth), "--classes", "2"],
+    );
+    assert_eq!(m["method"], "fft");
+    assert_eq!(
+        m["latents"],
+        serde_json::json!(["pc1", "pc2", "pc3", "pc4"])
+    );
+    let r = &m["result"];
+    assert_eq!(r["classes"], 2);
+    assert_eq!(r["classes_chosen"], false);
+    assert!(r["map"].as_str().unwrap().starts_with("pc"));
+    // Lattices of 12 and 14 px have different spectra: the baseline splits them.
+    let ari = r["score"]["ari"].as_f64().unwrap();
+    assert!(ari > 0.8, "ARI {ari}");
+    // The oracle is at least as good as the pick.
+    assert!(r["oracle"]["ari"].as_f64().unwrap() >= ari - 1e-12);
+    assert!(out.join("result").join("labels.npy").is_file());
+    assert!(report.contains("Result segmentation"));
+    assert!(report.contains("classical baseline"));
+}
+
+#[test]
+fn bad_result_and_baseline_settings_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    two_phase(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("run");
+    let o = phyvae(&["train", s(&img), "--out", s(&out), "--classes", "1"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("classes"));
+    let o = phyvae(&["synth", "suite", "--family", "nonsense", "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("family"));
+}
+
+#[test]
+fn suite_images_come_with_their_parameters() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("img");
+    ok(&[
+        "synth",
+        "suite",
+        "--family",
+        "domains-180",
+        "--seed",
+        "4",
+        "--size",
+        "96",
+        "--out",
+        s(&out),
+    ]);
+    let p: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("params.json")).unwrap()).unwrap();
+    assert_eq!(p["family"], "domains-180");
+    assert_eq!(p["kind"], "domains");
+    assert!(p["params"]["delta_px"].is_string(), "{p}");
+    assert!(out.join("truth.npy").is_file());
+}
