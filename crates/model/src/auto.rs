@@ -28,9 +28,12 @@ use crate::error::ModelError;
 pub const WINDOW_PERIODS: f64 = 2.0;
 /// Smallest automatic window, px.
 pub const MIN_WINDOW: usize = 12;
-/// Largest automatic window, px: the decoder's cost grows with the window's
-/// area, and 32 px keeps a default run near a minute on two cores.
+/// Largest automatic window of a VAE, px: the decoder's cost grows with the
+/// window's area, and 32 px bounds the cost of a default run.
 pub const MAX_WINDOW: usize = 32;
+/// Largest automatic window of the classical FFT baseline, px: its cost is
+/// negligible, and its spectra sharpen with more cells per window.
+pub const MAX_WINDOW_FFT: usize = 64;
 /// Smallest automatic step, px.
 pub const MIN_STEP: usize = 2;
 /// Largest automatic step, px.
@@ -140,8 +143,10 @@ fn fmt_periods(p: &[f64]) -> String {
 
 /// Chooses the settings for an image with `facts`; a `window` given by the
 /// user replaces the automatic one, and the step and shift prior follow it.
+/// The automatic window is at most `max_window` ([`MAX_WINDOW`] for a VAE,
+/// [`MAX_WINDOW_FFT`] for the baseline).
 #[must_use]
-pub fn choose(facts: &ImageFacts, window: Option<usize>) -> AutoSettings {
+pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> AutoSettings {
     let side = facts.rows.min(facts.cols);
     let (cell, found) = match facts.cell_px {
         Some(p) => (p, true),
@@ -151,7 +156,9 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>) -> AutoSettings {
     let raw = (WINDOW_PERIODS * cell).round() as usize;
     let given = window.is_some();
     let window = window
-        .unwrap_or_else(|| (raw.div_ceil(2) * 2).clamp(MIN_WINDOW, MAX_WINDOW.min(cap)))
+        .unwrap_or_else(|| {
+            (raw.div_ceil(2) * 2).clamp(MIN_WINDOW, max_window.min(cap).max(MIN_WINDOW))
+        })
         .max(1);
     let step = (window / 4).clamp(MIN_STEP, MAX_STEP);
     let shift_prior = ((cell / window as f64) as f32).clamp(0.05, 1.0);
@@ -237,12 +244,12 @@ mod tests {
     use super::*;
 
     fn choose_(f: &ImageFacts) -> AutoSettings {
-        choose(f, None)
+        choose(f, None, MAX_WINDOW)
     }
 
     #[test]
     fn a_given_window_sets_step_and_shift_prior() {
-        let a = choose(&facts(Some(10.0), 512), Some(40));
+        let a = choose(&facts(Some(10.0), 512), Some(40), MAX_WINDOW);
         assert_eq!((a.window, a.step), (40, 8));
         assert!((a.shift_prior - 0.25).abs() < 1e-6);
     }
@@ -272,6 +279,11 @@ mod tests {
     fn window_stays_in_bounds_and_fits_the_image() {
         assert_eq!(choose_(&facts(Some(3.0), 512)).window, MIN_WINDOW);
         assert_eq!(choose_(&facts(Some(60.0), 512)).window, MAX_WINDOW);
+        // The baseline's cap is higher: 2 x 20 px = 40.
+        assert_eq!(
+            choose(&facts(Some(20.0), 512), None, MAX_WINDOW_FFT).window,
+            40
+        );
         // A 128 px image caps the window at 32.
         assert_eq!(choose_(&facts(Some(20.0), 128)).window, 32);
         // No lattice: the fallback cell of 16 px.
@@ -288,13 +300,16 @@ mod tests {
         let f = ImageFacts::measure(img.view()).unwrap();
         let cell = f.cell_px.unwrap();
         assert!((cell - 12.0).abs() < 0.2, "cell {cell}");
-        let a = choose(&f, None);
+        let a = choose(&f, None, MAX_WINDOW);
         assert_eq!(a.window, 24);
         // A constant image has no lattice: the fallback cell.
         let flat = ndarray::Array2::<f32>::zeros((128, 128));
         let f = ImageFacts::measure(flat.view()).unwrap();
         assert_eq!(f.cell_px, None);
-        assert_eq!(choose(&f, None).window, 2 * FALLBACK_PERIOD as usize);
+        assert_eq!(
+            choose(&f, None, MAX_WINDOW).window,
+            2 * FALLBACK_PERIOD as usize
+        );
     }
 
     #[test]

@@ -210,7 +210,12 @@ fn effective_config(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig
         None if preset == PresetArg::Paper => paper_config(),
         None => {
             let facts = ImageFacts::measure(img.pixels.view())?;
-            let s = auto::choose(&facts, a.window);
+            let cap = if a.model.as_deref() == Some("fft") {
+                auto::MAX_WINDOW_FFT
+            } else {
+                auto::MAX_WINDOW
+            };
+            let s = auto::choose(&facts, a.window, cap);
             let mut c = RunConfig {
                 sigma_color: 0.3,
                 ..RunConfig::default()
