@@ -276,7 +276,7 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
                     "no content latent varies across the image ({})",
                     kl.join("; ")
                 ),
-                advice: "weaken the KL term (--beta 0.02), train longer (--steps), or try a window of about two lattice periods (--window)".into(),
+                advice: "lower the learning rate (--lr 1e-3), weaken the KL term (--beta 0.02), or try a window of about two lattice periods (--window)".into(),
             }),
         }
     }

@@ -590,6 +590,7 @@ pub(crate) fn finish_run(
     progress: Progress,
 ) -> Result<()> {
     let mpath = out.join("metrics.json");
+    metrics["seconds"] = json!(t0.elapsed().as_secs_f64());
     write_text(&mpath, &serde_json::to_string_pretty(&metrics)?)?;
     let report = write_report(&[out.to_path_buf()], None, progress)?;
     metrics["report"] = json!(report);
