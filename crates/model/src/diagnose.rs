@@ -41,6 +41,9 @@ pub const RUNAWAY_LATENT: f64 = 20.0;
 /// epoch's (and the last value is above the first epoch's).
 pub const RUNAWAY_RECON_FRACTION: f64 = 0.5;
 
+/// The advice for a run that diverged or ran away.
+const LOWER_LR: &str = "lower the learning rate (--lr), e.g. by a factor of 10";
+
 /// What went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -132,7 +135,7 @@ impl Diagnosis {
                 message: format!(
                     "the {what} became non-finite in epoch {epoch}, batch {batch}; no latent map was drawn"
                 ),
-                advice: "lower the learning rate (--lr), e.g. by a factor of 10".into(),
+                advice: LOWER_LR.into(),
             }],
             latents: Vec::new(),
         }
@@ -205,7 +208,7 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
         findings.push(Finding {
             kind: FindingKind::Diverged,
             message: "the final latent maps hold non-finite values".into(),
-            advice: "lower the learning rate (--lr), e.g. by a factor of 10".into(),
+            advice: LOWER_LR.into(),
         });
     } else if largest > RUNAWAY_LATENT {
         findings.push(Finding {
@@ -213,7 +216,7 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
             message: format!(
                 "encoder means reach {largest:.3e}, far outside a standard-normal prior"
             ),
-            advice: "lower the learning rate (--lr), e.g. by a factor of 10".into(),
+            advice: LOWER_LR.into(),
         });
     }
     if let (Some(first), Some(last)) = (run.history.first(), last) {
@@ -231,7 +234,7 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
                     "the reconstruction term ended at {:.4} nats per patch, above its first epoch ({:.4}) and its best ({best:.4})",
                     last.recon, first.recon
                 ),
-                advice: "lower the learning rate (--lr), e.g. by a factor of 10".into(),
+                advice: LOWER_LR.into(),
             });
         }
     }
@@ -308,8 +311,22 @@ mod tests {
         }
     }
 
-    fn names() -> Vec<String> {
-        ["dx", "dy", "z1", "z2"].map(String::from).to_vec()
+    /// Diagnoses `m` as a shift model (`dx, dy, z1, z2`).
+    fn check(
+        m: ndarray::ArrayView3<'_, f32>,
+        history: &[EpochRecord],
+        physics: Option<usize>,
+    ) -> Diagnosis {
+        let names = ["dx", "dy", "z1", "z2"].map(String::from);
+        diagnose(
+            m,
+            &RunFacts {
+                names: &names,
+                n_special: 2,
+                history,
+                physics_from_epoch: physics,
+            },
+        )
     }
 
     /// A 4 x 4 map stack: latent `c` is `amp[c]` times a left/right step.
@@ -322,16 +339,7 @@ mod tests {
         // Step of height 1: variance 0.25 > 0.01.
         let m = maps([1.0, 1.0, 1.0, 0.0]);
         let h = vec![record(1, 10.0, vec![0.3; 4]), record(2, 9.0, vec![0.3; 4])];
-        let n = names();
-        let d = diagnose(
-            m.view(),
-            &RunFacts {
-                names: &n,
-                n_special: 2,
-                history: &h,
-                physics_from_epoch: None,
-            },
-        );
+        let d = check(m.view(), &h, None);
         assert!(d.ok, "{d:?}");
         assert_eq!(d.active_content(), vec!["z1"]);
     }
@@ -341,16 +349,7 @@ mod tests {
         // Step of height 0.1: variance 0.0025 < 0.01; shift latents active.
         let m = maps([1.0, 1.0, 0.1, 0.0]);
         let h = vec![record(1, 10.0, vec![0.0; 4]), record(2, 9.0, vec![0.0; 4])];
-        let n = names();
-        let d = diagnose(
-            m.view(),
-            &RunFacts {
-                names: &n,
-                n_special: 2,
-                history: &h,
-                physics_from_epoch: None,
-            },
-        );
+        let d = check(m.view(), &h, None);
         assert!(!d.ok);
         assert!(d.has(FindingKind::Collapsed), "{d:?}");
         assert!(!d.has(FindingKind::FlattenedByPsi));
@@ -364,16 +363,7 @@ mod tests {
             record(2, 9.0, vec![0.2, 0.2, 0.5, 0.5]),
             record(3, 9.5, vec![0.2, 0.2, 0.0, 0.0]),
         ];
-        let n = names();
-        let d = diagnose(
-            m.view(),
-            &RunFacts {
-                names: &n,
-                n_special: 2,
-                history: &h,
-                physics_from_epoch: Some(2),
-            },
-        );
+        let d = check(m.view(), &h, Some(2));
         assert!(d.has(FindingKind::FlattenedByPsi), "{d:?}");
         assert!(!d.has(FindingKind::Collapsed));
     }
@@ -381,16 +371,7 @@ mod tests {
     #[test]
     fn huge_latents_ran_away() {
         let m = maps([1.0, 1.0, 1e6, 0.0]);
-        let n = names();
-        let d = diagnose(
-            m.view(),
-            &RunFacts {
-                names: &n,
-                n_special: 2,
-                history: &[],
-                physics_from_epoch: None,
-            },
-        );
+        let d = check(m.view(), &[], None);
         assert!(d.has(FindingKind::RanAway), "{d:?}");
     }
 
@@ -403,16 +384,7 @@ mod tests {
             record(2, 5.0, vec![0.3; 4]),
             record(3, 12.0, vec![0.3; 4]),
         ];
-        let n = names();
-        let d = diagnose(
-            m.view(),
-            &RunFacts {
-                names: &n,
-                n_special: 2,
-                history: &h,
-                physics_from_epoch: None,
-            },
-        );
+        let d = check(m.view(), &h, None);
         assert!(d.has(FindingKind::RanAway), "{d:?}");
         // A reconstruction that only wobbles near its best does not.
         let h = vec![
@@ -420,15 +392,7 @@ mod tests {
             record(2, 5.0, vec![0.3; 4]),
             record(3, 5.5, vec![0.3; 4]),
         ];
-        let d = diagnose(
-            m.view(),
-            &RunFacts {
-                names: &n,
-                n_special: 2,
-                history: &h,
-                physics_from_epoch: None,
-            },
-        );
+        let d = check(m.view(), &h, None);
         assert!(d.ok, "{d:?}");
     }
 
@@ -436,16 +400,7 @@ mod tests {
     fn non_finite_maps_are_a_divergence() {
         let mut m = maps([1.0, 1.0, 1.0, 1.0]);
         m[[0, 0, 2]] = f32::NAN;
-        let n = names();
-        let d = diagnose(
-            m.view(),
-            &RunFacts {
-                names: &n,
-                n_special: 2,
-                history: &[],
-                physics_from_epoch: None,
-            },
-        );
+        let d = check(m.view(), &[], None);
         assert!(d.has(FindingKind::Diverged), "{d:?}");
     }
 }

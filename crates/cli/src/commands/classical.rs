@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::cli::TrainArgs;
 use crate::commands::result::{self, MapResult};
-use crate::commands::train::{RunConfig, finish_run, write_maps};
+use crate::commands::train::{RunConfig, base_metrics, finish_run, write_maps};
 use crate::progress::Progress;
 
 /// Principal components kept (the maps `pc1..pc4`).
@@ -88,26 +88,13 @@ pub fn run(
         &per_map,
         "every principal-component map is flat: the patches' spectra do not vary",
     )?;
-    let ratio = p.explained_variance_ratio();
-    let mut metrics = json!({
-        "input": a.image,
-        "command": std::env::args().collect::<Vec<_>>(),
-        "method": "fft",
-        "image_shape": [img.rows(), img.cols()],
-        "pixel_size": img.pixel_size.as_ref().map(|p| json!({ "x": p.x, "y": p.y, "unit": p.unit })),
-        "window": grid.window(),
-        "step": grid.step(),
-        "grid": [gh, gw],
-        "patches": patches.len(),
-        "latents": names,
-        "content_latents": names,
-        "explained_variance_ratio": ratio.to_vec(),
-        "features_seconds": seconds,
-        "maps": per_map,
-        "result": result,
-        "settings": cfg.auto,
-        "phyvae_version": env!("CARGO_PKG_VERSION"),
-    });
+    let mut metrics = base_metrics(&a.image, img, &cfg.data, patches, &names, &names);
+    metrics["method"] = json!("fft");
+    metrics["explained_variance_ratio"] = json!(p.explained_variance_ratio().to_vec());
+    metrics["features_seconds"] = json!(seconds);
+    metrics["maps"] = per_map;
+    metrics["result"] = result;
+    metrics["settings"] = json!(cfg.auto);
     metrics["diagnosis"] = json!({ "ok": true, "findings": [], "latents": [] });
     finish_run(Path::new(&a.out), metrics, t0, progress)
 }

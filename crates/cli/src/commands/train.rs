@@ -599,8 +599,24 @@ pub(crate) fn finish_run(
     print_json(&metrics)
 }
 
+/// The candidates of the result pick: the content latents the diagnosis
+/// found active, with their segmentations (`segs` in latent order).
+fn informative<'a>(
+    diagnosis: &Diagnosis,
+    names: &'a [String],
+    segs: &'a [Segmentations],
+) -> Vec<MapResult<'a>> {
+    diagnosis
+        .latents
+        .iter()
+        .zip(names.iter().zip(segs))
+        .filter(|(l, _)| l.content && l.active)
+        .map(|(_, (name, seg))| MapResult { name, seg })
+        .collect()
+}
+
 /// The run's common metrics.json fields.
-fn base_metrics(
+pub(crate) fn base_metrics(
     a_image: &Path,
     img: &phyvae_data::Image,
     data: &DataConfig,
@@ -737,23 +753,9 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
         },
     );
     warn_diagnosis(&diagnosis);
-    let active: Vec<usize> = diagnosis
-        .latents
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.content && l.active)
-        .map(|(i, _)| i)
-        .collect();
-    let candidates: Vec<MapResult<'_>> = active
-        .iter()
-        .map(|&i| MapResult {
-            name: &names[i],
-            seg: &segs[i],
-        })
-        .collect();
     let result = result::pick(
         &a.out,
-        &candidates,
+        &informative(&diagnosis, &names, &segs),
         cfg.result.classes,
         cfg.train.seed,
         truth.as_ref(),
@@ -821,19 +823,9 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
         },
     );
     warn_diagnosis(&diagnosis);
-    let candidates: Vec<MapResult<'_>> = diagnosis
-        .latents
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.content && l.active)
-        .map(|(i, _)| MapResult {
-            name: &names[i],
-            seg: &segs[i],
-        })
-        .collect();
     let result = result::pick(
         &a.out,
-        &candidates,
+        &informative(&diagnosis, &names, &segs),
         classes,
         seed,
         truth.as_ref(),
