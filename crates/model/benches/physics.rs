@@ -9,7 +9,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
-use phyvae_model::physics::{PsiGraph, PsiKind, batch_maps, psi_faithful};
+use phyvae_model::physics::{PsiGraph, batch_maps, psi_faithful};
+use phyvae_run::config::PhysicsKind;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
@@ -27,7 +28,10 @@ fn bench_psi(c: &mut Criterion) {
         Var::from_tensor(&Tensor::from_vec(data, (D * D, LATENTS), &device).unwrap()).unwrap();
 
     let mut group = c.benchmark_group("psi_d8_c2");
-    for (name, kind) in [("sl1", PsiKind::Sl1), ("sl2", PsiKind::Sl2 { alpha: 1 })] {
+    for (name, kind) in [
+        ("sl1", PhysicsKind::Sl1),
+        ("sl2", PhysicsKind::Sl2 { alpha: 1 }),
+    ] {
         let graph = PsiGraph::new(kind, D, COLUMNS.len(), &device, DType::F32).unwrap();
         group.bench_function(format!("{name}_gradient_forward_backward"), |b| {
             b.iter(|| {

@@ -72,6 +72,9 @@ pub enum ModelError {
     /// Image processing (physics loss, segmentation) failed.
     #[error(transparent)]
     Imaging(#[from] phyvae_imaging::ImagingError),
+    /// A setting broke one of its rules ([`phyvae_run::config`]).
+    #[error(transparent)]
+    Settings(#[from] phyvae_run::RunError),
     /// Patch extraction or data handling failed.
     #[error(transparent)]
     Data(#[from] phyvae_data::DataError),

@@ -7,18 +7,13 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use ndarray::{Array2, Array3};
 use phyvae_data::patches::PatchSet;
-use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
 use crate::error::FrameworkContext;
 use crate::params::{ParamStore, load_tensors, write_atomic};
 use crate::vae::Vae;
 use crate::{ModelError, Result};
-
-/// File name of the parameters of a saved model.
-pub const MODEL_FILE: &str = "model.safetensors";
-/// File name of the description (configuration) of a saved model.
-pub const MODEL_JSON: &str = "model.json";
+use phyvae_run::config::{DataConfig, ModelDescription};
+use phyvae_run::files::{MODEL as MODEL_FILE, MODEL_JSON};
 
 /// Encoder means and standard deviations of every patch, on the patch grid.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,20 +266,14 @@ pub fn latent_histogram(maps: &LatentMaps, a: usize, b: usize, bins: usize) -> R
     })
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct ModelDescription {
-    model: ModelConfig,
-    data: serde_json::Value,
-}
-
 /// Saves a trained model to `dir`: [`MODEL_FILE`] (parameters, safetensors)
-/// and [`MODEL_JSON`] (its [`ModelConfig`] plus the caller's `data` settings,
-/// e.g. patch step and scaling, so that another image is cut the same way).
+/// and [`MODEL_JSON`] ([`ModelDescription`]: its [`ModelConfig`] plus the
+/// patch settings `data`, so that another image is cut the same way).
 /// Both files are written atomically.
 ///
 /// # Errors
 /// [`ModelError::Io`] / [`ModelError::Framework`] when writing fails.
-pub fn save_model(model: &Vae, dir: &Path, data: &serde_json::Value) -> Result<()> {
+pub fn save_model(model: &Vae, dir: &Path, data: &DataConfig) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         action: "creating",
         path: dir.to_path_buf(),
@@ -303,13 +292,13 @@ pub fn save_model(model: &Vae, dir: &Path, data: &serde_json::Value) -> Result<(
 }
 
 /// Loads a model saved by [`save_model`] onto `device`; returns it with the
-/// `data` settings it was saved with.
+/// patch settings it was saved with.
 ///
 /// # Errors
 /// [`ModelError::Io`] / [`ModelError::BadFile`] when a file is missing or
 /// malformed, [`ModelError::ShapeMismatch`] when parameters do not fit the
 /// configuration.
-pub fn load_model(dir: &Path, device: &Device) -> Result<(Vae, serde_json::Value)> {
+pub fn load_model(dir: &Path, device: &Device) -> Result<(Vae, DataConfig)> {
     let jpath = dir.join(MODEL_JSON);
     let text = std::fs::read(&jpath).map_err(|source| ModelError::Io {
         action: "reading",
@@ -333,7 +322,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(Vae, serde_json::Value
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ModelKind;
+    use phyvae_run::config::{ModelConfig, ModelKind};
     use rand::SeedableRng;
 
     #[test]
@@ -393,7 +382,11 @@ mod tests {
             ..ModelConfig::default()
         };
         let m = Vae::new(&cfg, &Device::Cpu, &mut rng).unwrap();
-        let data = serde_json::json!({"step": 2});
+        let data = DataConfig {
+            window: 4,
+            step: 2,
+            ..DataConfig::default()
+        };
         save_model(&m, dir.path(), &data).unwrap();
         let (back, d2) = load_model(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(d2, data);

@@ -1,7 +1,9 @@
 //! Models and training for phyvae (docs/METHOD.md sections 2, 3 and 5).
 //!
-//! - [`auto`]: settings taken from the image (lattice period, noise).
-//! - [`config`]: checked model and training settings (serde, reproducible).
+//! The settings they take ([`phyvae_run::config`]), the history they record
+//! ([`phyvae_run::history`]) and the diagnosis of a run ([`phyvae_run::diagnose`])
+//! live in the `phyvae-run` crate, which needs no deep-learning framework.
+//!
 //! - [`params`]: named trainable parameters, seeded initialisation, safetensors.
 //! - [`encoder`]: `q(z|x)`, an MLP with a mean and a softplus standard deviation.
 //! - [`decoder`]: the spatial (coordinate) decoder of the invariant VAEs: a
@@ -14,12 +16,8 @@
 //! - [`optim`]: Adam with checkpointable state.
 //! - [`train`]: the trainer (batches, loss, events, checkpoints, resume).
 //! - [`infer`]: latent maps, manifold, latent histogram, saving and loading models.
-//! - [`diagnose`]: whether a run learned anything (collapse, Psi flattening, divergence).
 
-pub mod auto;
-pub mod config;
 pub mod decoder;
-pub mod diagnose;
 pub mod encoder;
 mod error;
 pub mod infer;

@@ -7,14 +7,16 @@
 //! reshape (`map[i, j] = z_mean[i d + j, column]`, the authors'
 //! `z_mean[:, column].reshape(d, d)`; [`batch_maps`]).
 //!
-//! **Faithful mode** ([`PsiMode::Faithful`], [`psi_faithful`]): the authors'
+//! [`PhysicsMode`]: phyvae_run::config::PhysicsMode
+//!
+//! **Faithful mode** ([`PhysicsMode::Faithful`], [`psi_faithful`]): the authors'
 //! computation, a plain number from NumPy/scikit-image-exact code
 //! ([`phyvae_imaging::physics::sl1_batch`] / [`sl2_batch`]) in `f32`. It
 //! carries no gradient: the loss `L_sh (w + Psi)` then has the gradient of
 //! `L_sh` scaled by `w + Psi`, a per-batch step-size modulation (METHOD.md
 //! section 3).
 //!
-//! **Gradient mode** ([`PsiMode::Gradient`], [`PsiGraph`]): the same quantity
+//! **Gradient mode** ([`PhysicsMode::Gradient`], [`PsiGraph`]): the same quantity
 //! written as candle operations, so that it is differentiable with respect to the
 //! latent maps and runs on any candle device, in `f32` or `f64`. Its value
 //! equals the faithful one to rounding (plus the tiny guards below):
@@ -104,14 +106,14 @@
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor, Var};
-//! use phyvae_model::physics::{PsiGraph, PsiKind, batch_maps};
+//! use phyvae_model::physics::{PsiGraph, PhysicsKind, batch_maps};
 //!
 //! let device = Device::Cpu;
 //! // A batch of 16 latent vectors (d = 4) with 4 latents each.
 //! let data: Vec<f32> = (0..64).map(|i| ((i * 7) % 11) as f32 / 10.0).collect();
 //! let z_mean = Var::from_tensor(&Tensor::from_vec(data, (16, 4), &device)?)?;
 //! let maps = batch_maps(z_mean.as_tensor(), &[2, 3], 4)?; // (2, 4, 4)
-//! let graph = PsiGraph::new(PsiKind::Sl1, 4, 2, &device, DType::F32)?;
+//! let graph = PsiGraph::new(PhysicsKind::Sl1, 4, 2, &device, DType::F32)?;
 //! let psi = graph.psi(&maps)?; // scalar
 //! let grads = psi.backward()?;
 //! assert!(psi.to_scalar::<f32>()? > 0.0);
@@ -123,19 +125,11 @@ use candle_core::{DType, Device, Tensor, WithDType};
 use ndarray::{Array2, ArrayView2};
 use phyvae_imaging::Real;
 use phyvae_imaging::filters::{BilateralParams, SCHARR_SMOOTH, bilateral_operator};
-use phyvae_imaging::physics::{PAPER_ALPHA, sl1_batch, sl2_batch};
-use serde::{Deserialize, Serialize};
+use phyvae_imaging::physics::{sl1_batch, sl2_batch};
+use phyvae_run::config::{Combine, PhysicsKind, RANGE_EPS, check_range_floor};
 
 use crate::error::FrameworkContext;
 use crate::{ModelError, Result};
-
-/// Default half-width of the SL2 central window: the authors' 2 x 2 block
-/// (`alpha = 1`, [`PAPER_ALPHA`]).
-pub const DEFAULT_ALPHA: usize = PAPER_ALPHA;
-
-/// Lower bound of the min-max range in gradient mode: a constant map
-/// normalises to 0 instead of `0 / 0` (the faithful mode also gives 0).
-pub const RANGE_EPS: f64 = 1e-6;
 
 /// Added under the square root of the SL1 Scharr magnitude in gradient mode,
 /// `sqrt((gx^2 + gy^2) / 2 + eps)`: keeps the gradient finite (0) where the
@@ -147,89 +141,34 @@ pub const MAGNITUDE_EPS: f64 = 1e-12;
 /// coefficient. Adds at most about `1e-6` per coefficient to `sum L`.
 pub const SPECTRUM_EPS: f64 = 1e-12;
 
-fn default_alpha() -> usize {
-    DEFAULT_ALPHA
-}
-
-/// Which physics loss `Psi` to use (Biswas et al. 2023, eqs. 4 and 5).
+/// Combines the scalar loss `loss` with the scalar `psi`: `loss * (slack +
+/// psi)` ([`Combine::Multiply`]) or `loss + lambda * psi`
+/// ([`Combine::Add`]). Pass a detached `psi` (or [`Tensor::new`] of the
+/// faithful value) for the authors' semantics.
 ///
-/// Serialised in lower case: `"none"`, `"sl1"`, `{"sl2": {"alpha": 1}}`
-/// (`alpha` defaults to [`DEFAULT_ALPHA`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PsiKind {
-    /// No physics loss (`Psi = 0`; plain sh-VAE).
-    #[default]
-    None,
-    /// SL1, the edge length of the latent maps (eq. 4, Algorithm 1).
-    Sl1,
-    /// SL2, the Fourier-peak ratio of the latent maps (eq. 5, Algorithm 2).
-    Sl2 {
-        /// Half-width of the central window of the shifted spectrum (the
-        /// window is `2 alpha x 2 alpha`); `1 <= alpha`, `2 alpha < d`.
-        #[serde(default = "default_alpha")]
-        alpha: usize,
-    },
-}
-
-/// How `Psi` enters training (docs/METHOD.md sections 3 and 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PsiMode {
-    /// The authors' detached value ([`psi_faithful`]): a constant factor.
-    #[default]
-    Faithful,
-    /// The differentiable candle graph ([`PsiGraph`]), weights of the
-    /// bilateral filter held constant per step.
-    Gradient,
-}
-
-/// How `Psi` is combined with the sh-VAE loss `L_sh` (docs/METHOD.md section 3).
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use phyvae_model::physics::combine;
+/// use phyvae_run::config::Combine;
 ///
-/// Serialised in lower case: `"multiply"`, `{"add": {"lambda": 0.1}}`.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Combine {
-    /// The paper's eq. 3: `L_phy = L_sh (w + Psi)` with the slack `w`.
-    #[default]
-    Multiply,
-    /// The additive alternative `L_sh + lambda Psi` (the paper's figure S4
-    /// compares it; the slack is not used).
-    Add {
-        /// Weight of `Psi`.
-        lambda: f32,
-    },
-}
-
-impl Combine {
-    /// Combines the scalar loss `loss` with the scalar `psi`: `loss * (slack +
-    /// psi)` ([`Combine::Multiply`]) or `loss + lambda * psi`
-    /// ([`Combine::Add`]). Pass a detached `psi` (or [`Tensor::new`] of the
-    /// faithful value) for the authors' semantics.
-    ///
-    /// ```
-    /// use candle_core::{Device, Tensor};
-    /// use phyvae_model::physics::Combine;
-    ///
-    /// let (loss, psi) = (Tensor::new(10.0_f32, &Device::Cpu)?, Tensor::new(0.5_f32, &Device::Cpu)?);
-    /// let m = Combine::Multiply.apply(&loss, &psi, 0.25)?.to_scalar::<f32>()?;
-    /// assert_eq!(m, 7.5); // 10 * (0.25 + 0.5)
-    /// let a = Combine::Add { lambda: 2.0 }.apply(&loss, &psi, 0.25)?.to_scalar::<f32>()?;
-    /// assert_eq!(a, 11.0); // 10 + 2 * 0.5
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`ModelError::Framework`] if the tensors are not compatible scalars.
-    pub fn apply(&self, loss: &Tensor, psi: &Tensor, slack: f64) -> Result<Tensor> {
-        match *self {
-            Combine::Multiply => loss
-                .mul(&psi.affine(1.0, slack).ctx("Psi + slack")?)
-                .ctx("loss * (slack + Psi)"),
-            Combine::Add { lambda } => loss
-                .add(&psi.affine(f64::from(lambda), 0.0).ctx("lambda * Psi")?)
-                .ctx("loss + lambda * Psi"),
-        }
+/// let (loss, psi) = (Tensor::new(10.0_f32, &Device::Cpu)?, Tensor::new(0.5_f32, &Device::Cpu)?);
+/// let m = combine(Combine::Multiply, &loss, &psi, 0.25)?.to_scalar::<f32>()?;
+/// assert_eq!(m, 7.5); // 10 * (0.25 + 0.5)
+/// let a = combine(Combine::Add { lambda: 2.0 }, &loss, &psi, 0.25)?.to_scalar::<f32>()?;
+/// assert_eq!(a, 11.0); // 10 + 2 * 0.5
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`ModelError::Framework`] if the tensors are not compatible scalars.
+pub fn combine(how: Combine, loss: &Tensor, psi: &Tensor, slack: f64) -> Result<Tensor> {
+    match how {
+        Combine::Multiply => loss
+            .mul(&psi.affine(1.0, slack).ctx("Psi + slack")?)
+            .ctx("loss * (slack + Psi)"),
+        Combine::Add { lambda } => loss
+            .add(&psi.affine(f64::from(lambda), 0.0).ctx("lambda * Psi")?)
+            .ctx("loss + lambda * Psi"),
     }
 }
 
@@ -237,19 +176,19 @@ impl Combine {
 /// (`CustomTrace_ELBO.add_loss` / `add_loss2`; Biswas et al. 2023, eqs. 4 and
 /// 5): the mean SL1 of the `d x d` latent maps of `columns`, or the ratio of
 /// their mean SL2 sums, from [`phyvae_imaging::physics::sl1_batch`] /
-/// [`sl2_batch`] in `f32`. [`PsiKind::None`] gives 0. A plain number: it
+/// [`sl2_batch`] in `f32`. [`PhysicsKind::None`] gives 0. A plain number: it
 /// carries no gradient.
 ///
 /// [`sl2_batch`]: phyvae_imaging::physics::sl2_batch
 ///
 /// ```
 /// use ndarray::Array2;
-/// use phyvae_model::physics::{PsiKind, psi_faithful};
+/// use phyvae_model::physics::{PhysicsKind, psi_faithful};
 ///
 /// // One column, a 2 x 2 map with a single step: min-max gives [[0, 1], [0, 1]].
 /// let z = Array2::from_shape_vec((4, 1), vec![0.0_f32, 1.0, 0.0, 1.0])?;
-/// assert!(psi_faithful(PsiKind::Sl1, z.view(), &[0])? > 0.0);
-/// assert_eq!(psi_faithful(PsiKind::None, z.view(), &[0])?, 0.0);
+/// assert!(psi_faithful(PhysicsKind::Sl1, z.view(), &[0])? > 0.0);
+/// assert_eq!(psi_faithful(PhysicsKind::None, z.view(), &[0])?, 0.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -258,11 +197,15 @@ impl Combine {
 /// square (the authors silently returned 0), `NoSuchColumn`,
 /// `InvalidParameter` (empty `columns`, or `alpha` not in `1 <= alpha`,
 /// `2 alpha < d`), `NonFinite` / `EmptyImage` for `z_mean`.
-pub fn psi_faithful(kind: PsiKind, z_mean: ArrayView2<'_, f32>, columns: &[usize]) -> Result<f32> {
+pub fn psi_faithful(
+    kind: PhysicsKind,
+    z_mean: ArrayView2<'_, f32>,
+    columns: &[usize],
+) -> Result<f32> {
     Ok(match kind {
-        PsiKind::None => 0.0,
-        PsiKind::Sl1 => sl1_batch(z_mean, columns)?,
-        PsiKind::Sl2 { alpha } => sl2_batch(z_mean, columns, alpha)?,
+        PhysicsKind::None => 0.0,
+        PhysicsKind::Sl1 => sl1_batch(z_mean, columns)?,
+        PhysicsKind::Sl2 { alpha } => sl2_batch(z_mean, columns, alpha)?,
     })
 }
 
@@ -325,19 +268,6 @@ pub fn batch_maps(z_mean: &Tensor, columns: &[usize], d: usize) -> Result<Tensor
         .ctx("latent maps from z_mean")
 }
 
-/// The rule of a range floor: finite and at least [`RANGE_EPS`].
-pub(crate) fn check_range_floor(floor: f64) -> Result<()> {
-    if floor.is_finite() && floor >= RANGE_EPS {
-        Ok(())
-    } else {
-        Err(ModelError::InvalidParameter {
-            name: "range_floor",
-            value: floor.to_string(),
-            rule: "must be finite and >= 1e-6",
-        })
-    }
-}
-
 fn check_columns(columns: &[usize], n_latents: usize) -> Result<()> {
     if columns.is_empty() || columns.iter().any(|&c| c >= n_latents) {
         return Err(ModelError::InvalidParameter {
@@ -387,7 +317,7 @@ enum Constants {
 /// in one dtype (`f32` or `f64`).
 #[derive(Debug, Clone)]
 pub struct PsiGraph {
-    kind: PsiKind,
+    kind: PhysicsKind,
     range_floor: f64,
     d: usize,
     n_maps: usize,
@@ -406,7 +336,7 @@ impl PsiGraph {
     /// (`F32` or `F64`), `alpha` (`1 <= alpha`, `2 alpha < d`);
     /// [`ModelError::Framework`] if the device cannot hold the constants.
     pub fn new(
-        kind: PsiKind,
+        kind: PhysicsKind,
         d: usize,
         n_maps: usize,
         device: &Device,
@@ -424,8 +354,8 @@ impl PsiGraph {
             return Err(invalid("dtype", format!("{dtype:?}"), "must be F32 or F64"));
         }
         let constants = match kind {
-            PsiKind::None => Constants::None,
-            PsiKind::Sl1 => {
+            PhysicsKind::None => Constants::None,
+            PhysicsKind::Sl1 => {
                 let n = d * d;
                 let (sx, sy) = scharr_operators(d);
                 // [Sx^T | Sy^T]: entry (q, p) = Sx[p, q], (q, n + p) = Sy[p, q].
@@ -441,7 +371,7 @@ impl PsiGraph {
                     bilateral: BilateralParams::paper(),
                 }
             }
-            PsiKind::Sl2 { alpha } => {
+            PhysicsKind::Sl2 { alpha } => {
                 if alpha == 0 || alpha.saturating_mul(2) >= d {
                     return Err(invalid(
                         "alpha",
@@ -477,12 +407,12 @@ impl PsiGraph {
     ///
     /// ```
     /// use candle_core::{DType, Device, Tensor};
-    /// use phyvae_model::physics::{PsiGraph, PsiKind};
+    /// use phyvae_model::physics::{PsiGraph, PhysicsKind};
     ///
     /// // A 2 x 2 map with a step of 0.01: min-max stretches it to a full step,
     /// // the floor of 1 keeps it a step of 0.01.
     /// let map = Tensor::new(&[[[0.0f32, 0.01], [0.0, 0.01]]], &Device::Cpu)?;
-    /// let plain = PsiGraph::new(PsiKind::Sl1, 2, 1, &Device::Cpu, DType::F32)?;
+    /// let plain = PsiGraph::new(PhysicsKind::Sl1, 2, 1, &Device::Cpu, DType::F32)?;
     /// let floored = plain.clone().with_range_floor(1.0)?;
     /// let a: f32 = plain.psi(&map)?.to_scalar()?;
     /// let b: f32 = floored.psi(&map)?.to_scalar()?;
@@ -490,7 +420,7 @@ impl PsiGraph {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_range_floor(mut self, floor: f64) -> Result<Self> {
-        check_range_floor(floor)?;
+        check_range_floor(floor).map_err(ModelError::from)?;
         self.range_floor = floor;
         Ok(self)
     }
@@ -504,7 +434,7 @@ impl PsiGraph {
 
     /// The kind of loss.
     #[must_use]
-    pub fn kind(&self) -> PsiKind {
+    pub fn kind(&self) -> PhysicsKind {
         self.kind
     }
 
@@ -522,7 +452,7 @@ impl PsiGraph {
 
     /// `Psi` of `maps` (`(C, d, d)`, this graph's dtype and device) as a
     /// differentiable scalar: `psi_frozen(maps, freeze(maps))`. For
-    /// [`PsiKind::None`] a constant 0.
+    /// [`PhysicsKind::None`] a constant 0.
     ///
     /// # Errors
     /// As [`PsiGraph::freeze`] and [`PsiGraph::psi_frozen`].
@@ -554,10 +484,10 @@ impl PsiGraph {
     ///
     /// ```
     /// use candle_core::{DType, Device, Tensor};
-    /// use phyvae_model::physics::{PsiGraph, PsiKind};
+    /// use phyvae_model::physics::{PsiGraph, PhysicsKind};
     ///
     /// let map = Tensor::new(&[[[0.0f32, 0.5], [0.0, 0.5]]], &Device::Cpu)?;
-    /// let g = PsiGraph::new(PsiKind::Sl1, 2, 1, &Device::Cpu, DType::F32)?;
+    /// let g = PsiGraph::new(PhysicsKind::Sl1, 2, 1, &Device::Cpu, DType::F32)?;
     /// let own: f32 = g.psi(&map)?.to_scalar()?;
     /// // Measured against a range of 1 the step of 0.5 is half a full step.
     /// let half: f32 = g.psi_scaled(&map, &Tensor::new(&[[1.0f32]], &Device::Cpu)?)?.to_scalar()?;
@@ -961,21 +891,21 @@ mod tests {
             other => panic!("expected InvalidParameter, got {other:?}"),
         };
         assert_eq!(
-            name(PsiGraph::new(PsiKind::Sl1, 0, 2, &cpu, DType::F32)),
+            name(PsiGraph::new(PhysicsKind::Sl1, 0, 2, &cpu, DType::F32)),
             "d"
         );
         assert_eq!(
-            name(PsiGraph::new(PsiKind::Sl1, 8, 0, &cpu, DType::F32)),
+            name(PsiGraph::new(PhysicsKind::Sl1, 8, 0, &cpu, DType::F32)),
             "n_maps"
         );
         assert_eq!(
-            name(PsiGraph::new(PsiKind::Sl1, 8, 2, &cpu, DType::BF16)),
+            name(PsiGraph::new(PhysicsKind::Sl1, 8, 2, &cpu, DType::BF16)),
             "dtype"
         );
         for alpha in [0, 4] {
             assert_eq!(
                 name(PsiGraph::new(
-                    PsiKind::Sl2 { alpha },
+                    PhysicsKind::Sl2 { alpha },
                     8,
                     2,
                     &cpu,
@@ -984,8 +914,8 @@ mod tests {
                 "alpha"
             );
         }
-        assert!(PsiGraph::new(PsiKind::Sl2 { alpha: 3 }, 8, 2, &cpu, DType::F32).is_ok());
-        let g = PsiGraph::new(PsiKind::Sl1, 4, 2, &cpu, DType::F32).unwrap();
+        assert!(PsiGraph::new(PhysicsKind::Sl2 { alpha: 3 }, 8, 2, &cpu, DType::F32).is_ok());
+        let g = PsiGraph::new(PhysicsKind::Sl1, 4, 2, &cpu, DType::F32).unwrap();
         let wrong = Tensor::zeros((2, 4, 5), DType::F32, &cpu).unwrap();
         assert!(matches!(
             g.psi(&wrong),
@@ -1006,11 +936,14 @@ mod tests {
     #[test]
     fn none_kind_is_zero() {
         let cpu = Device::Cpu;
-        let g = PsiGraph::new(PsiKind::None, 4, 1, &cpu, DType::F32).unwrap();
+        let g = PsiGraph::new(PhysicsKind::None, 4, 1, &cpu, DType::F32).unwrap();
         let maps = Tensor::ones((1, 4, 4), DType::F32, &cpu).unwrap();
         assert_eq!(g.psi(&maps).unwrap().to_scalar::<f32>().unwrap(), 0.0);
         let z = Array2::<f32>::ones((16, 1));
-        assert_eq!(psi_faithful(PsiKind::None, z.view(), &[0]).unwrap(), 0.0);
+        assert_eq!(
+            psi_faithful(PhysicsKind::None, z.view(), &[0]).unwrap(),
+            0.0
+        );
     }
 
     #[test]
@@ -1021,7 +954,7 @@ mod tests {
         let mut data = vec![0.0_f64; 16];
         data[6] = 1.0;
         let maps = Tensor::from_vec(data, (1, 4, 4), &cpu).unwrap();
-        let g = PsiGraph::new(PsiKind::Sl2 { alpha: 1 }, 4, 1, &cpu, DType::F64).unwrap();
+        let g = PsiGraph::new(PhysicsKind::Sl2 { alpha: 1 }, 4, 1, &cpu, DType::F64).unwrap();
         let v = g.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
         assert!((v - 0.75).abs() < 1e-12, "{v}");
     }
@@ -1031,14 +964,14 @@ mod tests {
         // A 1 x 1 map: Scharr of one pixel is 0, so Psi = sqrt(MAGNITUDE_EPS) = 1e-6.
         let cpu = Device::Cpu;
         let maps = Tensor::from_vec(vec![0.3_f64], (1, 1, 1), &cpu).unwrap();
-        let g = PsiGraph::new(PsiKind::Sl1, 1, 1, &cpu, DType::F64).unwrap();
+        let g = PsiGraph::new(PhysicsKind::Sl1, 1, 1, &cpu, DType::F64).unwrap();
         let v = g.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
         assert!((v - 1e-6).abs() < 1e-18, "{v}");
     }
 
     #[test]
     fn range_floor_rule() {
-        let g = PsiGraph::new(PsiKind::Sl1, 4, 1, &Device::Cpu, DType::F64).unwrap();
+        let g = PsiGraph::new(PhysicsKind::Sl1, 4, 1, &Device::Cpu, DType::F64).unwrap();
         for bad in [0.0, 1e-7, f64::NAN, f64::INFINITY] {
             let e = g.clone().with_range_floor(bad).unwrap_err();
             assert!(
@@ -1067,7 +1000,7 @@ mod tests {
         let range =
             v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min);
         let maps = Tensor::from_vec(v, (1, 6, 6), &cpu).unwrap();
-        let plain = PsiGraph::new(PsiKind::Sl1, 6, 1, &cpu, DType::F64).unwrap();
+        let plain = PsiGraph::new(PhysicsKind::Sl1, 6, 1, &cpu, DType::F64).unwrap();
         let floored = plain.clone().with_range_floor(2.0).unwrap();
         let a = plain.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
         let b = floored.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
@@ -1087,7 +1020,7 @@ mod tests {
             .map(|i| (f64::from(i % 4) * 0.9 + f64::from(i / 4) * 0.4).cos())
             .collect();
         let maps = Tensor::from_vec(v, (2, 4, 4), &cpu).unwrap();
-        let g = PsiGraph::new(PsiKind::Sl1, 4, 2, &cpu, DType::F64).unwrap();
+        let g = PsiGraph::new(PhysicsKind::Sl1, 4, 2, &cpu, DType::F64).unwrap();
         let flat = maps.reshape((2, 16)).unwrap();
         let own = (flat.max_keepdim(1).unwrap() - flat.min_keepdim(1).unwrap()).unwrap();
         let a = g.psi(&maps).unwrap().to_scalar::<f64>().unwrap();
@@ -1147,36 +1080,9 @@ mod tests {
         let cpu = Device::Cpu;
         let loss = Tensor::new(4.0_f64, &cpu).unwrap();
         let psi = Tensor::new(0.5_f64, &cpu).unwrap();
-        let m = Combine::Multiply.apply(&loss, &psi, 0.1).unwrap();
+        let m = combine(Combine::Multiply, &loss, &psi, 0.1).unwrap();
         assert!((m.to_scalar::<f64>().unwrap() - 2.4).abs() < 1e-15); // 4 * 0.6
-        let a = Combine::Add { lambda: 0.5 }
-            .apply(&loss, &psi, 0.1)
-            .unwrap();
+        let a = combine(Combine::Add { lambda: 0.5 }, &loss, &psi, 0.1).unwrap();
         assert_eq!(a.to_scalar::<f64>().unwrap(), 4.25); // 4 + 0.5 * 0.5
-    }
-
-    #[test]
-    fn serde_names_are_lowercase() {
-        let json = serde_json::to_string(&PsiKind::Sl2 { alpha: 2 }).unwrap();
-        assert_eq!(json, r#"{"sl2":{"alpha":2}}"#);
-        assert_eq!(serde_json::to_string(&PsiKind::Sl1).unwrap(), r#""sl1""#);
-        assert_eq!(
-            serde_json::to_string(&PsiMode::Gradient).unwrap(),
-            r#""gradient""#
-        );
-        assert_eq!(
-            serde_json::from_str::<PsiKind>(r#"{"sl2":{}}"#).unwrap(),
-            PsiKind::Sl2 {
-                alpha: DEFAULT_ALPHA
-            }
-        );
-        assert_eq!(
-            serde_json::from_str::<Combine>(r#"{"add":{"lambda":0.5}}"#).unwrap(),
-            Combine::Add { lambda: 0.5 }
-        );
-        assert_eq!(
-            serde_json::from_str::<Combine>(r#""multiply""#).unwrap(),
-            Combine::Multiply
-        );
     }
 }

@@ -40,55 +40,21 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt};
 use crate::decoder::FusedDecoder;
 use crate::error::FrameworkContext;
 use crate::infer::{LatentMaps, encode_patches};
 use crate::optim::Adam;
 use crate::params::{load_tensors, save_tensors_atomic};
-use crate::physics::{PsiGraph, PsiKind, batch_maps, psi_faithful};
+use crate::physics::{PsiGraph, batch_maps, combine, psi_faithful};
 use crate::vae::{Vae, standard_normal};
 use crate::{ModelError, Result};
+use phyvae_run::config::{ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt};
+use phyvae_run::history::EpochRecord;
 
-/// File name of the checkpoint inside the checkpoint directory.
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 /// Name of the byte tensor holding the trainer state inside a checkpoint.
 const STATE_TENSOR: &str = "trainer.state_json";
 /// Format version of the checkpoint.
 const CHECKPOINT_VERSION: u32 = 1;
-
-/// What one epoch did (averages over its batches, per patch).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// Epoch, 1-based.
-    pub epoch: usize,
-    /// KL scale used.
-    pub beta: f32,
-    /// Mean reconstruction term `-log p(x|z)`.
-    pub recon: f64,
-    /// Mean KL term (before `beta`).
-    pub kl: f64,
-    /// Mean `L_sh = recon + beta KL` (the ELBO part).
-    pub elbo: f64,
-    /// Mean Psi (0 without a physics term).
-    pub psi: f64,
-    /// Mean total loss that was minimised.
-    pub total: f64,
-    /// Wall-clock seconds of the epoch (training only).
-    pub seconds: f64,
-    /// Mean KL of each latent in nats, `KL(N(mu_j, sd_j^2) || N(0, 1))`
-    /// averaged over the epoch's patches, special latents first: the
-    /// information each latent carries (Burgess et al. 2018, "Understanding
-    /// disentangling in beta-VAE", arXiv:1804.03599). Empty in checkpoints
-    /// written before it was recorded.
-    #[serde(default)]
-    pub kl_latent: Vec<f64>,
-    /// Variance over the epoch's patches of each latent's encoder mean: a
-    /// latent is *active* when this exceeds 0.01 (Burda, Grosse and
-    /// Salakhutdinov 2016, "Importance weighted autoencoders", section 5.2).
-    #[serde(default)]
-    pub mean_var: Vec<f64>,
-}
 
 /// Progress of a run, for progress bars and reports.
 #[derive(Debug)]
@@ -164,16 +130,6 @@ fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     r
 }
 
-fn psi_kind(train: &TrainConfig) -> PsiKind {
-    match train.physics.kind {
-        PhysicsKind::None => PsiKind::None,
-        PhysicsKind::Sl1 => PsiKind::Sl1,
-        PhysicsKind::Sl2 => PsiKind::Sl2 {
-            alpha: train.physics.alpha,
-        },
-    }
-}
-
 impl<'p> Trainer<'p> {
     /// A trainer with a freshly initialised model (seeded by `train.seed`).
     ///
@@ -228,7 +184,7 @@ impl<'p> Trainer<'p> {
                 }
                 psi_graph = Some(
                     PsiGraph::new(
-                        psi_kind(&train),
+                        train.physics.kind,
                         d,
                         p.latents.len(),
                         model.device(),
@@ -286,7 +242,7 @@ impl<'p> Trainer<'p> {
     /// [`ModelError::BadFile`] when the checkpoint is missing, unreadable or
     /// was made on a different patch grid.
     pub fn resume(dir: &Path, patches: &'p PatchSet, device: &Device) -> Result<Self> {
-        let path = dir.join(CHECKPOINT_FILE);
+        let path = dir.join(phyvae_run::files::CHECKPOINT);
         if !path.is_file() {
             return Err(ModelError::BadFile {
                 path,
@@ -403,7 +359,7 @@ impl<'p> Trainer<'p> {
                 on_event(TrainEvent::Snapshot { epoch, maps: &maps });
             }
             if let Some(dir) = self.checkpoint_dir.clone() {
-                let path = dir.join(CHECKPOINT_FILE);
+                let path = dir.join(phyvae_run::files::CHECKPOINT);
                 self.write_checkpoint(&path)?;
                 on_event(TrainEvent::CheckpointWritten { epoch, path: &path });
             }
@@ -529,7 +485,7 @@ impl<'p> Trainer<'p> {
                                 found: vec![],
                             }
                         })?;
-                        psi_faithful(psi_kind(&self.train), z.view(), &columns)?
+                        psi_faithful(self.train.physics.kind, z.view(), &columns)?
                     } else {
                         0.0
                     };
@@ -560,7 +516,7 @@ impl<'p> Trainer<'p> {
                         .detach();
                     let psi = graph.psi_scaled(&maps, &range)?; // scalar
                     let psi_value: f32 = psi.to_scalar().ctx("Psi")?;
-                    let loss = p.combine.apply(&terms.sh, &psi, f64::from(p.weight))?;
+                    let loss = combine(p.combine, &terms.sh, &psi, f64::from(p.weight))?;
                     (loss, psi_value)
                 }
             };

@@ -27,12 +27,12 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Linear, Module};
 use rand::Rng;
 
-use crate::config::{DecoderBackend, Likelihood, ModelConfig, ModelKind};
 use crate::decoder::{FusedDecoder, SpatialDecoder, coord_grid};
 use crate::encoder::{Encoder, get_linear, init_linear};
 use crate::error::FrameworkContext;
 use crate::params::ParamStore;
 use crate::{ModelError, Result};
+use phyvae_run::config::{DecoderBackend, Likelihood, ModelConfig, ModelKind};
 
 /// Below this `|logit|` the continuous-Bernoulli normaliser uses its series
 /// `log C = log 2 + l^2 / 12` (the closed form is 0/0 at `l = 0`).

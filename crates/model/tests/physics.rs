@@ -15,7 +15,8 @@ use phyvae_imaging::ImagingError;
 use phyvae_imaging::fft::log_magnitude_spectrum;
 use phyvae_imaging::physics::{latent_map, sl1_map};
 use phyvae_model::ModelError;
-use phyvae_model::physics::{PsiGraph, PsiKind, batch_maps, psi_faithful};
+use phyvae_model::physics::{PsiGraph, batch_maps, psi_faithful};
+use phyvae_run::config::PhysicsKind;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -84,7 +85,10 @@ fn faithful_mode_matches_authors() {
             .unwrap()
             .mapv(|v| v as f32);
         let d = z.nrows().isqrt();
-        for (kind, name) in [(PsiKind::Sl1, "SL1"), (PsiKind::Sl2 { alpha: 1 }, "SL2")] {
+        for (kind, name) in [
+            (PhysicsKind::Sl1, "SL1"),
+            (PhysicsKind::Sl2 { alpha: 1 }, "SL2"),
+        ] {
             let want = golden_scalar(&format!("{lat}__{name}_authors"));
             let faithful = f64::from(psi_faithful(kind, z.view(), &COLUMNS).unwrap());
             assert!(
@@ -108,7 +112,7 @@ fn faithful_mode_rejects_non_square_batch() {
     // The authors returned 0 for B = 50 (golden lat_B50__SL1_authors); we refuse it.
     assert_eq!(golden_scalar("lat_B50__SL1_authors"), 0.0);
     let z = Array2::from_shape_fn((50, 4), |(b, k)| (b * 4 + k) as f32 * 0.01);
-    for kind in [PsiKind::Sl1, PsiKind::Sl2 { alpha: 1 }] {
+    for kind in [PhysicsKind::Sl1, PhysicsKind::Sl2 { alpha: 1 }] {
         assert!(matches!(
             psi_faithful(kind, z.view(), &COLUMNS),
             Err(ModelError::Imaging(ImagingError::NotSquareBatch {
@@ -155,7 +159,14 @@ fn gradient_flows_back_to_the_chosen_latents() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let z = Var::from_tensor(&tensor_f32(&random_z(&mut rng, 64, 4))).unwrap();
     let maps = Var::from_tensor(&batch_maps(z.as_tensor(), &COLUMNS, 8).unwrap()).unwrap();
-    let graph = PsiGraph::new(PsiKind::Sl2 { alpha: 1 }, 8, 2, &Device::Cpu, DType::F32).unwrap();
+    let graph = PsiGraph::new(
+        PhysicsKind::Sl2 { alpha: 1 },
+        8,
+        2,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
     let via_z = graph
         .psi(&batch_maps(z.as_tensor(), &COLUMNS, 8).unwrap())
         .unwrap()
@@ -180,9 +191,9 @@ fn gradient_mode_value_equals_faithful_value() {
         for _ in 0..3 {
             let z = random_z(&mut rng, d * d, 4);
             let maps = batch_maps(&tensor_f32(&z), &COLUMNS, d).unwrap();
-            let mut kinds = vec![PsiKind::Sl1, PsiKind::Sl2 { alpha: 1 }];
+            let mut kinds = vec![PhysicsKind::Sl1, PhysicsKind::Sl2 { alpha: 1 }];
             if d >= 5 {
-                kinds.push(PsiKind::Sl2 { alpha: 2 });
+                kinds.push(PhysicsKind::Sl2 { alpha: 2 });
             }
             for kind in kinds {
                 let graph = PsiGraph::new(kind, d, 2, &Device::Cpu, DType::F32).unwrap();
@@ -199,12 +210,12 @@ fn gradient_mode_value_equals_faithful_value() {
 
 /// SL1 and SL2 in `f64` from the imaging crate (scikit-image-exact filters,
 /// rustfft spectrum), for the `f64` graph.
-fn reference_f64(kind: PsiKind, maps: &[Array2<f64>]) -> f64 {
+fn reference_f64(kind: PhysicsKind, maps: &[Array2<f64>]) -> f64 {
     match kind {
-        PsiKind::Sl1 => {
+        PhysicsKind::Sl1 => {
             maps.iter().map(|m| sl1_map(m.view()).unwrap()).sum::<f64>() / maps.len() as f64
         }
-        PsiKind::Sl2 { alpha } => {
+        PhysicsKind::Sl2 { alpha } => {
             let (mut outside, mut total) = (0.0, 0.0);
             for m in maps {
                 let l = log_magnitude_spectrum(m.view()).unwrap();
@@ -220,7 +231,7 @@ fn reference_f64(kind: PsiKind, maps: &[Array2<f64>]) -> f64 {
             }
             outside / total
         }
-        PsiKind::None => 0.0,
+        PhysicsKind::None => 0.0,
     }
 }
 
@@ -240,7 +251,7 @@ fn f64_graph_equals_f64_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     for (d, alpha) in [(8, 1), (7, 2), (6, 2)] {
         let (maps, t) = random_maps_f64(&mut rng, 2, d);
-        for kind in [PsiKind::Sl1, PsiKind::Sl2 { alpha }] {
+        for kind in [PhysicsKind::Sl1, PhysicsKind::Sl2 { alpha }] {
             let graph = PsiGraph::new(kind, d, 2, &Device::Cpu, DType::F64).unwrap();
             let got = scalar(&graph.psi(&t).unwrap());
             let want = reference_f64(kind, &maps);
@@ -259,7 +270,7 @@ fn f64_graph_equals_f64_reference() {
 /// derivatives of size O(10). `TOL_FD = 1e-6` leaves a wide margin over both,
 /// and is still far below any real error (a wrong sign, factor or missing term
 /// changes entries by O(|gradient|)).
-fn fd_check(kind: PsiKind, d: usize, seed: u64) {
+fn fd_check(kind: PhysicsKind, d: usize, seed: u64) {
     const H: f64 = 1e-5;
     const TOL_FD: f64 = 1e-6;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -304,14 +315,14 @@ fn fd_check(kind: PsiKind, d: usize, seed: u64) {
 
 #[test]
 fn sl1_gradient_matches_finite_differences() {
-    fd_check(PsiKind::Sl1, 8, 5);
-    fd_check(PsiKind::Sl1, 5, 6);
+    fd_check(PhysicsKind::Sl1, 8, 5);
+    fd_check(PhysicsKind::Sl1, 5, 6);
 }
 
 #[test]
 fn sl2_gradient_matches_finite_differences() {
-    fd_check(PsiKind::Sl2 { alpha: 1 }, 8, 7);
-    fd_check(PsiKind::Sl2 { alpha: 2 }, 7, 8);
+    fd_check(PhysicsKind::Sl2 { alpha: 1 }, 8, 7);
+    fd_check(PhysicsKind::Sl2 { alpha: 2 }, 7, 8);
 }
 
 #[test]
@@ -333,7 +344,7 @@ fn gradient_is_finite_on_constant_maps() {
         .unwrap();
         for maps in [constant, mixed] {
             let var = Var::from_tensor(&maps.to_dtype(dtype).unwrap()).unwrap();
-            for kind in [PsiKind::Sl1, PsiKind::Sl2 { alpha: 1 }] {
+            for kind in [PhysicsKind::Sl1, PhysicsKind::Sl2 { alpha: 1 }] {
                 let graph = PsiGraph::new(kind, 8, 2, &cpu, dtype).unwrap();
                 let psi = graph.psi(var.as_tensor()).unwrap();
                 assert!(scalar(&psi).is_finite());
@@ -353,7 +364,7 @@ fn gradient_is_finite_on_constant_maps() {
     }
     // A constant map has SL1 0 in the faithful mode; the guards leave at most
     // 64 pixels x 1e-6 in the gradient mode.
-    let graph = PsiGraph::new(PsiKind::Sl1, 8, 2, &cpu, DType::F64).unwrap();
+    let graph = PsiGraph::new(PhysicsKind::Sl1, 8, 2, &cpu, DType::F64).unwrap();
     let v = scalar(
         &graph
             .psi(&Tensor::full(0.3_f64, (2, 8, 8), &cpu).unwrap())

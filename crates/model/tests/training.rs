@@ -11,9 +11,11 @@ use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling, labels_at_pa
 use phyvae_imaging::metrics::adjusted_rand_index;
 use phyvae_imaging::threshold::otsu;
 use phyvae_model::ModelError;
-use phyvae_model::config::{BetaSchedule, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig};
 use phyvae_model::infer::encode_patches;
-use phyvae_model::train::{CHECKPOINT_FILE, EpochRecord, Trainer};
+use phyvae_model::train::Trainer;
+use phyvae_run::config::{BetaSchedule, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig};
+use phyvae_run::files::CHECKPOINT as CHECKPOINT_FILE;
+use phyvae_run::history::EpochRecord;
 
 const SIZE: usize = 72;
 const WINDOW: usize = 12;

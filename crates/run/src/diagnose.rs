@@ -10,7 +10,7 @@
 //!   term was switched on (or at some epoch after it) and are not at the end:
 //!   the smoothness term won over the reconstruction;
 //! - **divergence**: the loss became non-finite (the trainer stops with
-//!   [`crate::ModelError::Diverged`]) or **ran away** while staying finite:
+//!   the model crate's `ModelError::Diverged`) or **ran away** while staying finite:
 //!   encoder means far outside the prior's range, or a reconstruction term
 //!   that ends well above its best value.
 //!
@@ -24,7 +24,7 @@
 use ndarray::{ArrayView3, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::train::EpochRecord;
+use crate::history::EpochRecord;
 
 /// Variance of a latent's encoder mean over the patches above which the
 /// latent is active (Burda et al. 2016).
@@ -91,16 +91,21 @@ pub struct LatentFacts {
     pub content: bool,
     /// Mean KL in nats over the last epoch's patches (`None` without history).
     pub kl: Option<f64>,
-    /// Variance over the patches of the final encoder mean.
+    /// Variance over the patches of the final encoder mean (NaN, written as
+    /// `null`, when a value is not finite).
+    #[serde(deserialize_with = "null_as_nan")]
     pub variance: f64,
-    /// Range (max - min) of the final map.
+    /// Range (max - min) of the final map (NaN as for `variance`).
+    #[serde(deserialize_with = "null_as_nan")]
     pub range: f64,
     /// `variance > ACTIVE_VARIANCE` and `range > FLAT_RANGE`.
     pub active: bool,
 }
 
-/// The verdict on a run.
+/// The verdict on a run. The default is a run with nothing found and no
+/// latent facts (the classical baseline, which has no latents to diagnose).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Diagnosis {
     /// True when nothing was found.
     pub ok: bool,
@@ -108,6 +113,21 @@ pub struct Diagnosis {
     pub findings: Vec<Finding>,
     /// Every latent's facts, in latent order.
     pub latents: Vec<LatentFacts>,
+}
+
+impl Default for Diagnosis {
+    fn default() -> Self {
+        Self {
+            ok: true,
+            findings: Vec::new(),
+            latents: Vec::new(),
+        }
+    }
+}
+
+/// JSON writes a NaN as `null`; this reads it back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What the diagnosis needs to know about the run.

@@ -21,8 +21,7 @@
 use phyvae_imaging::lattice::{LatticeMeasurement, measure_lattice};
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
-use crate::error::ModelError;
+use crate::{Result, RunError};
 
 /// Lattice periods per window side.
 pub const WINDOW_PERIODS: f64 = 2.0;
@@ -70,9 +69,9 @@ impl ImageFacts {
     /// Measures `pixels` (the image as the model will see it).
     ///
     /// # Errors
-    /// [`ModelError::Imaging`] when the image is too small or not finite.
+    /// [`RunError::Imaging`] when the image is too small or not finite.
     pub fn measure(pixels: ndarray::ArrayView2<'_, f32>) -> Result<Self> {
-        let m = measure_lattice(pixels).map_err(ModelError::from)?;
+        let m = measure_lattice(pixels).map_err(RunError::from)?;
         Ok(Self::from_measurement(pixels.dim(), &m))
     }
 

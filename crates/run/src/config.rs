@@ -2,7 +2,7 @@
 //!
 //! Every rule is checked once, in [`ModelConfig::validate`] and
 //! [`TrainConfig::validate`] (called by the constructors of the model and the
-//! trainer), with one [`ModelError::InvalidParameter`] per rule. Both structs
+//! trainer), with one [`RunError::InvalidParameter`] per rule. Both structs
 //! are plain serde data, so a run's configuration can be written beside its
 //! outputs and read back to reproduce it.
 //!
@@ -13,7 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ModelError, Result};
+use phyvae_data::patches::{Levelling, Scaling};
+use phyvae_imaging::physics::PAPER_ALPHA;
+
+use crate::{Result, RunError};
 
 /// Which invariances the decoder builds in (pyroVED `iVAE(invariances=...)`).
 ///
@@ -182,8 +185,8 @@ impl Default for ModelConfig {
     }
 }
 
-fn invalid(name: &'static str, value: impl ToString, rule: &'static str) -> ModelError {
-    ModelError::InvalidParameter {
+fn invalid(name: &'static str, value: impl ToString, rule: &'static str) -> RunError {
+    RunError::InvalidParameter {
         name,
         value: value.to_string(),
         rule,
@@ -206,7 +209,7 @@ impl ModelConfig {
     /// Checks every rule.
     ///
     /// # Errors
-    /// [`ModelError::InvalidParameter`] naming the first broken rule.
+    /// [`RunError::InvalidParameter`] naming the first broken rule.
     pub fn validate(&self) -> Result<()> {
         if self.window < 2 {
             return Err(invalid("window", self.window, "must be at least 2"));
@@ -297,7 +300,7 @@ impl BetaSchedule {
     /// `epochs`) or `A:B:HOLD` (ramp over `epochs - HOLD`, then `HOLD` epochs at `B`).
     ///
     /// # Errors
-    /// [`ModelError::InvalidParameter`] (`beta`) on a malformed string or
+    /// [`RunError::InvalidParameter`] (`beta`) on a malformed string or
     /// `HOLD >= epochs`.
     pub fn parse(text: &str, epochs: usize) -> Result<Self> {
         let bad = || invalid("beta", text, "expected B, A:B or A:B:HOLD (numbers)");
@@ -350,25 +353,112 @@ impl BetaSchedule {
     }
 }
 
-/// The physics term Psi (docs/METHOD.md section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PhysicsKind {
-    /// No physics term: plain sh-VAE (or VAE).
-    None,
-    /// SL1, edge length of the min-max normalised, bilateral-denoised map.
-    Sl1,
-    /// SL2, share of the log spectrum outside the central window.
-    Sl2,
+/// Default half-width of the SL2 central window: the authors' 2 x 2 block
+/// (`alpha = 1`, [`PAPER_ALPHA`]).
+pub const DEFAULT_ALPHA: usize = PAPER_ALPHA;
+
+/// Lower bound of the min-max range in gradient mode: a constant map
+/// normalises to 0 instead of `0 / 0` (the faithful mode also gives 0).
+pub const RANGE_EPS: f64 = 1e-6;
+
+fn default_alpha() -> usize {
+    DEFAULT_ALPHA
 }
 
-pub use crate::physics::{Combine, PsiMode as PhysicsMode};
+/// Which physics loss `Psi` to use (Biswas et al. 2023, eqs. 4 and 5;
+/// docs/METHOD.md section 3).
+///
+/// Serialised on its own in lower case: `"none"`, `"sl1"`,
+/// `{"sl2": {"alpha": 1}}` (`alpha` defaults to [`DEFAULT_ALPHA`]). Inside
+/// [`PhysicsConfig`] (`config.toml`) it is written as `kind` and `alpha`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhysicsKind {
+    /// No physics loss (`Psi = 0`; plain sh-VAE).
+    #[default]
+    None,
+    /// SL1, the edge length of the min-max normalised, bilateral-denoised
+    /// latent maps (eq. 4, Algorithm 1).
+    Sl1,
+    /// SL2, the Fourier-peak ratio of the latent maps (eq. 5, Algorithm 2).
+    Sl2 {
+        /// Half-width of the central window of the shifted spectrum (the
+        /// window is `2 alpha x 2 alpha`); `1 <= alpha`, `2 alpha < d`.
+        #[serde(default = "default_alpha")]
+        alpha: usize,
+    },
+}
+
+impl PhysicsKind {
+    /// `"none"`, `"sl1"` or `"sl2"`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            PhysicsKind::None => "none",
+            PhysicsKind::Sl1 => "sl1",
+            PhysicsKind::Sl2 { .. } => "sl2",
+        }
+    }
+}
+
+/// How `Psi` enters training (docs/METHOD.md sections 3 and 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhysicsMode {
+    /// The authors' detached value: a constant factor of the loss, computed
+    /// on the shuffled training batch.
+    Faithful,
+    /// A differentiable Psi on a spatially coherent batch (bilateral weights
+    /// held constant per step): the default.
+    #[default]
+    Gradient,
+}
+
+/// How `Psi` is combined with the sh-VAE loss `L_sh` (docs/METHOD.md section 3).
+///
+/// Serialised in lower case: `"multiply"`, `{"add": {"lambda": 0.1}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Combine {
+    /// The paper's eq. 3: `L_phy = L_sh (w + Psi)` with the slack `w`.
+    Multiply,
+    /// The additive alternative `L_sh + lambda Psi` (the paper's figure S4
+    /// compares it; the slack is not used).
+    Add {
+        /// Weight of `Psi`.
+        lambda: f32,
+    },
+}
+
+impl Default for Combine {
+    /// `Add { lambda: DEFAULT_LAMBDA }`, see [`DEFAULT_LAMBDA`].
+    fn default() -> Self {
+        Combine::Add {
+            lambda: DEFAULT_LAMBDA,
+        }
+    }
+}
+
+/// The rule of a range floor: finite and at least [`RANGE_EPS`].
+///
+/// # Errors
+/// [`RunError::InvalidParameter`] (`range_floor`) otherwise.
+pub fn check_range_floor(floor: f64) -> Result<()> {
+    if floor.is_finite() && floor >= RANGE_EPS {
+        Ok(())
+    } else {
+        Err(invalid("range_floor", floor, "must be finite and >= 1e-6"))
+    }
+}
 
 /// Configuration of the physics term.
+///
+/// Written in `config.toml` as `kind` (`"none"`, `"sl1"`, `"sl2"`) with a
+/// separate `alpha`, the half-width of the SL2 window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "PhysicsToml", into = "PhysicsToml")]
 pub struct PhysicsConfig {
-    /// Which Psi.
+    /// Which Psi (SL2 with its window half-width `alpha`, authors: 1).
     pub kind: PhysicsKind,
     /// Faithful or gradient.
     pub mode: PhysicsMode,
@@ -377,22 +467,18 @@ pub struct PhysicsConfig {
     /// Content latents Psi sees, 1-based (`[1, 2]` = z1 and z2; the paper's
     /// NiO-LSMO run used `[2]`).
     pub latents: Vec<usize>,
-    /// Half-width of the central SL2 window (authors: 1).
-    pub alpha: usize,
     /// How a gradient-mode Psi enters the loss (faithful mode always multiplies).
     pub combine: Combine,
     /// Gradient-mode SL1 only: the min-max range of a batch latent map is
     /// clamped below by this many latent units
-    /// ([`crate::physics::PsiGraph::with_range_floor`]); `1e-6` is the
+    /// (the model crate's `PsiGraph::with_range_floor`); `1e-6` is the
     /// authors' plain min-max. Default 1 (the prior's standard deviation).
-    #[serde(default = "default_range_floor")]
     pub range_floor: f64,
     /// Epochs trained as plain sh-VAE before Psi enters the loss (both modes).
     /// `None` (default): none in faithful mode (the authors' setting), a third
     /// of the epochs (rounded down) in gradient mode, where a gradient-carrying
     /// Psi from the first step flattens the content latents before they carry
     /// any information (see [`TrainConfig::physics_warmup`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_epochs: Option<usize>,
 }
 
@@ -417,12 +503,74 @@ impl Default for PhysicsConfig {
             mode: PhysicsMode::Gradient,
             weight: 0.1,
             latents: vec![1, 2],
-            alpha: 1,
-            combine: Combine::Add {
-                lambda: DEFAULT_LAMBDA,
-            },
+            combine: Combine::default(),
             range_floor: DEFAULT_RANGE_FLOOR,
             warmup_epochs: None,
+        }
+    }
+}
+
+/// The name of a physics kind in `config.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum PhysicsName {
+    None,
+    Sl1,
+    Sl2,
+}
+
+/// [`PhysicsConfig`] as `config.toml` holds it: the kind's name and `alpha`
+/// as two keys.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhysicsToml {
+    kind: PhysicsName,
+    mode: PhysicsMode,
+    weight: f32,
+    latents: Vec<usize>,
+    alpha: usize,
+    combine: Combine,
+    #[serde(default = "default_range_floor")]
+    range_floor: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    warmup_epochs: Option<usize>,
+}
+
+impl From<PhysicsToml> for PhysicsConfig {
+    fn from(t: PhysicsToml) -> Self {
+        let kind = match t.kind {
+            PhysicsName::None => PhysicsKind::None,
+            PhysicsName::Sl1 => PhysicsKind::Sl1,
+            PhysicsName::Sl2 => PhysicsKind::Sl2 { alpha: t.alpha },
+        };
+        Self {
+            kind,
+            mode: t.mode,
+            weight: t.weight,
+            latents: t.latents,
+            combine: t.combine,
+            range_floor: t.range_floor,
+            warmup_epochs: t.warmup_epochs,
+        }
+    }
+}
+
+impl From<PhysicsConfig> for PhysicsToml {
+    fn from(c: PhysicsConfig) -> Self {
+        let (kind, alpha) = match c.kind {
+            PhysicsKind::None => (PhysicsName::None, DEFAULT_ALPHA),
+            PhysicsKind::Sl1 => (PhysicsName::Sl1, DEFAULT_ALPHA),
+            PhysicsKind::Sl2 { alpha } => (PhysicsName::Sl2, alpha),
+        };
+        Self {
+            kind,
+            mode: c.mode,
+            weight: c.weight,
+            latents: c.latents,
+            alpha,
+            combine: c.combine,
+            range_floor: c.range_floor,
+            warmup_epochs: c.warmup_epochs,
         }
     }
 }
@@ -487,7 +635,7 @@ impl TrainConfig {
     /// Checks every rule, including those that involve the model.
     ///
     /// # Errors
-    /// [`ModelError::InvalidParameter`] naming the first broken rule.
+    /// [`RunError::InvalidParameter`] naming the first broken rule.
     pub fn validate(&self, model: &ModelConfig) -> Result<()> {
         if self.epochs == 0 {
             return Err(invalid("epochs", self.epochs, "must be at least 1"));
@@ -525,14 +673,10 @@ impl TrainConfig {
                     "content latents are numbered 1..=n_latent",
                 ));
             }
-            if p.kind == PhysicsKind::Sl2 {
+            if let PhysicsKind::Sl2 { alpha } = p.kind {
                 let d = exact_sqrt(self.batch_size).unwrap_or(0);
-                if p.alpha == 0 || 2 * p.alpha >= d {
-                    return Err(invalid(
-                        "alpha",
-                        p.alpha,
-                        "SL2 window needs 1 <= alpha < d/2",
-                    ));
+                if alpha == 0 || 2 * alpha >= d {
+                    return Err(invalid("alpha", alpha, "SL2 window needs 1 <= alpha < d/2"));
                 }
             }
             if let Combine::Add { lambda } = p.combine
@@ -547,7 +691,7 @@ impl TrainConfig {
                     "the physics warm-up must end before the last epoch (warmup_epochs < epochs)",
                 ));
             }
-            crate::physics::check_range_floor(p.range_floor)?;
+            check_range_floor(p.range_floor)?;
         }
         Ok(())
     }
@@ -569,6 +713,182 @@ impl TrainConfig {
     pub fn physics_columns(&self, model: &ModelConfig) -> Vec<usize> {
         let s = model.kind.n_special();
         self.physics.latents.iter().map(|l| s + l - 1).collect()
+    }
+}
+
+/// The bilateral colour sigma of the segmentation pipeline's denoising, unless
+/// `sigma_color` says otherwise.
+pub const DEFAULT_SIGMA_COLOR: f64 = 0.3;
+
+/// How patches are cut from the image (`[data]` of `config.toml`; also kept
+/// in `model.json`, so that `encode` cuts new images the same way).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Patch window in px (always equal to [`ModelConfig::window`]; set both
+    /// with [`RunConfig::set_window`]).
+    pub window: usize,
+    /// Patch step in px.
+    pub step: usize,
+    /// Min-max scale each patch on its own.
+    pub per_patch_norm: bool,
+    /// Background levelling: `none`, `plane`, `plane-lines`.
+    pub level: Levelling,
+}
+
+impl Default for DataConfig {
+    /// The paper's patches: window 48, step 8, global min-max, no levelling.
+    fn default() -> Self {
+        Self {
+            window: 48,
+            step: 8,
+            per_patch_norm: false,
+            level: Levelling::None,
+        }
+    }
+}
+
+impl DataConfig {
+    /// How patch values are scaled.
+    #[must_use]
+    pub fn scaling(&self) -> Scaling {
+        if self.per_patch_norm {
+            Scaling::PerPatch
+        } else {
+            Scaling::GlobalMinMax
+        }
+    }
+}
+
+/// How the maps of a run are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// A VAE (`[model]`, `[train]`).
+    #[default]
+    Vae,
+    /// The classical baseline: sliding-window FFT magnitude, PCA, clustering.
+    Fft,
+}
+
+/// `model.json`: a trained model's architecture and how it cuts patches
+/// (read back by `phyvae encode`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelDescription {
+    /// The architecture.
+    pub model: ModelConfig,
+    /// The patch settings the model was trained with.
+    pub data: DataConfig,
+}
+
+/// Smallest and largest number of classes of the result segmentation.
+pub const CLASSES: std::ops::RangeInclusive<usize> = 2..=16;
+
+/// How the result segmentation is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResultConfig {
+    /// Classes of the result segmentation (`None`: chosen by the silhouette, 2 to 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
+}
+
+/// Everything that defines a run (written as `config.toml`; `--config`
+/// reads it back and reproduces the run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// VAE or the classical baseline.
+    #[serde(default)]
+    pub method: Method,
+    /// Patch cutting.
+    pub data: DataConfig,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Training.
+    pub train: TrainConfig,
+    /// Colour sigma of the bilateral denoising before segmentation.
+    pub sigma_color: f64,
+    /// The result segmentation.
+    #[serde(default)]
+    pub result: ResultConfig,
+    /// What was measured on the image and chosen from it, with reasons (for
+    /// the record: `--config` uses the values above, not these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::auto::AutoSettings>,
+}
+
+impl Default for RunConfig {
+    /// The library defaults of every part, with [`DEFAULT_SIGMA_COLOR`].
+    fn default() -> Self {
+        Self {
+            method: Method::default(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            sigma_color: DEFAULT_SIGMA_COLOR,
+            result: ResultConfig::default(),
+            auto: None,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The paper's settings (Biswas et al. 2023): window 48, step 8, k 0.1,
+    /// hidden 128, 2 content latents, beta 0.1 to 1 over 50 epochs.
+    #[must_use]
+    pub fn paper() -> Self {
+        let mut c = Self::default();
+        c.set_window(48);
+        c.data.step = 8;
+        c.model.translation_prior = 0.1;
+        c.model.hidden = 128;
+        c.model.n_latent = 2;
+        c.train.epochs = 50;
+        c.train.beta = BetaSchedule::Ramp {
+            start: 0.1,
+            end: 1.0,
+            ramp_epochs: 50,
+        };
+        c
+    }
+
+    /// Sets the patch window of the data and of the model (one value).
+    pub fn set_window(&mut self, window: usize) {
+        self.data.window = window;
+        self.model.window = window;
+    }
+
+    /// Checks every rule of the model, of training and of the result, and
+    /// that the data and the model agree on the window.
+    ///
+    /// # Errors
+    /// [`RunError::InvalidParameter`] naming the first broken rule.
+    pub fn validate(&self) -> Result<()> {
+        if self.data.window != self.model.window {
+            return Err(invalid(
+                "window",
+                format!(
+                    "{} (data) and {} (model)",
+                    self.data.window, self.model.window
+                ),
+                "data.window and model.window must be equal",
+            ));
+        }
+        self.model.validate()?;
+        self.train.validate(&self.model)?;
+        if let Some(k) = self.result.classes
+            && !CLASSES.contains(&k)
+        {
+            return Err(invalid("classes", k, "between 2 and 16"));
+        }
+        Ok(())
+    }
+
+    /// The first epoch (0-based) with the physics term on; `None` without one.
+    #[must_use]
+    pub fn physics_from(&self) -> Option<usize> {
+        (self.train.physics.kind != PhysicsKind::None).then(|| self.train.physics_warmup())
     }
 }
 
@@ -594,9 +914,9 @@ mod tests {
         assert_eq!(c.physics_warmup(), 1);
     }
 
-    fn name_of(e: ModelError) -> &'static str {
+    fn name_of(e: RunError) -> &'static str {
         match e {
-            ModelError::InvalidParameter { name, .. } => name,
+            RunError::InvalidParameter { name, .. } => name,
             other => panic!("unexpected error {other}"),
         }
     }
@@ -638,7 +958,7 @@ mod tests {
     fn train_rules() {
         let m = ModelConfig::default();
         let mut ok = TrainConfig::default();
-        ok.physics.kind = PhysicsKind::Sl2;
+        ok.physics.kind = PhysicsKind::Sl2 { alpha: 1 };
         ok.validate(&m).unwrap();
         let with = |f: &dyn Fn(&mut TrainConfig)| {
             let mut c = ok.clone();
@@ -664,7 +984,10 @@ mod tests {
         assert_eq!(with(&|c| c.physics.weight = 0.6), "weight");
         assert_eq!(with(&|c| c.physics.latents = vec![]), "latents");
         assert_eq!(with(&|c| c.physics.latents = vec![3]), "latents");
-        assert_eq!(with(&|c| c.physics.alpha = 4), "alpha");
+        assert_eq!(
+            with(&|c| c.physics.kind = PhysicsKind::Sl2 { alpha: 4 }),
+            "alpha"
+        );
         assert_eq!(
             with(&|c| c.physics.combine = Combine::Add { lambda: -1.0 }),
             "lambda"
@@ -725,5 +1048,66 @@ mod tests {
         let m = ModelConfig::default();
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<ModelConfig>(&s).unwrap(), m);
+    }
+
+    #[test]
+    fn run_rules() {
+        let ok = RunConfig::default();
+        ok.validate().unwrap();
+        let with = |f: &dyn Fn(&mut RunConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            name_of(c.validate().unwrap_err())
+        };
+        assert_eq!(with(&|c| c.data.window = 32), "window");
+        assert_eq!(with(&|c| c.result.classes = Some(1)), "classes");
+        assert_eq!(with(&|c| c.result.classes = Some(17)), "classes");
+        let mut c = ok.clone();
+        c.set_window(32);
+        c.result.classes = Some(16);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn physics_is_written_as_kind_and_alpha() {
+        let mut c = RunConfig::paper();
+        c.train.physics.kind = PhysicsKind::Sl2 { alpha: 2 };
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert!(text.contains("kind = \"sl2\""), "{text}");
+        assert!(text.contains("alpha = 2"), "{text}");
+        assert!(text.contains("level = \"none\""), "{text}");
+        let back: RunConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        c.train.physics.kind = PhysicsKind::Sl1;
+        let back: RunConfig = toml::from_str(&toml::to_string_pretty(&c).unwrap()).unwrap();
+        assert_eq!(back.train.physics.kind, PhysicsKind::Sl1);
+    }
+
+    #[test]
+    fn serde_names_are_lowercase() {
+        let json = serde_json::to_string(&PhysicsKind::Sl2 { alpha: 2 }).unwrap();
+        assert_eq!(json, r#"{"sl2":{"alpha":2}}"#);
+        assert_eq!(
+            serde_json::to_string(&PhysicsKind::Sl1).unwrap(),
+            r#""sl1""#
+        );
+        assert_eq!(
+            serde_json::to_string(&PhysicsMode::Gradient).unwrap(),
+            r#""gradient""#
+        );
+        assert_eq!(
+            serde_json::from_str::<PhysicsKind>(r#"{"sl2":{}}"#).unwrap(),
+            PhysicsKind::Sl2 {
+                alpha: DEFAULT_ALPHA
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<Combine>(r#"{"add":{"lambda":0.5}}"#).unwrap(),
+            Combine::Add { lambda: 0.5 }
+        );
+        assert_eq!(
+            serde_json::from_str::<Combine>(r#""multiply""#).unwrap(),
+            Combine::Multiply
+        );
     }
 }

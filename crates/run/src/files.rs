@@ -1,0 +1,150 @@
+//! The files of a run folder, written by `phyvae train` and `phyvae encode`
+//! and read by `phyvae report` and `phyvae encode --model`; and the names of
+//! a run's latent channels.
+//!
+//! | file | type that owns it |
+//! |---|---|
+//! | `config.toml` | [`crate::config::RunConfig`] |
+//! | `metrics.json` | [`crate::metrics::Metrics`] |
+//! | `history.csv` | [`crate::history::EpochRecord`], one row per epoch |
+//! | `model.safetensors`, `model.json` | the model crate's `save_model` / `load_model` ([`crate::config::DataConfig`] inside) |
+//! | `latents.npy`, `latents_sd.npy` | `rows x cols x L` f32, channels named by [`latent_names`] |
+//! | `segmentation/<latent>/` | the imaging crate's segmentation pipeline |
+//! | `result/labels.npy` | the result segmentation ([`crate::metrics::ResultMetrics`]) |
+//! | `manifold.npy`/`.png`, `latent_hist.npy` | decoded manifold, latent histogram |
+//! | `input.png`, `truth_grid.npy` | the image as the model saw it, the truth at the grid cells |
+//! | `snapshots/latents_epoch_NNNN.npy` | latents during training |
+//! | `checkpoint/checkpoint.safetensors` | the trainer's last epoch |
+//! | `report.html`, `figures/` | the report |
+
+use std::path::{Path, PathBuf};
+
+/// `config.toml`.
+pub const CONFIG: &str = "config.toml";
+/// `metrics.json`.
+pub const METRICS: &str = "metrics.json";
+/// `history.csv`.
+pub const HISTORY: &str = "history.csv";
+/// `model.safetensors`: the trained weights.
+pub const MODEL: &str = "model.safetensors";
+/// `model.json`: the model's settings and how it cuts patches.
+pub const MODEL_JSON: &str = "model.json";
+/// `latents.npy`: encoder means.
+pub const LATENTS: &str = "latents.npy";
+/// `latents_sd.npy`: encoder standard deviations.
+pub const LATENTS_SD: &str = "latents_sd.npy";
+/// `truth_grid.npy`: the truth labels at the patch centres.
+pub const TRUTH_GRID: &str = "truth_grid.npy";
+/// `input.png`: the image as the model saw it (levelled and scaled).
+pub const INPUT_PNG: &str = "input.png";
+/// `manifold.npy`: decoded patches on a grid of content latents.
+pub const MANIFOLD: &str = "manifold.npy";
+/// `manifold.png`.
+pub const MANIFOLD_PNG: &str = "manifold.png";
+/// `latent_hist.npy`: the 2-D histogram of the first two content latents.
+pub const LATENT_HIST: &str = "latent_hist.npy";
+/// `segmentation/`: one folder per latent map.
+pub const SEGMENTATION_DIR: &str = "segmentation";
+/// `denoised.npy` inside a latent's segmentation folder.
+pub const DENOISED: &str = "denoised.npy";
+/// `result/`: the result segmentation.
+pub const RESULT_DIR: &str = "result";
+/// `labels.npy` inside `result/`.
+pub const RESULT_LABELS: &str = "labels.npy";
+/// `snapshots/`: latents recorded during training.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// `checkpoint/`: the last epoch's trainer state.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// `checkpoint.safetensors` inside `checkpoint/`.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// `report.html`.
+pub const REPORT: &str = "report.html";
+/// `figures/`: the report's PNG figures.
+pub const FIGURES_DIR: &str = "figures";
+
+/// A run folder: the path of each of its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// The run folder at `root` (nothing is read or created).
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder itself.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `root/name`, for a name of this module.
+    #[must_use]
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// `segmentation/<latent>/`.
+    #[must_use]
+    pub fn segmentation(&self, latent: &str) -> PathBuf {
+        self.root.join(SEGMENTATION_DIR).join(latent)
+    }
+
+    /// `result/labels.npy`.
+    #[must_use]
+    pub fn result_labels(&self) -> PathBuf {
+        self.root.join(RESULT_DIR).join(RESULT_LABELS)
+    }
+
+    /// `snapshots/latents_epoch_NNNN.npy` of `epoch`.
+    #[must_use]
+    pub fn snapshot(&self, epoch: usize) -> PathBuf {
+        self.root
+            .join(SNAPSHOTS_DIR)
+            .join(format!("latents_epoch_{epoch:04}.npy"))
+    }
+
+    /// The epoch of a snapshot file name (`latents_epoch_0012.npy` gives 12).
+    #[must_use]
+    pub fn snapshot_epoch(file_name: &str) -> Option<usize> {
+        file_name
+            .strip_prefix("latents_epoch_")?
+            .strip_suffix(".npy")?
+            .parse()
+            .ok()
+    }
+}
+
+/// Names of the latent channels: the special latents (`special`, e.g.
+/// `dx, dy` of a shift-invariant model), then the content latents `z1..zn`.
+#[must_use]
+pub fn latent_names(special: &[&str], n_content: usize) -> Vec<String> {
+    let mut v: Vec<String> = special.iter().map(|s| (*s).to_string()).collect();
+    v.extend((1..=n_content).map(|i| format!("z{i}")));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_round_trip() {
+        let d = RunDir::new("r");
+        let p = d.snapshot(12);
+        assert_eq!(p, Path::new("r/snapshots/latents_epoch_0012.npy"));
+        let name = p.file_name().and_then(|s| s.to_str()).unwrap_or_default();
+        assert_eq!(RunDir::snapshot_epoch(name), Some(12));
+        assert_eq!(RunDir::snapshot_epoch("latents_epoch_x.npy"), None);
+        assert_eq!(RunDir::snapshot_epoch("other.npy"), None);
+    }
+
+    #[test]
+    fn special_latents_come_first() {
+        assert_eq!(latent_names(&["dx", "dy"], 2), ["dx", "dy", "z1", "z2"]);
+        assert_eq!(latent_names(&[], 1), ["z1"]);
+    }
+}

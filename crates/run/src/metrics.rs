@@ -1,0 +1,291 @@
+//! `metrics.json`: what a run measured, written once by `train` and `encode`
+//! (and by the classical baseline) and read by the report.
+//!
+//! Every field is typed; a field a run does not have is left out of the
+//! file (`None`), and a file written by an older version reads with the
+//! missing fields at their defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use phyvae_data::PixelSize;
+use serde::{Deserialize, Serialize};
+
+use crate::auto::AutoSettings;
+use crate::config::Method;
+use crate::diagnose::Diagnosis;
+use crate::history::EpochRecord;
+use crate::{Result, RunError};
+
+/// The scores of one segmentation against a truth map
+/// (`phyvae_imaging::metrics::score`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Score {
+    /// Adjusted Rand index: 1 for a perfect match, about 0 for chance.
+    pub ari: f64,
+    /// Pixel accuracy under the best matching of labels, in `[0, 1]`.
+    pub accuracy: f64,
+    /// Boundary F1 within the tolerance, in `[0, 1]`.
+    pub boundary_f1: f64,
+}
+
+impl From<phyvae_imaging::metrics::Scores> for Score {
+    fn from(s: phyvae_imaging::metrics::Scores) -> Self {
+        Self {
+            ari: s.ari,
+            accuracy: s.accuracy,
+            boundary_f1: s.boundary_f1,
+        }
+    }
+}
+
+/// One latent map's entry in [`Metrics::maps`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MapMetrics {
+    /// The segmentation pipeline found the map flat (no segmentation drawn).
+    pub flat: bool,
+    /// With a truth map: the score of each segmentation (`otsu`,
+    /// `multiotsu3`, `multiotsu4`, `chanvese`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<BTreeMap<String, Score>>,
+    /// SL1 of the whole map (`None` when it cannot be computed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sl1: Option<f64>,
+    /// SL2 of the whole map, alpha 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sl2: Option<f64>,
+}
+
+/// The best score of any map and segmentation (with a truth map).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Oracle {
+    /// The map (`result` for the result clustering).
+    pub map: String,
+    /// The segmentation (`otsu`, ..., `cluster`).
+    pub segmentation: String,
+    /// Its scores.
+    #[serde(flatten)]
+    pub score: Score,
+}
+
+/// The result of a run, picked without the truth ([`Metrics::result`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResultMetrics {
+    /// The picked map; `None` when no map carries information.
+    pub map: Option<String>,
+    /// How the result segmentation was made (`cluster`); `None` without one.
+    pub segmentation: Option<String>,
+    /// Why there is no result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The criterion of the pick, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<String>,
+    /// The maps clustered into the result segmentation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maps_clustered: Option<Vec<String>>,
+    /// Classes of the result segmentation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
+    /// Whether the number of classes was chosen (false: given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes_chosen: Option<bool>,
+    /// Mean silhouette of the result segmentation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silhouette: Option<f64>,
+    /// Otsu separability of each candidate map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub separability: Option<BTreeMap<String, f64>>,
+    /// The labels file, relative to the run folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
+    /// With a truth map: the result segmentation's score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<Score>,
+    /// With a truth map: the score of the picked map's Otsu split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_otsu_score: Option<Score>,
+    /// With a truth map: the best map and segmentation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oracle: Option<Oracle>,
+}
+
+impl ResultMetrics {
+    /// No result, with the reason.
+    #[must_use]
+    pub fn none(reason: &str) -> Self {
+        Self {
+            reason: Some(reason.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
+/// `metrics.json` of a run folder.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    /// The input image as given.
+    pub input: PathBuf,
+    /// The command line that made the run.
+    pub command: Vec<String>,
+    /// Rows and columns of the image.
+    pub image_shape: [usize; 2],
+    /// The image's pixel size, when its file records one.
+    pub pixel_size: Option<PixelSize>,
+    /// Patch window, px.
+    pub window: usize,
+    /// Patch step, px.
+    pub step: usize,
+    /// Rows and columns of the patch grid (of the latent maps).
+    pub grid: [usize; 2],
+    /// Number of patches.
+    pub patches: usize,
+    /// Names of the latent channels, special latents first.
+    pub latents: Vec<String>,
+    /// The content latents (those Psi and the result see).
+    pub content_latents: Vec<String>,
+    /// The version of phyvae that made the run.
+    pub phyvae_version: String,
+    /// `vae` (left out) or `fft`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// `encode`: the model folder used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+    /// Trainable parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<usize>,
+    /// Epochs in the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Optimiser steps of those epochs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// The last epoch's record.
+    #[serde(rename = "final", skip_serializing_if = "Option::is_none")]
+    pub last_epoch: Option<EpochRecord>,
+    /// Seconds spent training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_seconds: Option<f64>,
+    /// Patches per second of training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patches_per_second: Option<f64>,
+    /// The baseline: the share of variance of each principal component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explained_variance_ratio: Option<Vec<f64>>,
+    /// The baseline: seconds spent on spectra and PCA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features_seconds: Option<f64>,
+    /// `cpu`, `cuda` or `metal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Each latent map's entry.
+    pub maps: BTreeMap<String, MapMetrics>,
+    /// Whether the latents learned anything.
+    pub diagnosis: Diagnosis,
+    /// The result picked without the truth.
+    pub result: ResultMetrics,
+    /// The settings measured on the image and chosen from it.
+    pub settings: Option<AutoSettings>,
+    /// Seconds of the whole command.
+    pub seconds: f64,
+    /// The report written for the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+}
+
+impl Metrics {
+    /// Reads `metrics.json`.
+    ///
+    /// # Errors
+    /// [`RunError::Read`] when the file cannot be read, [`RunError::BadFile`]
+    /// when it is not a run's metrics.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| RunError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `metrics.json` text; `path` only names the file in errors.
+    ///
+    /// # Errors
+    /// [`RunError::BadFile`] when it is not a run's metrics.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| RunError::BadFile {
+            path: path.to_path_buf(),
+            reason: format!("not a phyvae metrics file: {e}"),
+        })
+    }
+
+    /// The JSON text written to `metrics.json` (pretty, keys in sorted order).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        // Through a `Value`: its maps sort their keys. Serialising these
+        // plain data types cannot fail.
+        serde_json::to_value(self)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_default()
+    }
+
+    /// Whether the run is the classical baseline.
+    #[must_use]
+    pub fn is_fft(&self) -> bool {
+        self.method == Some(Method::Fft)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_sorted_keys() {
+        let mut m = Metrics {
+            window: 16,
+            latents: vec!["dx".into(), "z1".into()],
+            ..Metrics::default()
+        };
+        m.maps.insert(
+            "z1".into(),
+            MapMetrics {
+                flat: false,
+                sl1: Some(2.5),
+                ..MapMetrics::default()
+            },
+        );
+        m.result = ResultMetrics::none("no content latent carries information");
+        let text = m.to_json();
+        let keys: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  \"") && !l.starts_with("   "))
+            .filter_map(|l| l.trim().split('"').nth(1))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted);
+        assert!(!text.contains("\"report\""), "absent fields are left out");
+        assert!(text.contains("\"pixel_size\": null"));
+        let back = Metrics::parse(Path::new("m.json"), &text).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn an_older_file_with_fewer_fields_reads() {
+        let m =
+            Metrics::parse(Path::new("m.json"), r#"{"window": 48, "latents": ["z1"]}"#).unwrap();
+        assert_eq!(m.window, 48);
+        assert!(m.maps.is_empty());
+        assert!(m.result.map.is_none());
+        let e = Metrics::parse(Path::new("m.json"), "[1]").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("m.json: not a phyvae metrics file"),
+            "{e}"
+        );
+    }
+}
