@@ -3,6 +3,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+use crate::settings::{DecoderArg, LevelArg, ModeArg, ModelArg, PhysicsArg, PresetArg};
+
 /// Finds phases, domains and boundaries in atomic-resolution microscopy images.
 #[derive(Debug, Parser)]
 #[command(name = "phyvae", version, about, propagate_version = true)]
@@ -252,24 +254,55 @@ pub struct ScoreArgs {
     pub tolerance: usize,
 }
 
+/// The image a command reads: a file, and which image in it.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input image: NPY, TIFF, PNG, SPIEPy .dat, Digital Micrograph .dm3/.dm4,
+    /// TIA .ser, Velox or Berkeley EMD, hyperspy .hspy (see `phyvae info`).
+    pub image: PathBuf,
+    /// Frame or page of a multi-image file (0-based).
+    #[arg(long)]
+    pub frame: Option<usize>,
+    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
+    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
+    #[arg(long)]
+    pub dataset: Option<String>,
+}
+
+/// Where a run goes and what it runs on, shared by `train` and `encode`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute device: `auto` (the first CUDA GPU when this build has CUDA and
+    /// one is present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Truth map (per pixel of the image, integer labels) to score the segmentations against.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+}
+
 /// Arguments of `phyvae train`. Unset options come from `--config` (when
 /// given) or the defaults; the effective settings are written to
 /// `OUT/config.toml`, which `--config` accepts to reproduce the run.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Input image (.npy, .tif/.tiff, .png, SPIEPy .dat).
-    pub image: PathBuf,
-    /// Output folder (created).
-    #[arg(long)]
-    pub out: PathBuf,
+    /// The image.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output, device and truth.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// A run configuration (TOML, as written to OUT/config.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Model: vanilla, shift, rotation, scale or a combination (shift-rotation,
     /// ...), or `fft`: the classical baseline (sliding-window FFT magnitude,
     /// PCA, clustering), no training.
-    #[arg(long)]
-    pub model: Option<String>,
+    #[arg(long, value_enum)]
+    pub model: Option<ModelArg>,
     /// Where unset settings come from: `auto` (measured on the image: window,
     /// step, shift prior from its lattice; beta, batch, rate, length fixed) or
     /// `paper` (the paper's settings exactly: window 48, step 8, k 0.1, hidden
@@ -283,12 +316,12 @@ pub struct TrainArgs {
     /// Classes of the result segmentation (default: chosen from the data, 2 to 4).
     #[arg(long)]
     pub classes: Option<usize>,
-    /// Physics term: none, sl1 or sl2.
-    #[arg(long)]
-    pub physics: Option<String>,
-    /// Physics mode: faithful (the authors' semantics) or gradient.
-    #[arg(long)]
-    pub mode: Option<String>,
+    /// Physics term.
+    #[arg(long, value_enum)]
+    pub physics: Option<PhysicsArg>,
+    /// Physics mode.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
     /// Slack w of L_sh (w + Psi), in [0, 0.5].
     #[arg(long)]
     pub weight: Option<f32>,
@@ -341,69 +374,33 @@ pub struct TrainArgs {
     /// Min-max scale each patch on its own (default: the whole image).
     #[arg(long)]
     pub per_patch_norm: bool,
-    /// Background levelling: none, plane or plane-lines.
-    #[arg(long)]
-    pub level: Option<String>,
+    /// Background levelling.
+    #[arg(long, value_enum)]
+    pub level: Option<LevelArg>,
     /// Seed of every random draw.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Write the full latent maps every N epochs to OUT/snapshots.
     #[arg(long)]
     pub snapshot_every: Option<usize>,
-    /// Decoder implementation: auto, reference or fused.
-    #[arg(long)]
-    pub decoder: Option<String>,
-    /// Compute device: `auto` (the first CUDA GPU when this build has CUDA and
-    /// one is present, else the CPU), `cpu`, `cuda` or `cuda:N`.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// Decoder implementation.
+    #[arg(long, value_enum)]
+    pub decoder: Option<DecoderArg>,
     /// Continue the run in OUT from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Truth map (per pixel of the image, integer labels) to score the segmentations against.
-    #[arg(long)]
-    pub truth: Option<PathBuf>,
-    /// Frame or page of a multi-image file (0-based).
-    #[arg(long)]
-    pub frame: Option<usize>,
-    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
-    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
-    #[arg(long)]
-    pub dataset: Option<String>,
-}
-
-/// Where the settings that the command line leaves unset come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PresetArg {
-    /// Measured on the image.
-    Auto,
-    /// The paper's settings.
-    Paper,
 }
 
 /// Arguments of `phyvae encode`.
 #[derive(Debug, Args)]
 pub struct EncodeArgs {
-    /// Input image.
-    pub image: PathBuf,
+    /// The image.
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Folder of a trained model (the OUT of `phyvae train`).
     #[arg(long)]
     pub model: PathBuf,
-    /// Output folder (created).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Compute device: `auto` (the first CUDA GPU when this build has CUDA and
-    /// one is present, else the CPU), `cpu`, `cuda` or `cuda:N`.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Truth map to score the segmentations against.
-    #[arg(long)]
-    pub truth: Option<PathBuf>,
-    /// Frame or page of a multi-image file (0-based).
-    #[arg(long)]
-    pub frame: Option<usize>,
-    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
-    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
-    #[arg(long)]
-    pub dataset: Option<String>,
+    /// Output, device and truth.
+    #[command(flatten)]
+    pub run: RunArgs,
 }

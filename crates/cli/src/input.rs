@@ -3,8 +3,12 @@
 
 use anyhow::{Context, Result};
 use ndarray::Array2;
+use phyvae_data::patches::{PatchGrid, labels_at_patch_centres};
 use phyvae_data::{Image, io};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::cli::InputArgs;
+use crate::progress::Progress;
 
 /// Pixels in the precision of the file they came from.
 pub enum Pixels {
@@ -49,4 +53,21 @@ pub fn labels(path: &Path) -> Result<Array2<i32>> {
         }
     }
     Ok(out)
+}
+
+/// Reads the image with a progress line.
+pub fn read_input(i: &InputArgs, progress: Progress) -> Result<phyvae_data::Image> {
+    let st = progress.step("reading image");
+    let img = image_in(&i.image, i.frame, i.dataset.as_deref())?;
+    st.done();
+    Ok(img)
+}
+
+/// The truth map at the patch centres of `grid`, when `--truth` was given.
+pub fn read_truth(path: Option<&PathBuf>, grid: &PatchGrid) -> Result<Option<Array2<i32>>> {
+    let Some(p) = path else { return Ok(None) };
+    let t = labels(p)?;
+    Ok(Some(
+        labels_at_patch_centres(t.view(), grid).context("truth map does not match the image")?,
+    ))
 }

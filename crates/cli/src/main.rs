@@ -6,8 +6,10 @@
 
 mod cli;
 mod commands;
+mod device;
 mod input;
 mod progress;
+mod settings;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -76,9 +78,13 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<commands::OutputError>().is_some() {
             return 5;
         }
+        if let Some(e) = cause.downcast_ref::<phyvae_run::RunError>() {
+            return run_error_code(e);
+        }
         if let Some(e) = cause.downcast_ref::<phyvae_model::ModelError>() {
             use phyvae_model::ModelError as M;
             return match e {
+                M::Settings(e) => run_error_code(e),
                 M::InvalidParameter { .. } | M::ShapeMismatch { .. } | M::Diverged { .. } => 4,
                 M::BadFile { .. } => 3,
                 M::Io { action, .. } if *action == "reading" => 3,
@@ -88,4 +94,15 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     1
+}
+
+/// The exit code of a settings or run-file error.
+fn run_error_code(e: &phyvae_run::RunError) -> u8 {
+    use phyvae_run::RunError as R;
+    match e {
+        R::InvalidParameter { .. } | R::Imaging(_) => 4,
+        R::Read { .. } | R::BadFile { .. } => 3,
+        R::Write(_) => 5,
+        _ => 1,
+    }
 }

@@ -6,6 +6,9 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use phyvae_data::io;
+use phyvae_model::train::{TrainEvent, Trainer};
+use phyvae_run::files::RunDir;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,48 @@ const BAR: &str = "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}
 const SPIN: &str = "{spinner} {prefix} {msg} ({elapsed})";
 
 impl Progress {
+    /// Runs the trainer with progress bars, writing its snapshots.
+    pub fn train(self, trainer: &mut Trainer<'_>, dir: &RunDir) -> phyvae_model::Result<()> {
+        let progress = self;
+        let mut bar: Option<Step> = None;
+        let mut snap_err: Option<phyvae_data::DataError> = None;
+        let outcome = trainer.run(&mut |e| match e {
+            TrainEvent::EpochStarted {
+                epoch,
+                epochs,
+                batches,
+            } => {
+                bar = Some(progress.bar(&format!("epoch {epoch}/{epochs}"), batches as u64));
+            }
+            TrainEvent::BatchDone { loss, .. } => {
+                if let Some(b) = &bar {
+                    b.bar().inc(1);
+                    b.message(format!("loss {loss:.2}"));
+                }
+            }
+            TrainEvent::EpochFinished(r) => {
+                if let Some(b) = bar.take() {
+                    b.bar().finish_and_clear();
+                }
+                progress.line(&format!(
+                    "epoch {:>3}: elbo {:.3} psi {:.4} total {:.3} ({:.1} s)",
+                    r.epoch, r.elbo, r.psi, r.total, r.seconds
+                ));
+            }
+            TrainEvent::Snapshot { epoch, maps } => {
+                if let Err(err) = io::write_npy_f32_3d(&dir.snapshot(epoch), maps.mean.view()) {
+                    snap_err.get_or_insert(err);
+                }
+            }
+            TrainEvent::CheckpointWritten { .. } => {}
+        });
+        if let Some(b) = bar.take() {
+            b.bar().finish_and_clear();
+        }
+        outcome?;
+        snap_err.map_or(Ok(()), |e| Err(e.into()))
+    }
+
     /// Bars on a terminal, lines otherwise, nothing when `quiet`.
     #[must_use]
     pub fn new(quiet: bool) -> Self {

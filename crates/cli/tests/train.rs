@@ -177,7 +177,7 @@ fn bad_settings_are_clear_errors() {
             "perfect square",
         ),
         (&["--weight", "0.7", "--physics", "sl2"][..], 4, "[0, 0.5]"),
-        (&["--model", "wobble"][..], 4, "unknown model"),
+        (&["--model", "wobble"][..], 2, "invalid value 'wobble'"),
         (&["--window", "200"][..], 4, "window"),
         (&["--lr", "0"][..], 4, "lr"),
         (&["--shift-prior", "2"][..], 4, "translation_prior"),

@@ -267,7 +267,7 @@ pub fn latent_histogram(maps: &LatentMaps, a: usize, b: usize, bins: usize) -> R
 }
 
 /// Saves a trained model to `dir`: [`MODEL_FILE`] (parameters, safetensors)
-/// and [`MODEL_JSON`] ([`ModelDescription`]: its [`ModelConfig`] plus the
+/// and [`MODEL_JSON`] ([`ModelDescription`]: its [`ModelConfig`](phyvae_run::config::ModelConfig) plus the
 /// patch settings `data`, so that another image is cut the same way).
 /// Both files are written atomically.
 ///
@@ -280,9 +280,20 @@ pub fn save_model(model: &Vae, dir: &Path, data: &DataConfig) -> Result<()> {
         source,
     })?;
     model.store().save(&dir.join(MODEL_FILE))?;
-    let desc = ModelDescription {
-        model: model.config().clone(),
-        data: data.clone(),
+    // The `ModelDescription` fields, with the patch settings' keys in sorted
+    // order (as model.json has always had them).
+    #[derive(serde::Serialize)]
+    struct Written<'a> {
+        model: &'a phyvae_run::config::ModelConfig,
+        data: serde_json::Value,
+    }
+    let bad = |e: serde_json::Error| ModelError::BadFile {
+        path: dir.join(MODEL_JSON),
+        reason: e.to_string(),
+    };
+    let desc = Written {
+        model: model.config(),
+        data: serde_json::to_value(data).map_err(bad)?,
     };
     let json = serde_json::to_vec_pretty(&desc).map_err(|e| ModelError::BadFile {
         path: dir.join(MODEL_JSON),

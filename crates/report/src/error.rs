@@ -65,3 +65,24 @@ pub enum ReportError {
         cols: usize,
     },
 }
+
+impl From<phyvae_run::RunError> for ReportError {
+    /// A run file that is malformed or missing is a [`ReportError::RunFile`]
+    /// naming it.
+    fn from(e: phyvae_run::RunError) -> Self {
+        use phyvae_run::RunError as R;
+        match e {
+            R::BadFile { path, reason } => ReportError::RunFile { path, reason },
+            R::Read { path, source } => ReportError::RunFile {
+                path,
+                reason: source.to_string(),
+            },
+            R::Imaging(e) => ReportError::Imaging(e),
+            R::Write(e) => ReportError::Data(e),
+            other => ReportError::RunFile {
+                path: PathBuf::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}

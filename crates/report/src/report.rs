@@ -17,12 +17,14 @@ use std::path::Path;
 
 use ndarray::{Array2, ArrayView2, Axis, Slice};
 use phyvae_imaging::visualize::{VisualizeParams, segment_map};
-use serde_json::Value;
 
 use crate::ReportError;
 use crate::figure::{self, Extent, Figure};
 use crate::render::{Result, write_atomically};
-use crate::run::{HistoryRow, METHODS, RunData, read_2d, read_labels};
+use crate::run::{METHODS, RunData, read_2d, read_labels};
+use phyvae_run::config::PhysicsKind;
+use phyvae_run::files::{self, RunDir};
+use phyvae_run::history::EpochRecord;
 
 /// Sample patches shown on the patch sheet (a 4 x 4 spread over the grid).
 const SAMPLE_SIDE: usize = 4;
@@ -97,15 +99,6 @@ impl RunReport {
     }
 }
 
-fn fmt_value(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), fmt_num),
-        other => other.to_string(),
-    }
-}
-
 fn fmt_num(x: f64) -> String {
     if x == x.trunc() && x.abs() < 1e9 {
         format!("{x:.0}")
@@ -132,12 +125,9 @@ struct Geometry {
 impl Geometry {
     fn new(run: &RunData) -> Self {
         let (gh, gw, _) = run.latents.dim();
-        let (rows, cols) = match (&run.input, run.metrics["image_shape"].as_array()) {
+        let (rows, cols) = match (&run.input, run.metrics.image_shape) {
             (Some(img), _) => img.dim(),
-            (None, Some(a)) if a.len() == 2 => (
-                a[0].as_u64().unwrap_or(0) as usize,
-                a[1].as_u64().unwrap_or(0) as usize,
-            ),
+            (None, [r, c]) if r > 0 && c > 0 => (r, c),
             _ => (
                 (gh - 1) * run.step + run.window,
                 (gw - 1) * run.step + run.window,
@@ -206,7 +196,7 @@ fn run_facts(run: &RunData, g: &Geometry) -> Vec<(String, String)> {
     let m = &run.metrics;
     let mut f: Vec<(String, String)> = Vec::new();
     let mut add = |k: &str, v: String| f.push((k.to_owned(), v));
-    add("input file", fmt_value(&m["input"]));
+    add("input file", m.input.display().to_string());
     add("image size", format!("{} x {} px", g.rows, g.cols));
     add(
         "pixel size",
@@ -226,77 +216,83 @@ fn run_facts(run: &RunData, g: &Geometry) -> Vec<(String, String)> {
             run.step
         ),
     );
-    let setting = |p: &str| run.setting(p).unwrap_or_else(|| "-".into());
-    if m["method"].as_str() == Some("fft") {
+    let wall = format!("{:.1} s", m.seconds);
+    if m.is_fft() {
         add(
             "model",
             "classical baseline: |FFT| of each Hann-windowed patch, PCA to 4 components (pc1..pc4), no training".into(),
         );
-        add(
-            "wall time",
-            m["seconds"]
-                .as_f64()
-                .map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
-        );
-        add("phyvae version", fmt_value(&m["phyvae_version"]));
+        add("wall time", wall);
+        add("phyvae version", m.phyvae_version.clone());
         return f;
     }
+    let Some(c) = &run.config else {
+        add("settings", "- (no config.toml)".into());
+        add("wall time", wall);
+        add("phyvae version", m.phyvae_version.clone());
+        return f;
+    };
     add(
         "model",
         format!(
             "{} ({} content latents)",
-            setting("model.kind"),
-            setting("model.n_latent")
+            c.model.kind.name(),
+            c.model.n_latent
         ),
     );
-    let kind = setting("train.physics.kind");
+    let p = &c.train.physics;
     // Without a physics term its mode, weight and latents are unused defaults.
-    let physics = if kind == "none" {
+    let physics = if p.kind == PhysicsKind::None {
         "none (ELBO only)".to_owned()
     } else {
         format!(
-            "{kind}, mode {}, weight w {}, latents {}",
-            setting("train.physics.mode"),
-            setting("train.physics.weight"),
-            setting("train.physics.latents")
+            "{}, mode {}, weight w {}, latents {}",
+            p.kind.name(),
+            as_toml(&p.mode),
+            as_toml(&p.weight),
+            as_toml(&p.latents)
         )
     };
     add("physics loss", physics);
-    add("KL scale (beta)", setting("train.beta"));
+    add("KL scale (beta)", as_toml(&c.train.beta));
     add(
         "optimisation",
         format!(
             "{} epochs, batch {}, Adam lr {}",
-            setting("train.epochs"),
-            setting("train.batch_size"),
-            setting("train.lr")
+            c.train.epochs, c.train.batch_size, c.train.lr
         ),
     );
-    add("seed", setting("train.seed"));
-    add(
-        "wall time",
-        m["seconds"]
-            .as_f64()
-            .map_or_else(|| "-".into(), |s| format!("{s:.1} s")),
-    );
+    add("seed", c.train.seed.to_string());
+    add("wall time", wall);
     add(
         "training throughput",
-        m["patches_per_second"].as_f64().map_or_else(
+        m.patches_per_second.map_or_else(
             || "-".into(),
-            |p| format!("{p:.1} patches/s on {}", fmt_value(&m["device"])),
+            |p| format!("{p:.1} patches/s on {}", m.device.as_deref().unwrap_or("-")),
         ),
     );
-    add("phyvae version", fmt_value(&m["phyvae_version"]));
+    add("phyvae version", m.phyvae_version.clone());
     f
+}
+
+/// A setting as `config.toml` writes it (strings without quotes).
+fn as_toml<T: serde::Serialize>(v: &T) -> String {
+    match toml::Value::try_from(v) {
+        Ok(toml::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "-".into(),
+    }
 }
 
 /// The command line that made the run (`metrics.json`'s `command`), with the
 /// program named `phyvae` and arguments holding spaces or quotes quoted.
 fn original_command(run: &RunData) -> Option<String> {
-    let args = run.metrics["command"].as_array()?;
+    let args = &run.metrics.command;
+    if args.is_empty() {
+        return None;
+    }
     let mut out = vec!["phyvae".to_owned()];
     for a in args.iter().skip(1) {
-        let a = a.as_str()?;
         if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
             out.push(format!("'{}'", a.replace('\'', r"'\''")));
         } else {
@@ -307,7 +303,7 @@ fn original_command(run: &RunData) -> Option<String> {
 }
 
 fn reproduce_command(run: &RunData) -> String {
-    let input = fmt_value(&run.metrics["input"]);
+    let input = run.metrics.input.display();
     let dir = run.dir.display();
     format!("phyvae train {input} --out {dir}-again --config {dir}/config.toml")
 }
@@ -425,12 +421,8 @@ fn overlay_fn<'a>(
 }
 
 fn score_of(run: &RunData, name: &str, method: &str) -> Option<(f64, f64, f64)> {
-    let s = &run.metrics["maps"][name]["scores"][method];
-    Some((
-        s["ari"].as_f64()?,
-        s["accuracy"].as_f64()?,
-        s["boundary_f1"].as_f64()?,
-    ))
+    let s = run.metrics.maps.get(name)?.scores.as_ref()?.get(method)?;
+    Some((s.ari, s.accuracy, s.boundary_f1))
 }
 
 fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
@@ -512,28 +504,21 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
 
 /// The diagnosis box: a failed run says so before anything else.
 fn diagnosis_items(run: &RunData) -> Vec<Item> {
-    let d = &run.metrics["diagnosis"];
-    let findings = d["findings"].as_array().cloned().unwrap_or_default();
-    if findings.is_empty() {
-        if d.is_null() {
-            return vec![Item::Text(
-                "This run was made before runs were diagnosed: nobody checked whether its latents learned anything.".into(),
-            )];
-        }
-        let active: Vec<String> = d["latents"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|l| {
-                        l["content"].as_bool() == Some(true) && l["active"].as_bool() == Some(true)
-                    })
-                    .map(|l| match l["kl"].as_f64() {
-                        Some(kl) => format!("{} ({kl:.2} nats)", fmt_value(&l["name"])),
-                        None => fmt_value(&l["name"]),
-                    })
-                    .collect()
+    let Some(d) = &run.metrics.diagnosis else {
+        return vec![Item::Text(
+            "This run was made before runs were diagnosed: nobody checked whether its latents learned anything.".into(),
+        )];
+    };
+    if d.findings.is_empty() {
+        let active: Vec<String> = d
+            .latents
+            .iter()
+            .filter(|l| l.content && l.active)
+            .map(|l| match l.kl {
+                Some(kl) => format!("{} ({kl:.2} nats)", l.name),
+                None => l.name.clone(),
             })
-            .unwrap_or_default();
+            .collect();
         let text = if active.is_empty() {
             "Checks passed.".to_owned()
         } else {
@@ -544,16 +529,10 @@ fn diagnosis_items(run: &RunData) -> Vec<Item> {
         };
         return vec![Item::Verdict(text)];
     }
-    let lines = findings
+    let lines = d
+        .findings
         .iter()
-        .map(|f| {
-            format!(
-                "{}: {}. Try: {}.",
-                fmt_value(&f["kind"]),
-                fmt_value(&f["message"]),
-                fmt_value(&f["advice"])
-            )
-        })
+        .map(|f| format!("{}: {}. Try: {}.", as_toml(&f.kind), f.message, f.advice))
         .collect();
     vec![Item::Alert(
         "This run failed: its maps are not a result.".into(),
@@ -563,16 +542,15 @@ fn diagnosis_items(run: &RunData) -> Vec<Item> {
 
 /// The result the run picked without the truth.
 fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
-    let r = &run.metrics["result"];
-    if r.is_null() {
+    let Some(r) = &run.metrics.result else {
         return Ok(vec![Item::Text(
             "This run names no result (it was made before results were picked).".into(),
         )]);
-    }
-    let Some(map) = r["map"].as_str() else {
+    };
+    let Some(map) = r.map.as_deref() else {
         return Ok(vec![Item::Alert(
             "No result".into(),
-            vec![format!("{}.", fmt_value(&r["reason"]))],
+            vec![format!("{}.", r.reason.as_deref().unwrap_or("-"))],
         )]);
     };
     let mut items = Vec::new();
@@ -582,45 +560,42 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
             "segmentation".to_owned(),
             format!(
                 "k-means on the denoised maps {} into {} classes ({})",
-                r["maps_clustered"]
-                    .as_array()
-                    .map(|a| a.iter().map(fmt_value).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
-                fmt_value(&r["classes"]),
-                if r["classes_chosen"].as_bool() == Some(true) {
+                r.maps_clustered.as_deref().unwrap_or_default().join(", "),
+                r.classes.map_or_else(|| "-".to_owned(), |k| k.to_string()),
+                if r.classes_chosen == Some(true) {
                     format!(
                         "chosen by the mean silhouette, {:.2}",
-                        r["silhouette"].as_f64().unwrap_or(0.0)
+                        r.silhouette.unwrap_or(0.0)
                     )
                 } else {
                     "given".to_owned()
                 }
             ),
         ),
-        ("criterion".to_owned(), fmt_value(&r["criterion"])),
+        (
+            "criterion".to_owned(),
+            r.criterion.clone().unwrap_or_else(|| "-".into()),
+        ),
     ];
-    if let Some(sep) = r["separability"].as_object() {
-        let v: Vec<String> = sep
-            .iter()
-            .map(|(k, e)| format!("{k} {:.3}", e.as_f64().unwrap_or(0.0)))
-            .collect();
+    if let Some(sep) = &r.separability {
+        let v: Vec<String> = sep.iter().map(|(k, e)| format!("{k} {e:.3}")).collect();
         facts.push(("Otsu separability".to_owned(), v.join(", ")));
     }
-    if let Some(ari) = r["score"]["ari"].as_f64() {
+    if let Some(score) = &r.score {
+        let (o_ari, o_map, o_seg) = r.oracle.as_ref().map_or((0.0, "-", "-"), |o| {
+            (o.score.ari, o.map.as_str(), o.segmentation.as_str())
+        });
         facts.push((
             "against the truth".to_owned(),
             format!(
-                "ARI {ari:.3}, accuracy {:.3}, boundary F1 {:.3}; the best of any map and segmentation (oracle): ARI {:.3} ({} {})",
-                r["score"]["accuracy"].as_f64().unwrap_or(0.0),
-                r["score"]["boundary_f1"].as_f64().unwrap_or(0.0),
-                r["oracle"]["ari"].as_f64().unwrap_or(0.0),
-                fmt_value(&r["oracle"]["map"]),
-                fmt_value(&r["oracle"]["segmentation"]),
+                "ARI {:.3}, accuracy {:.3}, boundary F1 {:.3}; the best of any map and segmentation (oracle): ARI {o_ari:.3} ({o_map} {o_seg})",
+                score.ari, score.accuracy, score.boundary_f1,
             ),
         ));
     }
     items.push(Item::Facts(facts));
-    let den = run.dir.join("segmentation").join(map).join("denoised.npy");
+    let files = RunDir::new(&run.dir);
+    let den = files.segmentation(map).join(files::DENOISED);
     if den.exists() {
         let d = read_2d(&den)?;
         let fig = figure::heatmap(
@@ -635,7 +610,7 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
             format!("The map {map}, normalised and denoised: the one that splits most clearly."),
         ));
     }
-    let lpath = run.dir.join("result").join("labels.npy");
+    let lpath = files.result_labels();
     if lpath.exists() {
         let labels = read_labels(&lpath)?;
         let fig = figure::label_map(
@@ -666,22 +641,16 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
 
 /// The settings measured on the image, with their reasons.
 fn settings_items(run: &RunData) -> Vec<Item> {
-    let s = &run.metrics["settings"];
-    let Some(choices) = s["choices"].as_array() else {
+    let Some(s) = &run.metrics.settings else {
         return Vec::new();
     };
-    let fft = run.metrics["method"].as_str() == Some("fft");
-    let rows = choices
+    let fft = run.metrics.is_fft();
+    let rows = s
+        .choices
         .iter()
         // The baseline uses only the patch grid.
-        .filter(|c| !fft || c["name"].as_str().is_some_and(|n| n.starts_with("data.")))
-        .map(|c| {
-            vec![
-                fmt_value(&c["name"]),
-                fmt_value(&c["value"]),
-                fmt_value(&c["reason"]),
-            ]
-        })
+        .filter(|c| !fft || c.name.starts_with("data."))
+        .map(|c| vec![c.name.clone(), c.value.clone(), c.reason.clone()])
         .collect();
     vec![
         Item::Text(
@@ -785,14 +754,14 @@ fn manifold_section(run: &RunData) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-fn losses_section(history: &[HistoryRow]) -> Result<Vec<Item>> {
+fn losses_section(history: &[EpochRecord]) -> Result<Vec<Item>> {
     if history.is_empty() {
         return Ok(vec![Item::Text(
             "No training history in this folder.".into(),
         )]);
     }
-    let pts = |f: fn(&HistoryRow) -> f64| -> Vec<(f64, f64)> {
-        history.iter().map(|r| (r.epoch, f(r))).collect()
+    let pts = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        history.iter().map(|r| (r.epoch as f64, f(r))).collect()
     };
     let (total, elbo, recon, kl, psi) = (
         pts(|r| r.total),
@@ -816,13 +785,13 @@ fn losses_section(history: &[HistoryRow]) -> Result<Vec<Item>> {
         panels.push(("Psi", false, vec![("Psi", psi.as_slice())]));
     }
     let fig = figure::curves("loss_curves", "Loss per epoch", "epoch", &panels)?;
-    let last = history[history.len() - 1];
+    let last = &history[history.len() - 1];
     let rows = history
         .iter()
         .map(|r| {
             vec![
-                fmt_num(r.epoch),
-                fmt_num(r.beta),
+                fmt_num(r.epoch as f64),
+                fmt_num(f64::from(r.beta)),
                 fmt_num(r.elbo),
                 fmt_num(r.psi),
                 fmt_num(r.total),
@@ -863,13 +832,11 @@ fn evolution_section(run: &RunData, progress: &mut dyn FnMut(&str)) -> Result<Ve
     let sigma = run
         .config
         .as_ref()
-        .and_then(|c| c.get("sigma_color"))
-        .and_then(toml::Value::as_float)
-        .unwrap_or(DEFAULT_SIGMA_COLOR);
+        .map_or(DEFAULT_SIGMA_COLOR, |c| c.sigma_color);
     let params = VisualizeParams::new().sigma_color(sigma).build()?;
     let mut frames_all: Vec<(usize, &ndarray::Array3<f32>)> =
         run.snapshots.iter().map(|(e, l)| (*e, l)).collect();
-    let last_epoch = run.history.last().map_or(0, |r| r.epoch as usize);
+    let last_epoch = run.history.last().map_or(0, |r| r.epoch);
     if frames_all.last().is_none_or(|(e, _)| *e != last_epoch) && last_epoch > 0 {
         frames_all.push((last_epoch, &run.latents));
     }
@@ -1076,7 +1043,12 @@ mod tests {
     fn the_original_command_is_quoted_for_a_shell() {
         let run = RunData {
             dir: "r".into(),
-            metrics: serde_json::json!({ "command": ["/x/phyvae", "train", "my image.png", "--out", "r"] }),
+            metrics: phyvae_run::metrics::Metrics {
+                command: ["/x/phyvae", "train", "my image.png", "--out", "r"]
+                    .map(String::from)
+                    .to_vec(),
+                ..phyvae_run::metrics::Metrics::default()
+            },
             config: None,
             history: Vec::new(),
             latents: ndarray::Array3::zeros((1, 1, 1)),

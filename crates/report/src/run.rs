@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3, Ix3};
 use phyvae_data::io::{read_image, read_npy_array};
-use serde_json::Value;
+use phyvae_run::config::RunConfig;
+use phyvae_run::files::{self, RunDir};
+use phyvae_run::history::{self, EpochRecord};
+use phyvae_run::metrics::Metrics;
 
 use crate::ReportError;
 use crate::render::Result;
@@ -23,27 +26,6 @@ pub const METHODS: [(&str, &str); 4] = [
     ("multiotsu4", "multi-Otsu, 4 classes"),
     ("chanvese", "Chan-Vese"),
 ];
-
-/// One epoch of `history.csv`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HistoryRow {
-    /// Epoch, 1-based.
-    pub epoch: f64,
-    /// KL scale.
-    pub beta: f64,
-    /// Reconstruction term.
-    pub recon: f64,
-    /// KL term.
-    pub kl: f64,
-    /// ELBO part `L_sh`.
-    pub elbo: f64,
-    /// Physics term Psi.
-    pub psi: f64,
-    /// Loss minimised.
-    pub total: f64,
-    /// Seconds of the epoch.
-    pub seconds: f64,
-}
 
 /// The pixel size of the input image, when its file records one.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,11 +44,11 @@ pub struct RunData {
     /// The folder.
     pub dir: PathBuf,
     /// `metrics.json`.
-    pub metrics: Value,
+    pub metrics: Metrics,
     /// `config.toml`, when present.
-    pub config: Option<toml::Table>,
-    /// `history.csv` rows (empty when absent).
-    pub history: Vec<HistoryRow>,
+    pub config: Option<RunConfig>,
+    /// `history.csv` rows (empty when absent; without per-latent fields).
+    pub history: Vec<EpochRecord>,
     /// Latent means, `gh x gw x L`.
     pub latents: Array3<f32>,
     /// Names of the latent channels (`dx`, `dy`, `z1`, ...).
@@ -124,58 +106,6 @@ pub fn read_labels(path: &Path) -> Result<Array2<i32>> {
     Ok(read_2d(path)?.mapv(|v| v as i32))
 }
 
-fn parse_history(path: &Path, text: &str) -> Result<Vec<HistoryRow>> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| run_file(path, format!("no column `{name}`")))
-    };
-    let idx = [
-        col("epoch")?,
-        col("beta")?,
-        col("recon")?,
-        col("kl")?,
-        col("elbo")?,
-        col("psi")?,
-        col("total")?,
-        col("seconds")?,
-    ];
-    let mut rows = Vec::new();
-    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let fields: Vec<&str> = line.split(',').collect();
-        let mut v = [0.0_f64; 8];
-        for (slot, &i) in v.iter_mut().zip(&idx) {
-            *slot = fields
-                .get(i)
-                .and_then(|f| f.trim().parse::<f64>().ok())
-                .ok_or_else(|| {
-                    run_file(path, format!("line {}: not a number in column {i}", n + 2))
-                })?;
-        }
-        rows.push(HistoryRow {
-            epoch: v[0],
-            beta: v[1],
-            recon: v[2],
-            kl: v[3],
-            elbo: v[4],
-            psi: v[5],
-            total: v[6],
-            seconds: v[7],
-        });
-    }
-    Ok(rows)
-}
-
-fn usize_at(t: &toml::Table, section: &str, key: &str) -> Option<usize> {
-    t.get(section)?
-        .get(key)?
-        .as_integer()
-        .and_then(|v| usize::try_from(v).ok())
-}
-
 impl RunData {
     /// Reads the run folder `dir`.
     ///
@@ -185,32 +115,30 @@ impl RunData {
     /// present is malformed (bad JSON, TOML or CSV, wrong array rank, no patch
     /// window or step anywhere).
     pub fn load(dir: &Path) -> Result<Self> {
-        let mpath = dir.join("metrics.json");
-        let metrics: Value = serde_json::from_str(&read_text(&mpath)?)
-            .map_err(|e| run_file(&mpath, format!("not JSON: {e}")))?;
-        let cpath = dir.join("config.toml");
+        let files = RunDir::new(dir);
+        let mpath = files.file(files::METRICS);
+        let metrics = Metrics::parse(&mpath, &read_text(&mpath)?)?;
+        let cpath = files.file(files::CONFIG);
         let config = if cpath.exists() {
             Some(
-                read_text(&cpath)?
-                    .parse::<toml::Table>()
-                    .map_err(|e| run_file(&cpath, format!("not TOML: {e}")))?,
+                toml::from_str::<RunConfig>(&read_text(&cpath)?).map_err(|e| {
+                    run_file(&cpath, format!("not a phyvae run configuration: {e}"))
+                })?,
             )
         } else {
             None
         };
-        let hpath = dir.join("history.csv");
+        let hpath = files.file(files::HISTORY);
         let history = if hpath.exists() {
-            parse_history(&hpath, &read_text(&hpath)?)?
+            history::parse_csv(&hpath, &read_text(&hpath)?)?
         } else {
             Vec::new()
         };
-        let latents = read_3d(&dir.join("latents.npy"))?;
-        let names: Vec<String> = match metrics["latents"].as_array() {
-            Some(a) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            None => (1..=latents.dim().2).map(|i| format!("c{i}")).collect(),
+        let latents = read_3d(&files.file(files::LATENTS))?;
+        let names: Vec<String> = if metrics.latents.is_empty() {
+            (1..=latents.dim().2).map(|i| format!("c{i}")).collect()
+        } else {
+            metrics.latents.clone()
         };
         if names.len() != latents.dim().2 {
             return Err(run_file(
@@ -222,50 +150,44 @@ impl RunData {
                 ),
             ));
         }
-        let window = config
-            .as_ref()
-            .and_then(|c| usize_at(c, "data", "window"))
-            .or_else(|| metrics["window"].as_u64().map(|v| v as usize))
-            .ok_or_else(|| run_file(&cpath, "no patch window (data.window)"))?;
-        let step = config
-            .as_ref()
-            .and_then(|c| usize_at(c, "data", "step"))
-            .or_else(|| metrics["step"].as_u64().map(|v| v as usize))
-            .ok_or_else(|| run_file(&cpath, "no patch step (data.step)"))?;
-        let ipath = dir.join("input.png");
+        let (window, step) = match &config {
+            Some(c) => (c.data.window, c.data.step),
+            None => (metrics.window, metrics.step),
+        };
+        if window == 0 || step == 0 {
+            return Err(run_file(
+                &cpath,
+                "no patch window and step (data.window, data.step)",
+            ));
+        }
+        let ipath = files.file(files::INPUT_PNG);
         let input = if ipath.exists() {
             Some(read_image(&ipath, None)?.pixels)
         } else {
             None
         };
-        let calibration = metrics.get("pixel_size").and_then(|p| {
-            Some(Calibration {
-                x: p.get("x")?.as_f64()?,
-                y: p.get("y")?.as_f64()?,
-                unit: p.get("unit")?.as_str()?.to_owned(),
-            })
+        let calibration = metrics.pixel_size.as_ref().map(|p| Calibration {
+            x: p.x,
+            y: p.y,
+            unit: p.unit.clone(),
         });
-        let fpath = dir.join("manifold.npy");
+        let fpath = files.file(files::MANIFOLD);
         let manifold = if fpath.exists() {
             Some(read_2d(&fpath)?)
         } else {
             None
         };
         let mut snapshots = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(dir.join("snapshots")) {
+        if let Ok(entries) = std::fs::read_dir(files.file(files::SNAPSHOTS_DIR)) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(epoch) = name
-                    .strip_prefix("latents_epoch_")
-                    .and_then(|s| s.strip_suffix(".npy"))
-                    .and_then(|s| s.parse::<usize>().ok())
-                {
+                if let Some(epoch) = RunDir::snapshot_epoch(&name) {
                     snapshots.push((epoch, read_3d(&e.path())?));
                 }
             }
         }
         snapshots.sort_by_key(|(e, _)| *e);
-        let tpath = dir.join("truth_grid.npy");
+        let tpath = files.file(files::TRUTH_GRID);
         let truth = if tpath.exists() {
             Some(read_labels(&tpath)?)
         } else {
@@ -288,19 +210,20 @@ impl RunData {
         })
     }
 
-    /// Indices of the content latents (`z1`, `z2`, ...).
+    /// Indices of the content latents ([`Metrics::content_latents`]; a run
+    /// that lists none: the latents named `z1`, `z2`, ...).
     #[must_use]
     pub fn content(&self) -> Vec<usize> {
-        // metrics.json names them; older runs: the latents called z1, z2, ...
-        let listed: Option<Vec<&str>> = self.metrics["content_latents"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect());
+        let listed = &self.metrics.content_latents;
         self.names
             .iter()
             .enumerate()
-            .filter(|(_, n)| match &listed {
-                Some(l) => l.contains(&n.as_str()),
-                None => n.starts_with('z'),
+            .filter(|(_, n)| {
+                if listed.is_empty() {
+                    n.starts_with('z')
+                } else {
+                    listed.contains(n)
+                }
             })
             .map(|(i, _)| i)
             .collect()
@@ -310,27 +233,11 @@ impl RunData {
     /// no information (`true` when the run has no per-latent diagnosis).
     #[must_use]
     pub fn is_active(&self, name: &str) -> bool {
-        self.metrics["diagnosis"]["latents"]
-            .as_array()
-            .and_then(|a| a.iter().find(|l| l["name"].as_str() == Some(name)))
-            .is_none_or(|l| l["active"].as_bool().unwrap_or(true))
-    }
-
-    /// A setting from `config.toml` by its dotted path, as text.
-    #[must_use]
-    pub fn setting(&self, path: &str) -> Option<String> {
-        let mut v: Option<&toml::Value> = None;
-        for (k, part) in path.split('.').enumerate() {
-            v = if k == 0 {
-                self.config.as_ref()?.get(part)
-            } else {
-                v?.get(part)
-            };
-        }
-        Some(match v? {
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
+        self.metrics
+            .diagnosis
+            .as_ref()
+            .and_then(|d| d.latents.iter().find(|l| l.name == name))
+            .is_none_or(|l| l.active)
     }
 
     /// A short name for the run: its folder name.
@@ -346,22 +253,6 @@ impl RunData {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn history_is_read_by_column_name() {
-        let text = "epoch,beta,recon,kl,elbo,psi,total,seconds\n1,0.5,10,2,11,0.25,11.25,3\n";
-        let rows = parse_history(Path::new("h.csv"), text).unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].elbo, 11.0);
-        assert_eq!(rows[0].psi, 0.25);
-        let bad = parse_history(Path::new("h.csv"), "epoch,beta\n1,2\n");
-        assert!(matches!(bad, Err(ReportError::RunFile { .. })));
-        let bad = parse_history(
-            Path::new("h.csv"),
-            "epoch,beta,recon,kl,elbo,psi,total,seconds\n1,x,1,1,1,1,1,1\n",
-        );
-        assert!(matches!(bad, Err(ReportError::RunFile { .. })));
-    }
 
     #[test]
     fn a_folder_without_metrics_is_an_error_naming_the_file() {

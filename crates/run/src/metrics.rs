@@ -184,10 +184,12 @@ pub struct Metrics {
     pub device: Option<String>,
     /// Each latent map's entry.
     pub maps: BTreeMap<String, MapMetrics>,
-    /// Whether the latents learned anything.
-    pub diagnosis: Diagnosis,
-    /// The result picked without the truth.
-    pub result: ResultMetrics,
+    /// Whether the latents learned anything (`None`: a run made before runs
+    /// were diagnosed).
+    pub diagnosis: Option<Diagnosis>,
+    /// The result picked without the truth (`None`: a run made before
+    /// results were picked).
+    pub result: Option<ResultMetrics>,
     /// The settings measured on the image and chosen from it.
     pub settings: Option<AutoSettings>,
     /// Seconds of the whole command.
@@ -258,7 +260,7 @@ mod tests {
                 ..MapMetrics::default()
             },
         );
-        m.result = ResultMetrics::none("no content latent carries information");
+        m.result = Some(ResultMetrics::none("no content latent carries information"));
         let text = m.to_json();
         let keys: Vec<&str> = text
             .lines()
@@ -280,7 +282,7 @@ mod tests {
             Metrics::parse(Path::new("m.json"), r#"{"window": 48, "latents": ["z1"]}"#).unwrap();
         assert_eq!(m.window, 48);
         assert!(m.maps.is_empty());
-        assert!(m.result.map.is_none());
+        assert!(m.result.is_none() && m.diagnosis.is_none());
         let e = Metrics::parse(Path::new("m.json"), "[1]").unwrap_err();
         assert!(
             e.to_string()

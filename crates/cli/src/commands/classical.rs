@@ -16,7 +16,6 @@
 //! image, and a shift only changes phases). It is the floor a VAE run is held
 //! against, and a quick first look.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -24,11 +23,13 @@ use ndarray::{Array2, Array3};
 use phyvae_data::patches::PatchSet;
 use phyvae_imaging::cluster::pca;
 use phyvae_imaging::fft_features::window_spectra;
-use serde_json::json;
+use phyvae_run::config::{Method, RunConfig};
+use phyvae_run::diagnose::Diagnosis;
+use phyvae_run::files::RunDir;
 
 use crate::cli::TrainArgs;
+use crate::commands::output::{base_metrics, finish_run, write_maps};
 use crate::commands::result::{self, MapResult};
-use crate::commands::train::{RunConfig, base_metrics, finish_run, write_maps};
 use crate::progress::Progress;
 
 /// Principal components kept (the maps `pc1..pc4`).
@@ -65,8 +66,9 @@ pub fn run(
     let seconds = start.elapsed().as_secs_f64();
     st.done();
     let names: Vec<String> = (1..=k).map(|i| format!("pc{i}")).collect();
+    let dir = RunDir::new(&a.run.out);
     let (per_map, segs) = write_maps(
-        &a.out,
+        &dir,
         &names,
         maps.view(),
         None,
@@ -79,22 +81,21 @@ pub fn run(
         .zip(&segs)
         .map(|(name, seg)| MapResult { name, seg })
         .collect();
-    let result = result::pick(
-        &a.out,
+    let mut metrics = base_metrics(&a.input, img, &cfg.data, patches, &names, &names);
+    metrics.maps = per_map.into_iter().collect();
+    metrics.result = Some(result::pick(
+        &dir,
         &candidates,
         cfg.result.classes,
         cfg.train.seed,
         truth,
-        &per_map,
+        &metrics.maps,
         "every principal-component map is flat: the patches' spectra do not vary",
-    )?;
-    let mut metrics = base_metrics(&a.image, img, &cfg.data, patches, &names, &names);
-    metrics["method"] = json!("fft");
-    metrics["explained_variance_ratio"] = json!(p.explained_variance_ratio().to_vec());
-    metrics["features_seconds"] = json!(seconds);
-    metrics["maps"] = per_map;
-    metrics["result"] = result;
-    metrics["settings"] = json!(cfg.auto);
-    metrics["diagnosis"] = json!({ "ok": true, "findings": [], "latents": [] });
-    finish_run(Path::new(&a.out), metrics, t0, progress)
+    )?);
+    metrics.method = Some(Method::Fft);
+    metrics.explained_variance_ratio = Some(p.explained_variance_ratio().to_vec());
+    metrics.features_seconds = Some(seconds);
+    metrics.settings = cfg.auto.clone();
+    metrics.diagnosis = Some(Diagnosis::default());
+    finish_run(&dir, metrics, t0, progress)
 }

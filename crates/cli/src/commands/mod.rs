@@ -2,6 +2,7 @@
 
 mod classical;
 mod filter;
+pub mod output;
 mod physics;
 pub mod report;
 pub mod result;

@@ -18,8 +18,6 @@
 //! score of any map and segmentation (the oracle), so the cost of not
 //! knowing the truth is measured.
 
-use std::path::Path;
-
 use anyhow::Result;
 use ndarray::{Array2, ArrayView2};
 use phyvae_data::io;
@@ -27,13 +25,13 @@ use phyvae_imaging::metrics;
 use phyvae_imaging::pick::{cluster_maps, separability};
 use phyvae_imaging::visualize::Segmentations;
 use phyvae_report::render;
-use serde_json::{Value, json};
+use phyvae_run::diagnose::Diagnosis;
+use phyvae_run::files::{self, RunDir};
+use phyvae_run::metrics::{MapMetrics, Oracle, ResultMetrics, Score};
 
 use crate::commands::create_dir;
 use crate::commands::segment::upscale_for;
 
-/// Folder of the result inside a run folder.
-pub const RESULT_DIR: &str = "result";
 /// The criterion, as metrics.json and the report state it.
 pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the denoised maps of every informative map, classes from --classes or the best mean silhouette (2 to 4)";
 
@@ -46,41 +44,32 @@ pub struct MapResult<'a> {
     pub seg: &'a Segmentations,
 }
 
-fn scores_json(labels: ArrayView2<'_, i32>, truth: &Array2<i32>) -> Result<Value> {
-    let s = metrics::score(labels, truth.view(), 1)?;
-    Ok(json!({ "ari": s.ari, "accuracy": s.accuracy, "boundary_f1": s.boundary_f1 }))
+fn score(labels: ArrayView2<'_, i32>, truth: &Array2<i32>) -> Result<Score> {
+    Ok(metrics::score(labels, truth.view(), 1)?.into())
 }
 
 /// The best-ARI map and segmentation in `per_map` (metrics.json's `"maps"`)
-/// and the result clustering, among `allowed` maps.
-fn oracle(per_map: &Value, result_scores: Option<&Value>) -> Value {
-    let mut best: Option<(f64, Value)> = None;
-    if let Some(maps) = per_map.as_object() {
-        for (name, entry) in maps {
-            if let Some(scores) = entry["scores"].as_object() {
-                for (method, s) in scores {
-                    if let Some(ari) = s["ari"].as_f64()
-                        && best.as_ref().is_none_or(|(b, _)| ari > *b)
-                    {
-                        let mut v = s.clone();
-                        v["map"] = json!(name);
-                        v["segmentation"] = json!(method);
-                        best = Some((ari, v));
-                    }
-                }
-            }
+/// and the result clustering.
+fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
+    let mut best: Option<Oracle> = None;
+    let mut consider = |map: &str, segmentation: &str, s: &Score| {
+        if best.as_ref().is_none_or(|b| s.ari > b.score.ari) {
+            best = Some(Oracle {
+                map: map.to_owned(),
+                segmentation: segmentation.to_owned(),
+                score: *s,
+            });
+        }
+    };
+    for (name, entry) in per_map {
+        for (method, s) in entry.scores.iter().flatten() {
+            consider(name, method, s);
         }
     }
-    if let Some(s) = result_scores
-        && let Some(ari) = s["ari"].as_f64()
-        && best.as_ref().is_none_or(|(b, _)| ari > *b)
-    {
-        let mut v = s.clone();
-        v["map"] = json!("result");
-        v["segmentation"] = json!("cluster");
-        best = Some((ari, v));
+    if let Some(s) = result {
+        consider("result", "cluster", s);
     }
-    best.map_or(Value::Null, |(_, v)| v)
+    best
 }
 
 /// Picks the result among `candidates`, writes `out/result/labels.npy` and
@@ -90,63 +79,82 @@ fn oracle(per_map: &Value, result_scores: Option<&Value>) -> Value {
 /// # Errors
 /// When the clustering fails or a file cannot be written.
 pub fn pick(
-    out: &Path,
+    dir: &RunDir,
     candidates: &[MapResult<'_>],
     classes: Option<usize>,
     seed: u64,
     truth: Option<&Array2<i32>>,
-    per_map: &Value,
+    per_map: &PerMap,
     reason: &str,
-) -> Result<Value> {
+) -> Result<ResultMetrics> {
     let usable: Vec<&MapResult<'_>> = candidates.iter().filter(|c| !c.seg.flat).collect();
     if usable.is_empty() {
-        let mut v =
-            json!({ "map": null, "segmentation": null, "reason": reason, "criterion": CRITERION });
-        if truth.is_some() {
-            v["oracle"] = oracle(per_map, None);
-        }
-        return Ok(v);
+        return Ok(ResultMetrics {
+            criterion: Some(CRITERION.to_owned()),
+            oracle: truth.and_then(|_| oracle(per_map, None)),
+            ..ResultMetrics::none(reason)
+        });
     }
-    let mut eta = serde_json::Map::new();
+    let mut eta = std::collections::BTreeMap::new();
     let mut best: Option<(f64, &str)> = None;
     for c in &usable {
         let e = separability(c.seg.denoised.view(), c.seg.otsu.view())?;
-        eta.insert(c.name.to_owned(), json!(e));
+        eta.insert(c.name.to_owned(), e);
         if best.is_none_or(|(b, _)| e > b) {
             best = Some((e, c.name));
         }
     }
     let maps: Vec<ArrayView2<'_, f32>> = usable.iter().map(|c| c.seg.denoised.view()).collect();
     let clustered = cluster_maps(&maps, classes, seed)?;
-    let dir = out.join(RESULT_DIR);
-    create_dir(&dir)?;
-    io::write_npy_i32(&dir.join("labels.npy"), clustered.labels.view())?;
+    create_dir(&dir.file(files::RESULT_DIR))?;
+    let labels_path = dir.result_labels();
+    io::write_npy_i32(&labels_path, clustered.labels.view())?;
     render::write_labels_png(
-        &dir.join("labels.png"),
+        &labels_path.with_extension("png"),
         clustered.labels.view(),
         upscale_for(maps[0]),
     )?;
-    let mut v = json!({
-        "map": best.map(|(_, n)| n),
-        "segmentation": "cluster",
-        "maps_clustered": usable.iter().map(|c| c.name).collect::<Vec<_>>(),
-        "classes": clustered.classes,
-        "classes_chosen": clustered.chosen,
-        "silhouette": clustered.silhouette,
-        "separability": eta,
-        "criterion": CRITERION,
-        "labels": format!("{RESULT_DIR}/labels.npy"),
-    });
+    let mut r = ResultMetrics {
+        map: best.map(|(_, n)| n.to_owned()),
+        segmentation: Some("cluster".to_owned()),
+        maps_clustered: Some(usable.iter().map(|c| c.name.to_owned()).collect()),
+        classes: Some(clustered.classes),
+        classes_chosen: Some(clustered.chosen),
+        silhouette: Some(clustered.silhouette),
+        separability: Some(eta),
+        criterion: Some(CRITERION.to_owned()),
+        labels: Some(format!("{}/{}", files::RESULT_DIR, files::RESULT_LABELS)),
+        ..ResultMetrics::default()
+    };
     if let Some(t) = truth {
-        let s = scores_json(clustered.labels.view(), t)?;
-        v["oracle"] = oracle(per_map, Some(&s));
+        let s = score(clustered.labels.view(), t)?;
+        r.oracle = oracle(per_map, Some(&s));
         // The pick's map alone, split by Otsu, for comparison.
         if let Some((_, name)) = best
             && let Some(c) = usable.iter().find(|c| c.name == name)
         {
-            v["map_otsu_score"] = scores_json(c.seg.otsu.view(), t)?;
+            r.map_otsu_score = Some(score(c.seg.otsu.view(), t)?);
         }
-        v["score"] = s;
+        r.score = Some(s);
     }
-    Ok(v)
+    Ok(r)
+}
+
+/// The per-map metrics as metrics.json holds them.
+pub(crate) type PerMap = std::collections::BTreeMap<String, MapMetrics>;
+
+/// The candidates of the result pick: the content latents the diagnosis
+/// found active, with their segmentations (`segs` in latent order).
+pub fn informative<'a>(
+    diagnosis: &Diagnosis,
+    names: &'a [String],
+    segs: &'a [Segmentations],
+) -> Vec<MapResult<'a>> {
+    diagnosis
+        .latents
+        .iter()
+        .zip(names.iter().zip(segs))
+        .filter(|(l, _)| l.content && l.active)
+        .map(|(_, (name, seg))| MapResult { name, seg })
+        .collect()
 }

@@ -9,7 +9,9 @@ use phyvae_data::io;
 use phyvae_imaging::metrics;
 use phyvae_imaging::visualize::{Segmentations, VisualizeParams, segment_map};
 use phyvae_report::render;
-use serde_json::{Value, json};
+use phyvae_run::files;
+use phyvae_run::metrics::MapMetrics;
+use serde_json::json;
 use std::path::Path;
 
 /// Upscale factor so that a small grid map is readable as a PNG (about 512 px wide).
@@ -26,7 +28,7 @@ pub fn segment_and_write(
     let seg = segment_map(map, params)?;
     create_dir(dir)?;
     let up = upscale_for(map);
-    io::write_npy_f32(&dir.join("denoised.npy"), seg.denoised.view())?;
+    io::write_npy_f32(&dir.join(files::DENOISED), seg.denoised.view())?;
     render::write_map_png(&dir.join("denoised.png"), seg.denoised.view(), None, up)?;
     for (name, labels) in seg.named_labels() {
         io::write_npy_i32(&dir.join(format!("{name}.npy")), labels.view())?;
@@ -36,30 +38,31 @@ pub fn segment_and_write(
 }
 
 /// Writes one grid map (`map.png`) and the pipeline's outputs on it into `dir`,
-/// and returns the map's metrics.json entry and its segmentations. The entry holds `flat`, and with a truth map
-/// (labels at the grid cells) the ARI, accuracy and boundary F1 of every
-/// segmentation, boundaries matched within `tolerance` cells.
+/// and returns the map's metrics.json entry and its segmentations. The entry
+/// holds `flat`, and with a truth map (labels at the grid cells) the ARI,
+/// accuracy and boundary F1 of every segmentation, boundaries matched within
+/// `tolerance` cells.
 pub fn segment_grid_map(
     map: ArrayView2<'_, f32>,
     params: &VisualizeParams,
     dir: &Path,
     truth: Option<&Array2<i32>>,
     tolerance: usize,
-) -> Result<(Value, Segmentations)> {
+) -> Result<(MapMetrics, Segmentations)> {
     create_dir(dir)?;
     render::write_map_png(&dir.join("map.png"), map, None, upscale_for(map))?;
     let seg = segment_and_write(map, params, dir)?;
-    let mut entry = json!({ "flat": seg.flat });
+    let mut entry = MapMetrics {
+        flat: seg.flat,
+        ..MapMetrics::default()
+    };
     if let Some(t) = truth {
-        let mut scores = serde_json::Map::new();
+        let mut scores = std::collections::BTreeMap::new();
         for (name, labels) in seg.named_labels() {
             let s = metrics::score(labels.view(), t.view(), tolerance)?;
-            scores.insert(
-                name,
-                json!({ "ari": s.ari, "accuracy": s.accuracy, "boundary_f1": s.boundary_f1 }),
-            );
+            scores.insert(name, s.into());
         }
-        entry["scores"] = Value::Object(scores);
+        entry.scores = Some(scores);
     }
     Ok((entry, seg))
 }

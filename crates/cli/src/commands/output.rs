@@ -1,0 +1,166 @@
+//! Writing a run folder ([`phyvae_run::files`]): the settings, the history,
+//! the latent maps and their segmentations, the model's figures, and
+//! `metrics.json` (written once, with the report that follows it).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use ndarray::{Array2, ArrayView3, Axis};
+use phyvae_data::io;
+use phyvae_data::patches::PatchSet;
+use phyvae_imaging::physics::{sl1_map, sl2_map};
+use phyvae_imaging::visualize::{Segmentations, VisualizeParams};
+use phyvae_model::infer::{LatentMaps, latent_histogram, manifold2d};
+use phyvae_model::vae::Vae;
+use phyvae_run::config::DataConfig;
+use phyvae_run::config::RunConfig;
+use phyvae_run::diagnose::Diagnosis;
+use phyvae_run::files::{self, RunDir};
+use phyvae_run::history::{self, EpochRecord};
+use phyvae_run::metrics::Metrics;
+
+use crate::cli::InputArgs;
+use phyvae_report::render;
+
+use crate::commands::report::write_report;
+use crate::commands::result::PerMap;
+use crate::commands::segment::segment_grid_map;
+use crate::commands::{OutputError, print_json};
+use crate::progress::Progress;
+
+/// Side of the manifold grid (pyroVED `manifold2d` default d = 12).
+const MANIFOLD_D: usize = 12;
+/// Bins per axis of the latent histogram.
+const HIST_BINS: usize = 64;
+
+/// Writes `text` to `path` (atomically: a reader never sees half a file).
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| {
+        OutputError {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
+}
+
+/// Writes `config.toml`.
+pub fn write_config(dir: &RunDir, cfg: &RunConfig) -> Result<()> {
+    write_text(&dir.file(files::CONFIG), &toml::to_string_pretty(cfg)?)
+}
+
+/// Writes `history.csv`.
+pub fn write_history(dir: &RunDir, h: &[EpochRecord]) -> Result<()> {
+    write_text(&dir.file(files::HISTORY), &history::to_csv(h))
+}
+
+/// Writes the latent maps (`latents.npy`, `latents_sd.npy`, `truth_grid.npy`)
+/// and the segmentation pipeline's outputs on every map; returns the per-map
+/// metrics and each map's segmentations.
+pub fn write_maps(
+    dir: &RunDir,
+    names: &[String],
+    mean: ArrayView3<'_, f32>,
+    sd: Option<ArrayView3<'_, f32>>,
+    truth: Option<&Array2<i32>>,
+    sigma_color: f64,
+    progress: Progress,
+) -> Result<(PerMap, Vec<Segmentations>)> {
+    io::write_npy_f32_3d(&dir.file(files::LATENTS), mean)?;
+    if let Some(t) = truth {
+        io::write_npy_i32(&dir.file(files::TRUTH_GRID), t.view())?;
+    }
+    if let Some(sd) = sd {
+        io::write_npy_f32_3d(&dir.file(files::LATENTS_SD), sd)?;
+    }
+    let params = VisualizeParams::new().sigma_color(sigma_color).build()?;
+    let mut per_map = PerMap::new();
+    let mut segs = Vec::with_capacity(names.len());
+    let step = progress.bar("segmenting", names.len() as u64);
+    for (c, name) in names.iter().enumerate() {
+        step.message(name.clone());
+        let map: Array2<f32> = mean.index_axis(Axis(2), c).to_owned();
+        let (mut entry, seg) =
+            segment_grid_map(map.view(), &params, &dir.segmentation(name), truth, 1)?;
+        entry.sl1 = sl1_map(map.view()).ok().map(f64::from);
+        entry.sl2 = sl2_map(map.view(), 1).ok().map(f64::from);
+        per_map.insert(name.clone(), entry);
+        segs.push(seg);
+        step.bar().inc(1);
+    }
+    step.done();
+    Ok((per_map, segs))
+}
+
+/// Writes the manifold and the latent histogram of a trained model.
+pub fn write_model_figures(dir: &RunDir, model: &Vae, maps: &LatentMaps) -> Result<()> {
+    let cfg = model.config();
+    let manifold = manifold2d(model, MANIFOLD_D)?;
+    io::write_npy_f32(&dir.file(files::MANIFOLD), manifold.view())?;
+    render::write_grey_png(&dir.file(files::MANIFOLD_PNG), manifold.view())?;
+    let s = cfg.kind.n_special();
+    if cfg.n_latent >= 2 {
+        let h = latent_histogram(maps, s, s + 1, HIST_BINS)?;
+        let counts = h.counts.mapv(|v| v as f32);
+        io::write_npy_f32(&dir.file(files::LATENT_HIST), counts.view())?;
+    }
+    Ok(())
+}
+
+/// Says on stderr what the diagnosis found (always, even with `--quiet`:
+/// a failed run must not pass unnoticed).
+pub fn warn_diagnosis(d: &Diagnosis) {
+    for f in &d.findings {
+        eprintln!(
+            "warning: {}: {}. Try: {}.",
+            f.kind.title(),
+            f.message,
+            f.advice
+        );
+    }
+}
+
+/// Writes `metrics.json` (once), then the report, and prints the metrics.
+pub fn finish_run(
+    dir: &RunDir,
+    mut metrics: Metrics,
+    t0: Instant,
+    progress: Progress,
+) -> Result<()> {
+    metrics.report = Some(dir.file(files::REPORT));
+    metrics.seconds = t0.elapsed().as_secs_f64();
+    write_metrics(dir, &metrics)?;
+    write_report(&[dir.root().to_path_buf()], None, progress)?;
+    print_json(&serde_json::to_value(&metrics)?)
+}
+
+/// Writes `metrics.json`.
+pub fn write_metrics(dir: &RunDir, metrics: &Metrics) -> Result<()> {
+    write_text(&dir.file(files::METRICS), &metrics.to_json())
+}
+
+/// The fields of metrics.json every run has.
+pub fn base_metrics(
+    input: &InputArgs,
+    img: &phyvae_data::Image,
+    data: &DataConfig,
+    patches: &PatchSet,
+    names: &[String],
+    content: &[String],
+) -> Metrics {
+    Metrics {
+        input: input.image.clone(),
+        command: std::env::args().collect(),
+        image_shape: [img.rows(), img.cols()],
+        pixel_size: img.pixel_size.clone(),
+        window: data.window,
+        step: data.step,
+        grid: [patches.grid().gh(), patches.grid().gw()],
+        patches: patches.len(),
+        latents: names.to_vec(),
+        content_latents: content.to_vec(),
+        phyvae_version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Metrics::default()
+    }
+}

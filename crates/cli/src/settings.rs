@@ -1,0 +1,291 @@
+//! The settings layer of `phyvae train`: command-line flags, then `--config`
+//! (or the preset: measured on the image, or the paper's), then the library
+//! defaults, merged in one place into one checked [`RunConfig`].
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use phyvae_data::patches::{Levelling, PatchGrid};
+use phyvae_run::auto::{self, ImageFacts};
+use phyvae_run::config::{
+    BetaSchedule, Combine, DEFAULT_ALPHA, DecoderBackend, Method, ModelKind, PhysicsKind,
+    PhysicsMode, RunConfig,
+};
+
+use crate::cli::TrainArgs;
+
+/// Latent snapshots recorded during a run by default (for the report's
+/// boundary-evolution strip): one every `epochs / SNAPSHOTS` epochs.
+const SNAPSHOTS: usize = 5;
+
+/// `--model`: a VAE architecture, or the classical baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// Plain VAE, fully connected decoder.
+    Vanilla,
+    /// Shift-invariant VAE (sh-VAE), the paper's model.
+    Shift,
+    /// Rotation-invariant VAE.
+    Rotation,
+    /// Scale-invariant VAE.
+    Scale,
+    /// Shift and rotation.
+    ShiftRotation,
+    /// Shift and scale.
+    ShiftScale,
+    /// Rotation and scale.
+    RotationScale,
+    /// Shift, rotation and scale.
+    ShiftRotationScale,
+    /// The classical baseline: sliding-window FFT magnitude, PCA, clustering; no training.
+    Fft,
+}
+
+impl ModelArg {
+    /// The method and, for a VAE, its architecture.
+    fn split(self) -> (Method, Option<ModelKind>) {
+        let kind = match self {
+            ModelArg::Fft => return (Method::Fft, None),
+            ModelArg::Vanilla => ModelKind::Vanilla,
+            ModelArg::Shift => ModelKind::Shift,
+            ModelArg::Rotation => ModelKind::Rotation,
+            ModelArg::Scale => ModelKind::Scale,
+            ModelArg::ShiftRotation => ModelKind::ShiftRotation,
+            ModelArg::ShiftScale => ModelKind::ShiftScale,
+            ModelArg::RotationScale => ModelKind::RotationScale,
+            ModelArg::ShiftRotationScale => ModelKind::ShiftRotationScale,
+        };
+        (Method::Vae, Some(kind))
+    }
+}
+
+/// `--physics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PhysicsArg {
+    /// No physics term (sh-VAE).
+    None,
+    /// SL1, the edge length of the latent maps.
+    Sl1,
+    /// SL2, the Fourier-peak ratio of the latent maps (alpha from `--config`, else 1).
+    Sl2,
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// The authors' semantics: a detached Psi on the shuffled batch.
+    Faithful,
+    /// A differentiable Psi on a spatially coherent batch.
+    Gradient,
+}
+
+/// `--decoder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecoderArg {
+    /// The fused CPU kernel on the CPU, the reference elsewhere.
+    Auto,
+    /// The plain candle implementation.
+    Reference,
+    /// The fused CPU kernel.
+    Fused,
+}
+
+/// `--level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LevelArg {
+    /// The image as read.
+    None,
+    /// Subtract the least-squares plane.
+    Plane,
+    /// Plane, then each scan line's median (STM/AFM topographs).
+    PlaneLines,
+}
+
+/// `--preset`: where the settings that the command line leaves unset come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// Measured on the image.
+    Auto,
+    /// The paper's settings.
+    Paper,
+}
+
+/// A bad option value: an invalid-parameter error (exit code 4).
+fn bad(name: &'static str, value: &str, rule: &'static str) -> anyhow::Error {
+    phyvae_run::RunError::InvalidParameter {
+        name,
+        value: value.to_string(),
+        rule,
+    }
+    .into()
+}
+
+fn parse_latents(text: &str) -> Result<Vec<usize>> {
+    text.split(',')
+        .map(|t| {
+            let t = t.trim();
+            t.strip_prefix('z')
+                .unwrap_or(t)
+                .parse::<usize>()
+                .map_err(|_| bad("latents", t, "content latents are named z1, z2, ..."))
+        })
+        .collect()
+}
+
+/// Reads a run configuration written as `config.toml`.
+///
+/// # Errors
+/// When the file cannot be read or is not a run configuration.
+pub fn read_config(path: &std::path::Path) -> Result<RunConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str::<RunConfig>(&text)
+        .with_context(|| format!("{} is not a phyvae run configuration", path.display()))
+}
+
+/// The base of a run: `--config`, or the preset (`auto`: measured on
+/// `img`; `paper`); with the settings chosen from the image when measured.
+fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
+    if let Some(p) = &a.config {
+        return read_config(p);
+    }
+    if a.preset == Some(PresetArg::Paper) {
+        return Ok(RunConfig::paper());
+    }
+    let facts = ImageFacts::measure(img.pixels.view())?;
+    let cap = if a.model == Some(ModelArg::Fft) {
+        auto::MAX_WINDOW_FFT
+    } else {
+        auto::MAX_WINDOW
+    };
+    let s = auto::choose(&facts, a.window, cap);
+    let mut c = RunConfig::default();
+    c.set_window(s.window);
+    c.data.step = s.step;
+    c.model.translation_prior = s.shift_prior;
+    c.train.beta = BetaSchedule::Constant { beta: s.beta };
+    c.train.batch_size = s.batch;
+    c.train.lr = s.lr;
+    c.auto = Some(s);
+    Ok(c)
+}
+
+/// The effective, checked configuration of `phyvae train`: flags, then
+/// `--config` or the preset, then the defaults.
+///
+/// # Errors
+/// When `--config` cannot be read, the image cannot be measured, or a
+/// setting breaks a rule ([`RunConfig::validate`]).
+pub fn resolve(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
+    let mut c = base(a, img)?;
+    let measured = c
+        .auto
+        .as_ref()
+        .filter(|_| a.config.is_none())
+        .map(|s| s.steps);
+    if let Some(m) = a.model {
+        let (method, kind) = m.split();
+        c.method = method;
+        if let Some(k) = kind {
+            c.model.kind = k;
+        }
+    }
+    set(&mut c.model.n_latent, a.n_latent);
+    set(&mut c.model.hidden, a.hidden);
+    set(&mut c.model.translation_prior, a.shift_prior);
+    if let Some(w) = a.window {
+        c.set_window(w);
+    }
+    set(&mut c.data.step, a.step);
+    if a.classes.is_some() {
+        c.result.classes = a.classes;
+    }
+    if a.per_patch_norm {
+        c.data.per_patch_norm = true;
+    }
+    if let Some(l) = a.level {
+        c.data.level = match l {
+            LevelArg::None => Levelling::None,
+            LevelArg::Plane => Levelling::Plane,
+            LevelArg::PlaneLines => Levelling::PlanePlusLines,
+        };
+    }
+    set(&mut c.train.batch_size, a.batch);
+    // The length: --epochs, else --steps (or the measured steps) as whole epochs.
+    let epochs = match (a.epochs, a.steps.or(measured)) {
+        (Some(e), _) => Some(e),
+        (None, Some(steps)) => {
+            let grid = PatchGrid::new(img.rows(), img.cols(), c.data.window, c.data.step)?;
+            Some(auto::epochs_for_steps(
+                steps,
+                grid.len(),
+                c.train.batch_size,
+            ))
+        }
+        (None, None) => None,
+    };
+    if let Some(v) = epochs {
+        c.train.epochs = v;
+        // A ramp over "all epochs" follows the new epoch count.
+        if a.beta.is_none()
+            && let BetaSchedule::Ramp { ramp_epochs, .. } = &mut c.train.beta
+        {
+            *ramp_epochs = (*ramp_epochs).min(v).max(1);
+        }
+    }
+    set(&mut c.train.lr, a.lr);
+    set(&mut c.train.seed, a.seed);
+    if let Some(v) = &a.beta {
+        c.train.beta = BetaSchedule::parse(v, c.train.epochs)?;
+    }
+    let p = &mut c.train.physics;
+    if let Some(k) = a.physics {
+        p.kind = match (k, p.kind) {
+            (PhysicsArg::None, _) => PhysicsKind::None,
+            (PhysicsArg::Sl1, _) => PhysicsKind::Sl1,
+            (PhysicsArg::Sl2, PhysicsKind::Sl2 { alpha }) => PhysicsKind::Sl2 { alpha },
+            (PhysicsArg::Sl2, _) => PhysicsKind::Sl2 {
+                alpha: DEFAULT_ALPHA,
+            },
+        };
+    }
+    if let Some(m) = a.mode {
+        p.mode = match m {
+            ModeArg::Faithful => PhysicsMode::Faithful,
+            ModeArg::Gradient => PhysicsMode::Gradient,
+        };
+    }
+    set(&mut p.weight, a.weight);
+    if a.multiply {
+        p.combine = Combine::Multiply;
+    }
+    if let Some(v) = a.add_lambda {
+        p.combine = Combine::Add { lambda: v };
+    }
+    set(&mut p.range_floor, a.range_floor);
+    if a.physics_warmup.is_some() {
+        p.warmup_epochs = a.physics_warmup;
+    }
+    if let Some(v) = &a.latents {
+        p.latents = parse_latents(v)?;
+    }
+    if a.config.is_none() {
+        c.train.snapshot_every = (c.train.epochs / SNAPSHOTS).max(1);
+    }
+    set(&mut c.train.snapshot_every, a.snapshot_every);
+    if let Some(d) = a.decoder {
+        c.train.decoder = match d {
+            DecoderArg::Auto => DecoderBackend::Auto,
+            DecoderArg::Reference => DecoderBackend::Reference,
+            DecoderArg::Fused => DecoderBackend::Fused,
+        };
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// `*slot = v` when the flag was given.
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
