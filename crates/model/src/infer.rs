@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use ndarray::{Array2, Array3};
 use phyvae_data::patches::PatchSet;
 
+use crate::batch::patches_to_tensor;
 use crate::error::FrameworkContext;
 use crate::params::{ParamStore, load_tensors, write_atomic};
 use crate::vae::Vae;
@@ -64,10 +65,13 @@ pub fn encode_patches_with_progress(
     let mut start = 0;
     while start < total {
         let b = batch.min(total - start);
-        for k in 0..b {
-            patches.copy_patch_into(start + k, &mut buf[k * np..(k + 1) * np])?;
-        }
-        let x = Tensor::from_slice(&buf[..b * np], (b, np), model.device()).ctx("patches")?; // (b, N)
+        let x = patches_to_tensor(
+            patches,
+            start..start + b,
+            &mut buf,
+            model.device(),
+            "patches",
+        )?; // (b, N)
         let (mu, s) = model.encode(&x)?; // (b, L) each
         let mu: Vec<f32> = mu
             .flatten_all()

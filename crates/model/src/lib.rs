@@ -6,17 +6,24 @@
 //!
 //! - [`params`]: named trainable parameters, seeded initialisation, safetensors.
 //! - [`encoder`]: `q(z|x)`, an MLP with a mean and a softplus standard deviation.
-//! - [`decoder`]: the spatial (coordinate) decoder of the invariant VAEs: a
-//!   plain candle implementation (reference, any device) and a fused CPU kernel
-//!   with an explicit backward pass (the hot path of training).
+//! - [`decoder`]: the spatial (coordinate) decoder of the invariant VAEs: its
+//!   parameters and coordinate grid, a plain candle implementation (reference,
+//!   any device), a fused CPU kernel with an explicit backward pass (its
+//!   workspace, the hot path of training) and the same kernel as a candle op,
+//!   the Bernoulli loss on logits.
 //! - [`vae`]: the models (vanilla, shift, rotation, scale and combinations) and
 //!   their loss.
-//! - [`physics`]: the phy-VAE physics loss `Psi` (SL1, SL2), faithful and
-//!   differentiable.
+//! - [`physics`]: the phy-VAE physics loss `Psi` (SL1, SL2): faithful (a plain
+//!   number) and differentiable (a candle graph), the latent maps of a batch,
+//!   the ways to combine `Psi` with the loss.
 //! - [`optim`]: Adam with checkpointable state.
-//! - [`train`]: the trainer (batches, loss, events, checkpoints, resume).
+//! - [`train`]: the trainer (batch order, one step per batch in each physics
+//!   mode, per-epoch records, events, checkpoints, resume).
 //! - [`infer`]: latent maps, manifold, latent histogram, saving and loading models.
+//! - `batch` (inside the crate): a batch of patches copied into one tensor, for
+//!   the trainer and [`infer`].
 
+mod batch;
 pub mod decoder;
 pub mod encoder;
 mod error;

@@ -32,6 +32,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use ndarray::Array2;
 use phyvae_data::patches::PatchSet;
@@ -40,13 +41,14 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::batch::patches_to_tensor;
 use crate::decoder::FusedDecoder;
 use crate::error::FrameworkContext;
 use crate::infer::{LatentMaps, encode_patches};
 use crate::optim::Adam;
 use crate::params::{load_tensors, save_tensors_atomic};
 use crate::physics::{PsiGraph, batch_maps, combine, psi_faithful};
-use crate::vae::{Vae, standard_normal};
+use crate::vae::{LossTerms, Vae, standard_normal};
 use crate::{ModelError, Result};
 use phyvae_run::config::{ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt};
 use phyvae_run::history::EpochRecord;
@@ -410,24 +412,18 @@ impl<'p> Trainer<'p> {
         let (gh, gw) = (g.gh(), g.gw());
         let r0 = rng.random_range(0..=gh - d);
         let c0 = rng.random_range(0..=gw - d);
-        let np = self.model.config().n_pixels();
-        for r in 0..d {
-            for c in 0..d {
-                let k = r * d + c;
-                self.patches.copy_patch_into(
-                    (r0 + r) * gw + c0 + c,
-                    &mut self.tile_buf[k * np..(k + 1) * np],
-                )?;
-            }
-        }
-        Tensor::from_slice(
-            &self.tile_buf[..d * d * np],
-            (d * d, np),
+        let tile = (0..d).flat_map(move |r| (0..d).map(move |c| (r0 + r) * gw + c0 + c));
+        patches_to_tensor(
+            self.patches,
+            tile,
+            &mut self.tile_buf,
             self.model.device(),
-        )
-        .ctx("Psi tile") // (d^2, N)
+            "Psi tile",
+        ) // (d^2, N)
     }
 
+    /// Epoch `e` (0-based): its batch order, one optimiser step per batch,
+    /// and its record.
     fn epoch(&mut self, e: usize, on_event: &mut dyn FnMut(TrainEvent<'_>)) -> Result<EpochRecord> {
         let start = Instant::now();
         let mut rng = stream_rng(self.train.seed, e as u64 + 1);
@@ -438,152 +434,271 @@ impl<'p> Trainer<'p> {
             epochs: self.train.epochs,
             batches: batches.len(),
         });
-        let cfg = self.model.config().clone();
-        let np = cfg.n_pixels();
-        let columns = self.train.physics_columns(&cfg);
+        let plan = self.plan(e, beta)?;
+        let mut sums = EpochSums::new(self.model.config().n_total());
+        for (bi, idx) in batches.iter().enumerate() {
+            let step = self.train_batch(&plan, bi, idx, &mut rng)?;
+            sums.add(idx.len(), &step.terms, step.psi, step.loss)?;
+            on_event(TrainEvent::BatchDone {
+                epoch: e + 1,
+                batch: bi,
+                loss: step.loss,
+            });
+        }
+        Ok(sums.record(e, beta, start.elapsed().as_secs_f64()))
+    }
+
+    /// What stays the same over the batches of epoch `e`.
+    fn plan(&self, e: usize, beta: f32) -> Result<EpochPlan> {
+        let columns = self.train.physics_columns(self.model.config());
         let column_index = Tensor::new(
             columns.iter().map(|&c| c as u32).collect::<Vec<_>>(),
             self.model.device(),
         )
         .ctx("latent columns")?; // (C)
-        let p = self.train.physics.clone();
-        let warmup = self.train.physics_warmup();
-        let d = exact_sqrt(self.train.batch_size).unwrap_or(0);
-        let (mut s_recon, mut s_kl, mut s_elbo, mut s_psi, mut s_total, mut count) =
-            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
-        let mut latent_stats = LatentStats::new(cfg.n_total());
-        for (bi, idx) in batches.iter().enumerate() {
-            let b = idx.len();
-            for (k, &i) in idx.iter().enumerate() {
-                self.patches
-                    .copy_patch_into(i, &mut self.x_buf[k * np..(k + 1) * np])?;
-            }
-            let x = Tensor::from_slice(&self.x_buf[..b * np], (b, np), self.model.device())
-                .ctx("batch")?; // (B, N)
-            let eps = standard_normal(b, cfg.n_total(), &mut rng, self.model.device())?; // (B, L)
-            let terms = self
-                .model
-                .loss(&x, &eps, f64::from(beta), self.fused.as_ref())?;
-            let kind = if e < warmup {
-                PhysicsKind::None
-            } else {
-                p.kind
-            };
-            let (loss, psi_value) = match (kind, p.mode) {
-                (PhysicsKind::None, _) => (terms.sh.clone(), 0.0f32),
-                (_, PhysicsMode::Faithful) => {
-                    let psi = if b == d * d {
-                        let z: Vec<f32> = terms
-                            .z_mean
-                            .flatten_all()
-                            .and_then(|t| t.to_vec1())
-                            .ctx("reading the batch latents")?;
-                        let z = Array2::from_shape_vec((b, cfg.n_total()), z).map_err(|_| {
-                            ModelError::ShapeMismatch {
-                                what: "batch latents",
-                                expected: vec![b, cfg.n_total()],
-                                found: vec![],
-                            }
-                        })?;
-                        psi_faithful(self.train.physics.kind, z.view(), &columns)?
-                    } else {
-                        0.0
-                    };
-                    let factor = f64::from(p.weight) + f64::from(psi);
-                    ((&terms.sh * factor).ctx("physics loss")?, psi)
-                }
-                (_, PhysicsMode::Gradient) => {
-                    let tile = self.random_tile(d, &mut rng)?; // (d^2, N)
-                    let graph = self
-                        .psi_graph
-                        .as_ref()
-                        .ok_or(ModelError::InvalidParameter {
-                            name: "physics",
-                            value: "gradient".into(),
-                            rule: "no Psi graph was built",
-                        })?;
-                    let (tile_mean, _) = self.model.encode(&tile)?; // (d^2, L)
-                    let maps = batch_maps(&tile_mean, &columns, d)?; // (C, d, d)
-                    let batch_cols = terms
-                        .z_mean
-                        .index_select(&column_index, 1) // (B, C)
-                        .ctx("batch latents")?;
-                    let range = batch_cols
-                        .max_keepdim(0) // (1, C)
-                        .and_then(|hi| hi - batch_cols.min_keepdim(0)?) // (1, C)
-                        .and_then(|r| r.t()) // (C, 1)
-                        .ctx("batch latent ranges")?
-                        .detach();
-                    let psi = graph.psi_scaled(&maps, &range)?; // scalar
-                    let psi_value: f32 = psi.to_scalar().ctx("Psi")?;
-                    let loss = combine(p.combine, &terms.sh, &psi, f64::from(p.weight))?;
-                    (loss, psi_value)
-                }
-            };
-            let loss_value: f32 = loss.to_scalar().ctx("loss")?;
-            let diverged = |what: &str| ModelError::Diverged {
-                epoch: e + 1,
-                batch: bi,
-                what: what.to_string(),
-            };
-            if !loss_value.is_finite() {
-                return Err(diverged("loss"));
-            }
-            let grads = loss.backward().ctx("backward pass")?;
-            // One device read for all gradients; the per-parameter pass runs
-            // only to name the culprit.
-            let mut names = Vec::new();
-            let mut sq = Vec::new();
-            for (name, var) in self.model.store().vars() {
-                if let Some(g) = grads.get(var.as_tensor()) {
-                    names.push(name);
-                    sq.push(g.sqr().and_then(|t| t.sum_all()).ctx("gradient check")?);
-                }
-            }
-            let total: f32 = Tensor::stack(&sq, 0)
-                .and_then(|t| t.sum_all())
-                .and_then(|t| t.to_scalar())
-                .ctx("gradient check")?;
-            if !total.is_finite() {
-                for (name, s) in names.iter().zip(&sq) {
-                    let v: f32 = s.to_scalar().ctx("gradient check")?;
-                    if !v.is_finite() {
-                        return Err(diverged(&format!("gradient of {name}")));
-                    }
-                }
-                return Err(diverged("gradient"));
-            }
-            self.adam.step(self.model.store(), &grads)?;
-            let scalar = |t: &Tensor| -> Result<f64> {
-                t.to_scalar::<f32>().map(f64::from).ctx("loss terms")
-            };
-            latent_stats.add(&terms.z_mean, &terms.z_sd)?;
-            let w = b as f64;
-            s_recon += w * scalar(&terms.recon)?;
-            s_kl += w * scalar(&terms.kl)?;
-            s_elbo += w * scalar(&terms.sh)?;
-            s_psi += w * f64::from(psi_value);
-            s_total += w * f64::from(loss_value);
-            count += b;
-            on_event(TrainEvent::BatchDone {
-                epoch: e + 1,
-                batch: bi,
-                loss: loss_value,
-            });
+        let kind = if e < self.train.physics_warmup() {
+            PhysicsKind::None
+        } else {
+            self.train.physics.kind
+        };
+        Ok(EpochPlan {
+            e,
+            beta,
+            kind,
+            columns,
+            column_index,
+            d: exact_sqrt(self.train.batch_size).unwrap_or(0),
+        })
+    }
+
+    /// One optimiser step on the patches `idx`, batch `bi` of the epoch: the
+    /// loss in the epoch's physics mode, the divergence checks, Adam.
+    fn train_batch(
+        &mut self,
+        plan: &EpochPlan,
+        bi: usize,
+        idx: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<BatchStep> {
+        let b = idx.len();
+        let x = patches_to_tensor(
+            self.patches,
+            idx.iter().copied(),
+            &mut self.x_buf,
+            self.model.device(),
+            "batch",
+        )?; // (B, N)
+        let eps = standard_normal(b, self.model.config().n_total(), rng, self.model.device())?; // (B, L)
+        let terms = self
+            .model
+            .loss(&x, &eps, f64::from(plan.beta), self.fused.as_ref())?;
+        let (loss, psi) = match (plan.kind, self.train.physics.mode) {
+            (PhysicsKind::None, _) => (terms.sh.clone(), 0.0f32),
+            (_, PhysicsMode::Faithful) => self.faithful_loss(plan, &terms, b)?,
+            (_, PhysicsMode::Gradient) => self.gradient_loss(plan, &terms, rng)?,
+        };
+        let loss = self.step(&loss, plan.e, bi)?;
+        Ok(BatchStep { terms, psi, loss })
+    }
+
+    /// Faithful mode: `L_sh (w + Psi)` with Psi computed on the batch's
+    /// encoder means, without gradient (0 for a batch that is not `d^2`).
+    /// Returns the loss and Psi.
+    fn faithful_loss(
+        &self,
+        plan: &EpochPlan,
+        terms: &LossTerms,
+        b: usize,
+    ) -> Result<(Tensor, f32)> {
+        let l = self.model.config().n_total();
+        let psi = if b == plan.d * plan.d {
+            let z: Vec<f32> = terms
+                .z_mean
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .ctx("reading the batch latents")?;
+            let z = Array2::from_shape_vec((b, l), z).map_err(|_| ModelError::ShapeMismatch {
+                what: "batch latents",
+                expected: vec![b, l],
+                found: vec![],
+            })?;
+            psi_faithful(self.train.physics.kind, z.view(), &plan.columns)?
+        } else {
+            0.0
+        };
+        let factor = f64::from(self.train.physics.weight) + f64::from(psi);
+        Ok(((&terms.sh * factor).ctx("physics loss")?, psi))
+    }
+
+    /// Gradient mode: Psi of a random `d x d` tile of the patch grid, inside
+    /// the autodiff graph, each map scaled by its latent's (detached) range
+    /// over the batch, combined with `L_sh`. Returns the loss and Psi.
+    fn gradient_loss(
+        &mut self,
+        plan: &EpochPlan,
+        terms: &LossTerms,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Tensor, f32)> {
+        let tile = self.random_tile(plan.d, rng)?; // (d^2, N)
+        let graph = self
+            .psi_graph
+            .as_ref()
+            .ok_or(ModelError::InvalidParameter {
+                name: "physics",
+                value: "gradient".into(),
+                rule: "no Psi graph was built",
+            })?;
+        let (tile_mean, _) = self.model.encode(&tile)?; // (d^2, L)
+        let maps = batch_maps(&tile_mean, &plan.columns, plan.d)?; // (C, d, d)
+        let batch_cols = terms
+            .z_mean
+            .index_select(&plan.column_index, 1) // (B, C)
+            .ctx("batch latents")?;
+        let range = batch_cols
+            .max_keepdim(0) // (1, C)
+            .and_then(|hi| hi - batch_cols.min_keepdim(0)?) // (1, C)
+            .and_then(|r| r.t()) // (C, 1)
+            .ctx("batch latent ranges")?
+            .detach();
+        let psi = graph.psi_scaled(&maps, &range)?; // scalar
+        let psi_value: f32 = psi.to_scalar().ctx("Psi")?;
+        let p = &self.train.physics;
+        let loss = combine(p.combine, &terms.sh, &psi, f64::from(p.weight))?;
+        Ok((loss, psi_value))
+    }
+
+    /// Backpropagates `loss` and takes one Adam step, unless the loss or a
+    /// gradient is not finite ([`ModelError::Diverged`], parameters left as
+    /// they were). Returns the loss value.
+    fn step(&mut self, loss: &Tensor, e: usize, bi: usize) -> Result<f32> {
+        let diverged = |what: &str| ModelError::Diverged {
+            epoch: e + 1,
+            batch: bi,
+            what: what.to_string(),
+        };
+        let loss_value: f32 = loss.to_scalar().ctx("loss")?;
+        if !loss_value.is_finite() {
+            return Err(diverged("loss"));
         }
-        let n = count.max(1) as f64;
-        Ok(EpochRecord {
+        let grads = loss.backward().ctx("backward pass")?;
+        if let Some(what) = self.non_finite_gradient(&grads)? {
+            return Err(diverged(&what));
+        }
+        self.adam.step(self.model.store(), &grads)?;
+        Ok(loss_value)
+    }
+
+    /// `None` when every gradient is finite, else what is not: the first
+    /// parameter with a non-finite gradient, or the gradient as a whole.
+    fn non_finite_gradient(&self, grads: &GradStore) -> Result<Option<String>> {
+        // One device read for all gradients; the per-parameter pass runs
+        // only to name the culprit.
+        let mut names = Vec::new();
+        let mut sq = Vec::new();
+        for (name, var) in self.model.store().vars() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                names.push(name);
+                sq.push(g.sqr().and_then(|t| t.sum_all()).ctx("gradient check")?);
+            }
+        }
+        let total: f32 = Tensor::stack(&sq, 0)
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.to_scalar())
+            .ctx("gradient check")?;
+        if total.is_finite() {
+            return Ok(None);
+        }
+        for (name, s) in names.iter().zip(&sq) {
+            let v: f32 = s.to_scalar().ctx("gradient check")?;
+            if !v.is_finite() {
+                return Ok(Some(format!("gradient of {name}")));
+            }
+        }
+        Ok(Some("gradient".to_string()))
+    }
+}
+
+/// What stays the same over the batches of one epoch.
+struct EpochPlan {
+    /// The epoch, 0-based.
+    e: usize,
+    /// The KL scale.
+    beta: f32,
+    /// The physics term ([`PhysicsKind::None`] during the warm-up).
+    kind: PhysicsKind,
+    /// The latent columns of the physics maps.
+    columns: Vec<usize>,
+    /// The same columns as a `(C)` `u32` tensor on the model's device.
+    column_index: Tensor,
+    /// The map side `d` (`d^2` = batch size; 0 when it is not a square).
+    d: usize,
+}
+
+/// What one batch's step leaves for the epoch's record.
+struct BatchStep {
+    /// The batch's loss terms.
+    terms: LossTerms,
+    /// Psi (0 without a physics term).
+    psi: f32,
+    /// The total loss.
+    loss: f32,
+}
+
+/// An epoch's sums, each batch weighted by its number of patches, for its
+/// [`EpochRecord`].
+struct EpochSums {
+    recon: f64,
+    kl: f64,
+    elbo: f64,
+    psi: f64,
+    total: f64,
+    count: usize,
+    latents: LatentStats,
+}
+
+impl EpochSums {
+    fn new(n_latents: usize) -> Self {
+        Self {
+            recon: 0.0,
+            kl: 0.0,
+            elbo: 0.0,
+            psi: 0.0,
+            total: 0.0,
+            count: 0,
+            latents: LatentStats::new(n_latents),
+        }
+    }
+
+    /// Adds a batch of `b` patches.
+    fn add(&mut self, b: usize, terms: &LossTerms, psi: f32, loss: f32) -> Result<()> {
+        let scalar =
+            |t: &Tensor| -> Result<f64> { t.to_scalar::<f32>().map(f64::from).ctx("loss terms") };
+        self.latents.add(&terms.z_mean, &terms.z_sd)?;
+        let w = b as f64;
+        self.recon += w * scalar(&terms.recon)?;
+        self.kl += w * scalar(&terms.kl)?;
+        self.elbo += w * scalar(&terms.sh)?;
+        self.psi += w * f64::from(psi);
+        self.total += w * f64::from(loss);
+        self.count += b;
+        Ok(())
+    }
+
+    /// The record of epoch `e` (0-based): the per-patch means.
+    fn record(self, e: usize, beta: f32, seconds: f64) -> EpochRecord {
+        let n = self.count.max(1) as f64;
+        EpochRecord {
             epoch: e + 1,
             beta,
-            recon: s_recon / n,
-            kl: s_kl / n,
-            elbo: s_elbo / n,
-            psi: s_psi / n,
-            total: s_total / n,
-            seconds: start.elapsed().as_secs_f64(),
-            kl_latent: latent_stats.kl(),
-            mean_var: latent_stats.mean_var(),
-        })
+            recon: self.recon / n,
+            kl: self.kl / n,
+            elbo: self.elbo / n,
+            psi: self.psi / n,
+            total: self.total / n,
+            seconds,
+            kl_latent: self.latents.kl(),
+            mean_var: self.latents.mean_var(),
+        }
     }
 }
 
