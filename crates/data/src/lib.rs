@@ -2,7 +2,11 @@
 //! synthetic test images whose truth is known.
 //!
 //! - [`Image`]: one 2-D `f32` image with its pixel size when the file has one;
-//! - [`io`]: readers (NPY, TIFF, PNG, SPIEPy raw) and NPY writers;
+//! - [`io`]: readers of NPY, TIFF (and BigTIFF), PNG, SPIEPy raw `.dat`,
+//!   Gatan DigitalMicrograph DM3/DM4, FEI/Thermo Fisher TIA `.ser`, and, in
+//!   HDF5 containers, Velox EMD, Berkeley EMD and hyperspy `.hspy`/`.hdf5`
+//!   (the `hdf5` feature, on by default); pixel sizes from the file or a JSON
+//!   sidecar; NPY writers;
 //! - [`patches`]: the square patch grid of the phy-VAE method, patches as views;
 //! - [`synth`]: synthetic two-phase and domain images with a per-pixel truth map.
 

@@ -42,12 +42,10 @@
 //! Pixel data is never copied while the tags are parsed: only its offset and
 //! length are kept, and [`read_dm`] reads the requested frame alone.
 
-use super::png::luminance;
-use super::{ImageInfo, file_len, io_error, malformed, nm, unit_in_nm, unsupported};
+use super::bounded::Bounded;
+use super::util::{ImageInfo, luminance, malformed, nm, unit_in_nm, unsupported};
 use crate::{DataError, Image, PixelSize, Result};
 use ndarray::Array2;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Format name used in error messages.
@@ -81,8 +79,6 @@ const MIN_ENTRY_DM3: u64 = 1 + 2 + 1 + 1 + 4;
 const MIN_ENTRY_DM4: u64 = 1 + 2 + 8 + 1 + 1 + 8;
 /// Longest text (image name, unit) decoded, in bytes; longer ones are cut.
 const MAX_TEXT_BYTES: u64 = 1 << 16;
-/// Size of the read-ahead window used when parsing a file's tags.
-const FILE_WINDOW: usize = 1 << 16;
 
 /// Encoded types of data-tag values (the info-array codes).
 mod enc {
@@ -139,93 +135,6 @@ pub fn is_dm_header(head: &[u8]) -> bool {
         _ => return false,
     };
     matches!(word(order_at), Some(BYTE_ORDER_BIG | BYTE_ORDER_LITTLE))
-}
-
-// ------------------------------------------------------------------ sources
-
-/// Where the bytes come from: a buffer, or a file read through a window.
-enum Source<'a> {
-    Bytes(&'a [u8]),
-    File(FileSource),
-}
-
-/// A file read in windows of [`FILE_WINDOW`] bytes, so that parsing many small
-/// tags costs few system calls; large reads (pixel data) bypass the window.
-struct FileSource {
-    file: File,
-    len: u64,
-    window: Vec<u8>,
-    start: u64,
-}
-
-impl FileSource {
-    fn read_at(&mut self, pos: u64, out: &mut [u8]) -> std::io::Result<()> {
-        let n = out.len() as u64;
-        let end = pos.saturating_add(n);
-        let window_end = self.start.saturating_add(self.window.len() as u64);
-        if pos < self.start || end > window_end {
-            if out.len() >= FILE_WINDOW {
-                self.file.seek(SeekFrom::Start(pos))?;
-                return self.file.read_exact(out);
-            }
-            let take = self.len.saturating_sub(pos).min(FILE_WINDOW as u64);
-            self.window.clear();
-            self.window.resize(usize::try_from(take).unwrap_or(0), 0);
-            self.file.seek(SeekFrom::Start(pos))?;
-            if let Err(e) = self.file.read_exact(&mut self.window) {
-                self.window.clear();
-                return Err(e);
-            }
-            self.start = pos;
-        }
-        let from = usize::try_from(pos - self.start).unwrap_or(usize::MAX);
-        let src = from
-            .checked_add(out.len())
-            .and_then(|to| self.window.get(from..to))
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-        out.copy_from_slice(src);
-        Ok(())
-    }
-}
-
-impl Source<'_> {
-    fn len(&self) -> u64 {
-        match self {
-            Source::Bytes(b) => b.len() as u64,
-            Source::File(f) => f.len,
-        }
-    }
-
-    /// Fills `out` from byte `pos`; `what` names the item in the error when
-    /// the file ends first.
-    fn read_at(&mut self, path: &Path, pos: u64, out: &mut [u8], what: &str) -> Result<()> {
-        let len = self.len();
-        let end = pos.checked_add(out.len() as u64);
-        if end.is_none_or(|e| e > len) {
-            return Err(truncated(path, what, pos, out.len() as u64, len));
-        }
-        match self {
-            Source::Bytes(b) => {
-                let from = usize::try_from(pos).map_err(|e| malformed(path, DM_FORMAT, e))?;
-                let src = from
-                    .checked_add(out.len())
-                    .and_then(|to| b.get(from..to))
-                    .ok_or_else(|| truncated(path, what, pos, out.len() as u64, len))?;
-                out.copy_from_slice(src);
-                Ok(())
-            }
-            Source::File(f) => f.read_at(pos, out).map_err(|e| io_error(path, e)),
-        }
-    }
-}
-
-/// The error for an item that runs past the end of the file.
-fn truncated(path: &Path, what: &str, pos: u64, n: u64, len: u64) -> DataError {
-    malformed(
-        path,
-        DM_FORMAT,
-        format!("truncated: {what} at byte {pos} needs {n} bytes, but the file has {len}"),
-    )
 }
 
 // ------------------------------------------------------------------ tag tree
@@ -420,7 +329,7 @@ fn bytes_to_string(b: Vec<u8>) -> String {
 
 /// Reads the tag tree of a file.
 struct Parser<'s, 'a> {
-    src: &'s mut Source<'a>,
+    src: &'s mut Bounded<'a>,
     path: &'s Path,
     pos: u64,
     dm4: bool,
@@ -438,7 +347,7 @@ impl Parser<'_, '_> {
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
         let mut b = [0_u8; N];
-        self.src.read_at(self.path, self.pos, &mut b, what)?;
+        self.src.read_into(self.path, self.pos, &mut b, what)?;
         self.pos += N as u64;
         Ok(b)
     }
@@ -472,7 +381,7 @@ impl Parser<'_, '_> {
     /// offset of the first.
     fn skip(&mut self, n: u64, what: &str) -> Result<u64> {
         if n > self.remaining() {
-            return Err(truncated(self.path, what, self.pos, n, self.src.len()));
+            return Err(self.src.truncated(self.path, what, self.pos, n));
         }
         let start = self.pos;
         self.pos += n;
@@ -483,7 +392,7 @@ impl Parser<'_, '_> {
     fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>> {
         let start = self.skip(n, what)?;
         let mut b = vec![0_u8; usize::try_from(n).map_err(|e| self.err(e))?];
-        self.src.read_at(self.path, start, &mut b, what)?;
+        self.src.read_into(self.path, start, &mut b, what)?;
         Ok(b)
     }
 
@@ -573,7 +482,7 @@ impl Parser<'_, '_> {
             TagType::Simple(s) => {
                 let mut b = [0_u8; 8];
                 let b = b.get_mut(..s.size() as usize).unwrap_or_default();
-                self.src.read_at(self.path, offset, b, "tag value")?;
+                self.src.read_into(self.path, offset, b, "tag value")?;
                 s.decode(b, self.little).map_or(Value::Other, Value::Num)
             }
             TagType::Array(elem, count) => Value::Array {
@@ -746,7 +655,7 @@ fn pixel_kind(code: u64) -> (String, std::result::Result<PixelKind, Problem>) {
 
 /// Reads a text value (an array of `u16` UTF-16 code units, an array of bytes,
 /// or a string tag), cut at [`MAX_TEXT_BYTES`].
-fn text(src: &mut Source<'_>, path: &Path, value: &Value, little: bool) -> Result<Option<String>> {
+fn text(src: &mut Bounded<'_>, path: &Path, value: &Value, little: bool) -> Result<Option<String>> {
     let (offset, len, utf16) = match *value {
         Value::Array {
             elem: Some(Simple::U16 | Simple::I16),
@@ -765,7 +674,7 @@ fn text(src: &mut Source<'_>, path: &Path, value: &Value, little: bool) -> Resul
     };
     let len = len.min(MAX_TEXT_BYTES);
     let mut b = vec![0_u8; usize::try_from(len).unwrap_or(0)];
-    src.read_at(path, offset, &mut b, "text")?;
+    src.read_into(path, offset, &mut b, "text")?;
     let s = if utf16 {
         let units = b
             .chunks_exact(2)
@@ -781,7 +690,7 @@ fn text(src: &mut Source<'_>, path: &Path, value: &Value, little: bool) -> Resul
 
 /// The text data tag named `name` among `entries`.
 fn text_tag(
-    src: &mut Source<'_>,
+    src: &mut Bounded<'_>,
     path: &Path,
     entries: &[Entry],
     name: &str,
@@ -809,7 +718,7 @@ fn pixel_size(calibrations: &[(Option<f64>, String)]) -> Option<PixelSize> {
 /// Describes one group of `ImageList`. Problems of the content are recorded
 /// in the result; only failures to read the file are errors.
 fn describe(
-    src: &mut Source<'_>,
+    src: &mut Bounded<'_>,
     path: &Path,
     little: bool,
     index: usize,
@@ -954,7 +863,7 @@ fn describe(
 /// order, a 3-D stack counting as its number of frames (see [`ImageInfo`]).
 pub struct DmFile<'a> {
     path: PathBuf,
-    source: Source<'a>,
+    source: Bounded<'a>,
     version: u32,
     little_endian: bool,
     images: Vec<DmImage>,
@@ -987,11 +896,11 @@ impl std::fmt::Debug for DmFile<'_> {
 /// assert!(err.to_string().contains("version"));
 /// ```
 pub fn parse_dm<'a>(bytes: &'a [u8], path: &Path) -> Result<DmFile<'a>> {
-    parse(Source::Bytes(bytes), path)
+    parse(Bounded::from_bytes(bytes, DM_FORMAT), path)
 }
 
 /// Parses the header and the tag tree from `source`, then the image list.
-fn parse<'a>(mut source: Source<'a>, path: &Path) -> Result<DmFile<'a>> {
+fn parse<'a>(mut source: Bounded<'a>, path: &Path) -> Result<DmFile<'a>> {
     let mut p = Parser {
         src: &mut source,
         path,
@@ -1156,7 +1065,7 @@ impl DmFile<'_> {
             .ok_or_else(too_big)?;
         let mut raw = vec![0_u8; usize::try_from(frame_bytes).map_err(|_| too_big())?];
         self.source
-            .read_at(&self.path, offset, &mut raw, "pixel data")?;
+            .read_into(&self.path, offset, &mut raw, "pixel data")?;
         let values = convert(l.kind, &raw, self.little_endian);
         let pixels = Array2::from_shape_vec((l.rows, l.cols), values)
             .map_err(|e| malformed(&self.path, DM_FORMAT, e))?;
@@ -1199,17 +1108,7 @@ fn convert(kind: PixelKind, raw: &[u8], little: bool) -> Vec<f32> {
 
 /// Opens `path` as a [`DmFile`] read on demand.
 fn open(path: &Path) -> Result<DmFile<'static>> {
-    let file = File::open(path).map_err(|e| io_error(path, e))?;
-    let len = file_len(path, &file)?;
-    parse(
-        Source::File(FileSource {
-            file,
-            len,
-            window: Vec::new(),
-            start: 0,
-        }),
-        path,
-    )
+    parse(Bounded::open(path, DM_FORMAT)?, path)
 }
 
 /// Reads one 2-D image from a DigitalMicrograph DM3 or DM4 file.

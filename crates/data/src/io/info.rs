@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use super::{Format, ImageInfo, detect_format, npy, png, read_image, tiff};
+use super::util::ImageInfo;
+use super::{Format, detect_format, npy, png, read_image, tiff};
 use crate::{DataError, Result};
 
 /// The format of a file and the images it holds.

@@ -7,7 +7,7 @@
 //! and a newline so that the data starts on a multiple of 64 bytes, then the raw
 //! elements.
 
-use super::{file_len, io_error, malformed, unsupported, write_atomically};
+use super::util::{file_len, io_error, malformed, unsupported, write_atomically};
 use crate::{DataError, Image, Result};
 use ndarray::{ArrayD, ArrayView2, ArrayView3, IxDyn, ShapeBuilder};
 use std::fs::File;

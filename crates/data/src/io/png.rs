@@ -1,6 +1,8 @@
 //! PNG reading through the `png` crate.
 
-use super::{decode_budget, file_len, io_error, malformed, nm, single_frame, unsupported};
+use super::util::{
+    decode_budget, file_len, io_error, luminance, malformed, nm, single_frame, unsupported,
+};
 use crate::{Image, PixelSize, Result};
 use ::png::{BitDepth, ColorType, Decoder, DecodingError, Transformations, Unit};
 use std::fs::File;
@@ -8,20 +10,6 @@ use std::io::BufReader;
 use std::path::Path;
 
 const FORMAT: &str = "PNG";
-
-/// Weight of red in the luminance `Y = 0.2125 R + 0.7154 G + 0.0721 B`
-/// (ITU-R BT.709 primaries as used by scikit-image `color.rgb2gray`).
-pub const LUMA_R: f64 = 0.2125;
-/// Weight of green in the luminance (see [`LUMA_R`]).
-pub const LUMA_G: f64 = 0.7154;
-/// Weight of blue in the luminance (see [`LUMA_R`]).
-pub const LUMA_B: f64 = 0.0721;
-
-/// Luminance of one RGB sample triple, computed in `f64`, rounded to `f32`.
-#[allow(clippy::cast_possible_truncation)]
-pub(crate) fn luminance(r: f64, g: f64, b: f64) -> f32 {
-    (LUMA_R * r + LUMA_G * g + LUMA_B * b) as f32
-}
 
 /// Nanometres per metre.
 const NM_PER_M: f64 = 1e9;
@@ -53,7 +41,8 @@ pub(crate) fn stored_dtype(path: &Path) -> Result<String> {
 ///   as PIL does for 2- and 4-bit grey;
 /// - grey + alpha: the grey value (alpha dropped);
 /// - RGB, RGBA and palette (expanded to RGB/RGBA): the luminance
-///   `Y = 0.2125 R + 0.7154 G + 0.0721 B` ([`LUMA_R`], [`LUMA_G`], [`LUMA_B`];
+///   `Y = 0.2125 R + 0.7154 G + 0.0721 B` ([`LUMA_R`](super::LUMA_R),
+///   [`LUMA_G`](super::LUMA_G), [`LUMA_B`](super::LUMA_B);
 ///   scikit-image `rgb2gray`, ITU-R BT.709) on the raw samples, alpha dropped.
 ///   scikit-image first rescales integers to `[0, 1]`; here the result stays on
 ///   the sample scale (divide by 255 or 65535 to compare).
@@ -213,15 +202,6 @@ fn png_error(path: &Path, e: DecodingError) -> crate::DataError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn luminance_weights_sum_to_one() {
-        // BT.709: 0.2125 + 0.7154 + 0.0721 = 1, so grey stays grey.
-        assert!((LUMA_R + LUMA_G + LUMA_B - 1.0).abs() < 1e-12);
-        assert_eq!(luminance(200.0, 200.0, 200.0), 200.0);
-        // 0.2125 * 255 = 54.1875
-        assert_eq!(luminance(255.0, 0.0, 0.0), 54.1875);
-    }
 
     #[test]
     fn phys_in_metres_gives_nm() {

@@ -5,7 +5,7 @@
 //! little-endian `f64` values in row-major order. There is no magic and no
 //! calibration.
 
-use super::{file_len, io_error, malformed, single_frame};
+use super::util::{file_len, io_error, malformed, single_frame};
 use crate::{DataError, Image, Result};
 use std::fs::File;
 use std::io::Read;

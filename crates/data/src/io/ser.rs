@@ -54,11 +54,9 @@
 //! Each valid element of an image series is one frame (`--frame k`, 0-based,
 //! in file order). Spectrum series are listed but are not images.
 
-use super::{ImageInfo, io_error, malformed, nm, unsupported};
+use super::bounded::Bounded;
+use super::util::{ImageInfo, malformed, nm, unsupported};
 use crate::{DataError, Image, PixelSize, Result};
-use std::borrow::Cow;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "TIA SER";
@@ -322,7 +320,7 @@ impl SerFile<'_> {
     /// # Errors
     /// As [`read_ser`].
     pub fn image(&self, frame: Option<usize>) -> Result<Image> {
-        let mut src = SliceSource(self.bytes);
+        let mut src = Bounded::from_bytes(self.bytes, FORMAT);
         self.series.image(&mut src, &self.path, frame)
     }
 }
@@ -348,7 +346,7 @@ impl SerFile<'_> {
 /// assert!(err.to_string().contains("x.ser"));
 /// ```
 pub fn parse_ser<'a>(bytes: &'a [u8], path: &Path) -> Result<SerFile<'a>> {
-    let series = Series::parse(&mut SliceSource(bytes), path)?;
+    let series = Series::parse(&mut Bounded::from_bytes(bytes, FORMAT), path)?;
     Ok(SerFile {
         bytes,
         path: path.to_path_buf(),
@@ -377,7 +375,7 @@ pub fn parse_ser<'a>(bytes: &'a [u8], path: &Path) -> Result<SerFile<'a>> {
 /// columns); [`DataError::NoSuchFrame`] (frame not below the number of valid
 /// elements).
 pub fn read_ser(path: &Path, frame: Option<usize>) -> Result<Image> {
-    let mut src = FileSource::open(path)?;
+    let mut src = Bounded::open(path, FORMAT)?;
     let series = Series::parse(&mut src, path)?;
     series.image(&mut src, path, frame)
 }
@@ -394,7 +392,7 @@ pub fn read_ser(path: &Path, frame: Option<usize>) -> Result<Image> {
 /// # Errors
 /// [`DataError::Io`]; as [`parse_ser`].
 pub fn list_ser(path: &Path) -> Result<Vec<ImageInfo>> {
-    let mut src = FileSource::open(path)?;
+    let mut src = Bounded::open(path, FORMAT)?;
     let series = Series::parse(&mut src, path)?;
     Ok(vec![series.info()])
 }
@@ -411,9 +409,9 @@ impl Series {
         usize::try_from(self.header.valid_elements).unwrap_or(usize::MAX)
     }
 
-    fn parse<S: Source>(src: &mut S, path: &Path) -> Result<Self> {
+    fn parse(src: &mut Bounded<'_>, path: &Path) -> Result<Self> {
         let len = src.len();
-        let magic = src.take(0, SER_MAGIC.len() as u64, "the magic", path)?;
+        let magic = src.take(path, 0, SER_MAGIC.len() as u64, "the magic")?;
         if *magic != SER_MAGIC {
             let hex: Vec<String> = magic.iter().map(|b| format!("{b:02x}")).collect();
             return Err(malformed(
@@ -513,7 +511,7 @@ impl Series {
 
     /// Parses the header of element `index` (< valid elements) and checks
     /// that its values lie inside the file.
-    fn element<S: Source>(&self, src: &mut S, index: u32, path: &Path) -> Result<Element> {
+    fn element(&self, src: &mut Bounded<'_>, index: u32, path: &Path) -> Result<Element> {
         let entry_at = u64::from(index)
             .checked_mul(self.header.offset_size())
             .and_then(|n| n.checked_add(self.header.offset_array_offset))
@@ -530,10 +528,10 @@ impl Series {
             SPECTRUM_HEADER_LEN
         };
         let head = src.take(
+            path,
             at,
             head_len,
             &format!("the header of element {index}"),
-            path,
         )?;
         let mut r = Fields::new(&head);
         let (shape, code) = if self.header.is_images() {
@@ -643,7 +641,7 @@ impl Series {
     }
 
     /// Decodes frame `frame` (default 0) of an image series.
-    fn image<S: Source>(&self, src: &mut S, path: &Path, frame: Option<usize>) -> Result<Image> {
+    fn image(&self, src: &mut Bounded<'_>, path: &Path, frame: Option<usize>) -> Result<Image> {
         let frame = frame.unwrap_or(0);
         let valid = self.valid();
         if !self.header.is_images() {
@@ -700,7 +698,7 @@ impl Series {
         }
         // Checked against the file length by `element`.
         let n_bytes = element.count() * element.dtype.size();
-        let raw = src.take(element.data_at, n_bytes, "the image values", path)?;
+        let raw = src.take(path, element.data_at, n_bytes, "the image values")?;
         let stored = decode(element.dtype, &raw);
         let row_len = cols;
         let values: Vec<f32> = stored
@@ -749,14 +747,14 @@ fn pixel_size(delta_x: f64, delta_y: f64) -> Option<PixelSize> {
 }
 
 /// Reads dimension array `index` at `at`; returns it and the position after it.
-fn read_dimension<S: Source>(
-    src: &mut S,
+fn read_dimension(
+    src: &mut Bounded<'_>,
     at: u64,
     index: u32,
     path: &Path,
 ) -> Result<(SerDimension, u64)> {
     let what = format!("dimension array {index}");
-    let fixed = src.take(at, DIMENSION_FIXED_LEN - 4, &what, path)?;
+    let fixed = src.take(path, at, DIMENSION_FIXED_LEN - 4, &what)?;
     let mut r = Fields::new(&fixed);
     let size = r.u32();
     let calibration_offset = r.f64();
@@ -784,8 +782,8 @@ fn read_dimension<S: Source>(
 }
 
 /// Reads `len` bytes of text at `at`; returns it and the position after it.
-fn read_text<S: Source>(
-    src: &mut S,
+fn read_text(
+    src: &mut Bounded<'_>,
     at: u64,
     len: u32,
     what: &str,
@@ -798,7 +796,7 @@ fn read_text<S: Source>(
             format!("{what}: a {len}-byte text field (at most {MAX_TEXT_LEN} expected)"),
         ));
     }
-    let bytes = src.take(at, u64::from(len), what, path)?;
+    let bytes = src.take(path, at, u64::from(len), what)?;
     // Latin-1: every byte is the code point of the same value.
     let text = bytes.iter().map(|&b| char::from(b)).collect();
     Ok((text, at + u64::from(len)))
@@ -864,97 +862,16 @@ impl<'b> Fields<'b> {
     }
 }
 
-fn read_u16<S: Source>(src: &mut S, at: u64, what: &str, path: &Path) -> Result<u16> {
-    Ok(u16::from_le_bytes(array(&src.take(at, 2, what, path)?)))
+fn read_u16(src: &mut Bounded<'_>, at: u64, what: &str, path: &Path) -> Result<u16> {
+    Ok(u16::from_le_bytes(array(&src.take(path, at, 2, what)?)))
 }
 
-fn read_u32<S: Source>(src: &mut S, at: u64, what: &str, path: &Path) -> Result<u32> {
-    Ok(u32::from_le_bytes(array(&src.take(at, 4, what, path)?)))
+fn read_u32(src: &mut Bounded<'_>, at: u64, what: &str, path: &Path) -> Result<u32> {
+    Ok(u32::from_le_bytes(array(&src.take(path, at, 4, what)?)))
 }
 
-fn read_u64<S: Source>(src: &mut S, at: u64, what: &str, path: &Path) -> Result<u64> {
-    Ok(u64::from_le_bytes(array(&src.take(at, 8, what, path)?)))
-}
-
-/// Random access to the file's bytes, in memory or on disk.
-trait Source {
-    /// Length of the file.
-    fn len(&self) -> u64;
-
-    /// The `n` bytes at `at`, read after checking that they lie inside the
-    /// file (so never more than the file holds is allocated).
-    fn take(&mut self, at: u64, n: u64, what: &str, path: &Path) -> Result<Cow<'_, [u8]>> {
-        let len = self.len();
-        match at.checked_add(n) {
-            Some(end) if end <= len => self.read_checked(at, n, path),
-            _ => Err(malformed(
-                path,
-                FORMAT,
-                format!(
-                    "truncated: {what} ({n} bytes at byte {at}) lies past the end of the {len}-byte file"
-                ),
-            )),
-        }
-    }
-
-    /// Reads `n` bytes at `at`, known to lie inside the file.
-    fn read_checked(&mut self, at: u64, n: u64, path: &Path) -> Result<Cow<'_, [u8]>>;
-}
-
-/// Bytes in memory.
-struct SliceSource<'a>(&'a [u8]);
-
-impl Source for SliceSource<'_> {
-    fn len(&self) -> u64 {
-        self.0.len() as u64
-    }
-
-    fn read_checked(&mut self, at: u64, n: u64, path: &Path) -> Result<Cow<'_, [u8]>> {
-        let range = usize::try_from(at)
-            .ok()
-            .zip(usize::try_from(n).ok())
-            .and_then(|(a, n)| self.0.get(a..a.checked_add(n)?));
-        range
-            .map(Cow::Borrowed)
-            .ok_or_else(|| malformed(path, FORMAT, "range outside the buffer"))
-    }
-}
-
-/// A file on disk, read by seeking.
-struct FileSource {
-    file: File,
-    len: u64,
-}
-
-impl FileSource {
-    fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| io_error(path, e))?;
-        let len = super::file_len(path, &file)?;
-        Ok(Self { file, len })
-    }
-}
-
-impl Source for FileSource {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn read_checked(&mut self, at: u64, n: u64, path: &Path) -> Result<Cow<'_, [u8]>> {
-        let n = usize::try_from(n)
-            .map_err(|_| malformed(path, FORMAT, format!("{n} bytes do not fit in memory")))?;
-        let mut buf = vec![0_u8; n];
-        self.file
-            .seek(SeekFrom::Start(at))
-            .and_then(|_| self.file.read_exact(&mut buf))
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    malformed(path, FORMAT, "the file became shorter while being read")
-                } else {
-                    io_error(path, e)
-                }
-            })?;
-        Ok(Cow::Owned(buf))
-    }
+fn read_u64(src: &mut Bounded<'_>, at: u64, what: &str, path: &Path) -> Result<u64> {
+    Ok(u64::from_le_bytes(array(&src.take(path, at, 8, what)?)))
 }
 
 #[cfg(test)]

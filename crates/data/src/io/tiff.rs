@@ -1,7 +1,8 @@
 //! TIFF reading through the `tiff` crate.
 
-use super::png::luminance;
-use super::{decode_budget, file_len, io_error, malformed, nm, unit_in_nm, unsupported};
+use super::util::{
+    decode_budget, file_len, io_error, luminance, malformed, nm, unit_in_nm, unsupported,
+};
 use crate::{DataError, Image, PixelSize, Result};
 use ::tiff::decoder::ifd::Value;
 use ::tiff::decoder::{Decoder, DecodingResult, Limits};

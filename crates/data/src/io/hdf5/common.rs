@@ -1,13 +1,15 @@
 //! What the three HDF5 layouts share: opening a file with bounded reads,
-//! element types and their conversion to `f32`, attributes, the list of
-//! entries and the reading of one frame.
+//! element types and their conversion to `f32`, attributes, the entry type of
+//! the list and the reading of one frame.
+//!
+//! The layout modules (`berkeley`, `hspy`, `velox`) import from here; the
+//! dispatch between them (which layout a file has, which entry a read asks
+//! for) lives in the parent module, which imports them and this one.
 
-use super::{FORMAT, Hdf5Kind, berkeley, hspy, velox};
-use crate::io::{
-    ImageInfo, LUMA_B, LUMA_G, LUMA_R, decode_budget, io_error, malformed, nm, unit_in_nm,
-    unsupported,
+use crate::io::util::{
+    ImageInfo, decode_budget, io_error, luminance, malformed, nm, unit_in_nm, unsupported,
 };
-use crate::{DataError, Image, PixelSize, Result};
+use crate::{DataError, PixelSize, Result};
 use hdf5_reader::error::Error as H5Error;
 use hdf5_reader::group::Group;
 use hdf5_reader::{
@@ -25,6 +27,9 @@ const CHUNK_CACHE_BYTES: usize = 16 << 20;
 const MAX_CHILDREN: usize = 1 << 16;
 /// Largest rank of an HDF5 dataspace (HDF5 specification, dataspace message).
 const MAX_RANK: usize = 32;
+
+/// Format name used in errors before the layout is known.
+pub(super) const FORMAT: &str = "HDF5";
 
 /// An open HDF5 file and the limits of what one read may decode.
 pub(super) struct Source<'a> {
@@ -483,8 +488,7 @@ impl Elem {
                 let c = |i: usize| -> Option<f64> {
                     Some(channel.decode(b.get(*offsets.get(i)?..)?)?.to_f64())
                 };
-                #[allow(clippy::cast_possible_truncation)]
-                Some((LUMA_R * c(0)? + LUMA_G * c(1)? + LUMA_B * c(2)?) as f32)
+                Some(luminance(c(0)?, c(1)?, c(2)?))
             }
         }
     }
@@ -748,7 +752,7 @@ impl Entry {
 
     /// Whether `wanted` names this entry: its group path or its array's path,
     /// with or without the leading `/`.
-    fn is_named(&self, wanted: &str) -> bool {
+    pub(super) fn is_named(&self, wanted: &str) -> bool {
         let norm = |s: &str| s.trim_matches('/').to_owned();
         let wanted = norm(wanted);
         self.info.name.as_deref().is_some_and(|n| norm(n) == wanted)
@@ -766,134 +770,13 @@ pub(super) fn pixel_size_nm(x: (f64, &str), y: (f64, &str)) -> Option<PixelSize>
     Some(nm(len(x)?, len(y)?))
 }
 
-/// The layout of the file and its entries, numbered in list order.
-pub(super) fn entries(src: &Source) -> Result<(Hdf5Kind, Vec<Entry>)> {
-    let root = src.file.root_group().map_err(|e| src.err(FORMAT, e))?;
-    let (groups, _) = src.children(FORMAT, &root)?;
-    let (kind, mut list) = if groups.iter().any(|g| g == hspy::EXPERIMENTS) {
-        (Hdf5Kind::Hyperspy, hspy::list(src, &root)?)
-    } else if let Some(data) = velox::data_group(src, &root, &groups)? {
-        (Hdf5Kind::VeloxEmd, velox::list(src, &data)?)
-    } else {
-        let list = berkeley::list(src, &root)?;
-        if list.is_empty() {
-            return Err(unsupported(
-                src.path,
-                FORMAT,
-                "an HDF5 file with none of the layouts read here: hyperspy \
-                 (/Experiments/<title>/data), Velox EMD (/Data/Image/<id>/Data) or \
-                 Berkeley EMD (a group with the attribute emd_group_type = 1)",
-            ));
-        }
-        (Hdf5Kind::BerkeleyEmd, list)
-    };
-    for (i, e) in list.iter_mut().enumerate() {
-        e.info.index = i;
-    }
-    Ok((kind, list))
-}
-
-/// [`read_hdf5_image`](super::read_hdf5_image).
-pub(super) fn read(path: &Path, frame: Option<usize>, dataset: Option<&str>) -> Result<Image> {
-    let src = Source::open(path)?;
-    let (kind, entries) = entries(&src)?;
-    let format = kind.name();
-    let (entry, k) = match dataset {
-        Some(wanted) => {
-            let Some(e) = entries.iter().find(|e| e.is_named(wanted)) else {
-                let names: Vec<&str> = entries
-                    .iter()
-                    .filter_map(|e| e.info.name.as_deref())
-                    .collect();
-                return Err(unsupported(
-                    path,
-                    format,
-                    format!(
-                        "no entry `{wanted}` in this file; its entries are: {}",
-                        if names.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
-                ));
-            };
-            (e, frame.unwrap_or(0))
-        }
-        None => nth_frame(path, format, &entries, frame.unwrap_or(0))?,
-    };
-    let plan = match &entry.plan {
-        Ok(plan) => plan,
-        Err(why) => return Err(unusable_error(path, format, entry, *why)),
-    };
-    let (frames, _, _) = plan.dims();
-    if k >= frames {
-        return Err(DataError::NoSuchFrame {
-            path: path.to_path_buf(),
-            frame: k,
-            frames,
-        });
-    }
-    Ok(Image {
-        pixels: read_frame(&src, format, plan, k)?,
-        pixel_size: entry.info.pixel_size.clone(),
-        source: Some(path.to_path_buf()),
-    })
-}
-
-/// The entry holding the `k`-th 2-D image of all usable entries, and the
-/// frame inside it.
-fn nth_frame<'e>(
-    path: &Path,
-    format: &'static str,
-    entries: &'e [Entry],
-    k: usize,
-) -> Result<(&'e Entry, usize)> {
-    let mut seen = 0_usize;
-    for e in entries {
-        if let Ok(plan) = &e.plan {
-            let (n, _, _) = plan.dims();
-            if k < seen.saturating_add(n) {
-                return Ok((e, k - seen));
-            }
-            seen = seen.saturating_add(n);
-        }
-    }
-    if seen > 0 {
-        return Err(DataError::NoSuchFrame {
-            path: path.to_path_buf(),
-            frame: k,
-            frames: seen,
-        });
-    }
-    match entries.first() {
-        Some(e) => Err(unusable_error(
-            path,
-            format,
-            e,
-            e.plan.as_ref().err().copied().unwrap_or(Why::NotAnImage),
-        )),
-        None => Err(unsupported(path, format, "the file holds no image")),
-    }
-}
-
-/// The error for reading an unusable entry.
-fn unusable_error(path: &Path, format: &'static str, e: &Entry, why: Why) -> DataError {
-    let name = e.info.name.as_deref().unwrap_or("?");
-    let reason = e.info.unusable.as_deref().unwrap_or("not an image");
-    match why {
-        Why::NotAnImage => DataError::NotAnImage {
-            path: path.to_path_buf(),
-            shape: e.info.shape.clone(),
-        },
-        Why::Complex | Why::Unsupported => {
-            unsupported(path, format, format!("{name} ({}): {reason}", e.info.dtype))
-        }
-    }
-}
-
 /// Reads frame `k` of `plan` as a `(rows, cols)` array.
-fn read_frame(src: &Source, format: &'static str, plan: &Plan, k: usize) -> Result<Array2<f32>> {
+pub(super) fn read_frame(
+    src: &Source,
+    format: &'static str,
+    plan: &Plan,
+    k: usize,
+) -> Result<Array2<f32>> {
     let ds = src
         .file
         .dataset(&plan.data)

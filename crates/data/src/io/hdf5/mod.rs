@@ -46,10 +46,12 @@ mod hspy;
 #[cfg(feature = "hdf5")]
 mod velox;
 
-use super::ImageInfo;
+#[cfg(feature = "hdf5")]
+use common::{Entry, FORMAT, Source, Why};
 // Named by the documentation links; used by the build without `hdf5`.
 #[allow(unused_imports)]
 use crate::DataError;
+use crate::io::util::{ImageInfo, unsupported};
 use crate::{Image, Result};
 use std::path::Path;
 
@@ -129,9 +131,6 @@ impl Hdf5Kind {
     }
 }
 
-/// Format name used in errors before the layout is known.
-const FORMAT: &str = "HDF5";
-
 /// Lists the entries (images, stacks, spectra) of a Velox EMD, Berkeley EMD or
 /// hyperspy file, with the kind of file.
 ///
@@ -152,8 +151,8 @@ pub fn list_hdf5(path: &Path) -> Result<(Hdf5Kind, Vec<ImageInfo>)> {
     #[cfg(feature = "hdf5")]
     {
         common::guarded(path, || {
-            let file = common::Source::open(path)?;
-            let (kind, entries) = common::entries(&file)?;
+            let file = Source::open(path)?;
+            let (kind, entries) = entries(&file)?;
             Ok((kind, entries.into_iter().map(|e| e.info).collect()))
         })
     }
@@ -189,7 +188,7 @@ pub fn list_hdf5(path: &Path) -> Result<(Hdf5Kind, Vec<ImageInfo>)> {
 pub fn read_hdf5_image(path: &Path, frame: Option<usize>, dataset: Option<&str>) -> Result<Image> {
     #[cfg(feature = "hdf5")]
     {
-        common::guarded(path, || common::read(path, frame, dataset))
+        common::guarded(path, || read(path, frame, dataset))
     }
     #[cfg(not(feature = "hdf5"))]
     {
@@ -198,16 +197,148 @@ pub fn read_hdf5_image(path: &Path, frame: Option<usize>, dataset: Option<&str>)
     }
 }
 
+// ------------------------------------------------------------------ dispatch
+
+/// The layout of the file and its entries, numbered in list order.
+#[cfg(feature = "hdf5")]
+fn entries(src: &Source) -> Result<(Hdf5Kind, Vec<Entry>)> {
+    let root = src.file.root_group().map_err(|e| src.err(FORMAT, e))?;
+    let (groups, _) = src.children(FORMAT, &root)?;
+    let (kind, mut list) = if groups.iter().any(|g| g == hspy::EXPERIMENTS) {
+        (Hdf5Kind::Hyperspy, hspy::list(src, &root)?)
+    } else if let Some(data) = velox::data_group(src, &root, &groups)? {
+        (Hdf5Kind::VeloxEmd, velox::list(src, &data)?)
+    } else {
+        let list = berkeley::list(src, &root)?;
+        if list.is_empty() {
+            return Err(unsupported(
+                src.path,
+                FORMAT,
+                "an HDF5 file with none of the layouts read here: hyperspy \
+                 (/Experiments/<title>/data), Velox EMD (/Data/Image/<id>/Data) or \
+                 Berkeley EMD (a group with the attribute emd_group_type = 1)",
+            ));
+        }
+        (Hdf5Kind::BerkeleyEmd, list)
+    };
+    for (i, e) in list.iter_mut().enumerate() {
+        e.info.index = i;
+    }
+    Ok((kind, list))
+}
+
+/// [`read_hdf5_image`].
+#[cfg(feature = "hdf5")]
+fn read(path: &Path, frame: Option<usize>, dataset: Option<&str>) -> Result<Image> {
+    let src = Source::open(path)?;
+    let (kind, entries) = entries(&src)?;
+    let format = kind.name();
+    let (entry, k) = match dataset {
+        Some(wanted) => {
+            let Some(e) = entries.iter().find(|e| e.is_named(wanted)) else {
+                let names: Vec<&str> = entries
+                    .iter()
+                    .filter_map(|e| e.info.name.as_deref())
+                    .collect();
+                return Err(unsupported(
+                    path,
+                    format,
+                    format!(
+                        "no entry `{wanted}` in this file; its entries are: {}",
+                        if names.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                ));
+            };
+            (e, frame.unwrap_or(0))
+        }
+        None => nth_frame(path, format, &entries, frame.unwrap_or(0))?,
+    };
+    let plan = match &entry.plan {
+        Ok(plan) => plan,
+        Err(why) => return Err(unusable_error(path, format, entry, *why)),
+    };
+    let (frames, _, _) = plan.dims();
+    if k >= frames {
+        return Err(DataError::NoSuchFrame {
+            path: path.to_path_buf(),
+            frame: k,
+            frames,
+        });
+    }
+    Ok(Image {
+        pixels: common::read_frame(&src, format, plan, k)?,
+        pixel_size: entry.info.pixel_size.clone(),
+        source: Some(path.to_path_buf()),
+    })
+}
+
+/// The entry holding the `k`-th 2-D image of all usable entries, and the
+/// frame inside it.
+#[cfg(feature = "hdf5")]
+fn nth_frame<'e>(
+    path: &Path,
+    format: &'static str,
+    entries: &'e [Entry],
+    k: usize,
+) -> Result<(&'e Entry, usize)> {
+    let mut seen = 0_usize;
+    for e in entries {
+        if let Ok(plan) = &e.plan {
+            let (n, _, _) = plan.dims();
+            if k < seen.saturating_add(n) {
+                return Ok((e, k - seen));
+            }
+            seen = seen.saturating_add(n);
+        }
+    }
+    if seen > 0 {
+        return Err(DataError::NoSuchFrame {
+            path: path.to_path_buf(),
+            frame: k,
+            frames: seen,
+        });
+    }
+    match entries.first() {
+        Some(e) => Err(unusable_error(
+            path,
+            format,
+            e,
+            e.plan.as_ref().err().copied().unwrap_or(Why::NotAnImage),
+        )),
+        None => Err(unsupported(path, format, "the file holds no image")),
+    }
+}
+
+/// The error for reading an unusable entry.
+#[cfg(feature = "hdf5")]
+fn unusable_error(path: &Path, format: &'static str, e: &Entry, why: Why) -> DataError {
+    let name = e.info.name.as_deref().unwrap_or("?");
+    let reason = e.info.unusable.as_deref().unwrap_or("not an image");
+    match why {
+        Why::NotAnImage => DataError::NotAnImage {
+            path: path.to_path_buf(),
+            shape: e.info.shape.clone(),
+        },
+        Why::Complex | Why::Unsupported => {
+            unsupported(path, format, format!("{name} ({}): {reason}", e.info.dtype))
+        }
+    }
+}
+
 /// The error of a build without the `hdf5` feature: an I/O error if the file
 /// cannot be opened, else [`DataError::Unsupported`] saying so.
 #[cfg(not(feature = "hdf5"))]
 fn no_hdf5_support(path: &Path) -> DataError {
     if let Err(e) = std::fs::File::open(path) {
-        return super::io_error(path, e);
+        return crate::io::util::io_error(path, e);
     }
-    super::unsupported(
+    unsupported(
         path,
-        FORMAT,
+        "HDF5",
         "this build lacks HDF5 support (phyvae-data was built without its `hdf5` \
          feature); rebuild with default features to read Velox EMD, Berkeley EMD \
          and hyperspy files",

@@ -1,0 +1,247 @@
+//! What every reader shares: the entry type of a file's list ([`ImageInfo`]),
+//! the errors naming the file, unit conversion to nanometres, the luminance of
+//! RGB samples, the decoded-size budget, and the atomic file writer of the NPY
+//! writers.
+//!
+//! Readers import from here, never from the `io` front door that dispatches
+//! to them.
+
+use crate::{DataError, PixelSize, Result};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One image (or stack of images) held in a file, as `phyvae info` lists it.
+///
+/// Multi-image readers number the 2-D images a command can use in the order
+/// they list them, a stack of shape `(n, rows, cols)` counting as `n`
+/// consecutive frames; `--frame k` selects the k-th of these (0-based).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImageInfo {
+    /// Position in the file's list of entries (0-based).
+    pub index: usize,
+    /// The entry's name or path inside the file (DM image name, HDF5
+    /// dataset path, ...), if it has one.
+    pub name: Option<String>,
+    /// Shape as stored, slowest axis first: `[rows, cols]` for an image,
+    /// `[frames, rows, cols]` for a stack, more axes for spectra and 4-D data.
+    pub shape: Vec<usize>,
+    /// Element type as stored, numpy's names: `uint8`, `int16`, `float32`,
+    /// `complex64`, `rgb8`, `bool`, ...
+    pub dtype: String,
+    /// Pixel size in nm along x (columns) and y (rows), when the file records
+    /// a length calibration for the image axes.
+    pub pixel_size: Option<PixelSize>,
+    /// Why commands cannot read it as 2-D images (a spectrum, complex data,
+    /// a thumbnail, ...); `None` when they can.
+    pub unusable: Option<String>,
+}
+
+/// Weight of red in the luminance `Y = 0.2125 R + 0.7154 G + 0.0721 B`
+/// (ITU-R BT.709 primaries as used by scikit-image `color.rgb2gray`).
+pub const LUMA_R: f64 = 0.2125;
+/// Weight of green in the luminance (see [`LUMA_R`]).
+pub const LUMA_G: f64 = 0.7154;
+/// Weight of blue in the luminance (see [`LUMA_R`]).
+pub const LUMA_B: f64 = 0.0721;
+
+/// Luminance of one RGB sample triple, computed in `f64`, rounded to `f32`.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn luminance(r: f64, g: f64, b: f64) -> f32 {
+    (LUMA_R * r + LUMA_G * g + LUMA_B * b) as f32
+}
+
+/// Length of one `unit` in nanometres, for the unit spellings found in
+/// microscopy metadata (ImageJ, SciLink, Gwyddion). `None` if unknown.
+pub(crate) fn unit_in_nm(unit: &str) -> Option<f64> {
+    let u = unit.trim().trim_matches('"').to_lowercase();
+    let scale = match u.as_str() {
+        "nm" | "nanometer" | "nanometers" | "nanometre" | "nanometres" => 1.0,
+        "pm" | "picometer" | "picometers" | "picometre" | "picometres" => 1e-3,
+        "a" | "å" | "\u{212b}" | "angstrom" | "angstroms" | "ångström" => 0.1,
+        "um" | "µm" | "\u{3bc}m" | "\\u00b5m" | "micron" | "microns" | "micrometer"
+        | "micrometers" | "micrometre" | "micrometres" => 1e3,
+        "mm" | "millimeter" | "millimeters" | "millimetre" | "millimetres" => 1e6,
+        "cm" | "centimeter" | "centimeters" | "centimetre" | "centimetres" => 1e7,
+        "m" | "meter" | "meters" | "metre" | "metres" => 1e9,
+        "inch" | "inches" | "in" => 2.54e7,
+        _ => return None,
+    };
+    Some(scale)
+}
+
+/// A pixel size in nanometres.
+pub(crate) fn nm(x: f64, y: f64) -> PixelSize {
+    PixelSize {
+        x,
+        y,
+        unit: "nm".to_owned(),
+    }
+}
+
+/// An I/O error on `path`.
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A malformed-file error on `path`.
+pub(crate) fn malformed(path: &Path, format: &'static str, reason: impl ToString) -> DataError {
+    DataError::Malformed {
+        path: path.to_path_buf(),
+        format,
+        reason: reason.to_string(),
+    }
+}
+
+/// An unsupported-content error on `path`.
+pub(crate) fn unsupported(path: &Path, format: &'static str, reason: impl ToString) -> DataError {
+    DataError::Unsupported {
+        path: path.to_path_buf(),
+        format,
+        reason: reason.to_string(),
+    }
+}
+
+/// Checks that a single-image format is asked for frame 0 (or none).
+pub(crate) fn single_frame(path: &Path, frame: Option<usize>) -> Result<()> {
+    match frame {
+        None | Some(0) => Ok(()),
+        Some(f) => Err(DataError::NoSuchFrame {
+            path: path.to_path_buf(),
+            frame: f,
+            frames: 1,
+        }),
+    }
+}
+
+/// Size of the file behind `file`, as `u64`.
+pub(crate) fn file_len(path: &Path, file: &File) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| io_error(path, e))
+}
+
+/// Largest decoded size (bytes) a compressed file may claim per byte of file:
+/// Deflate peaks at about 1032:1 and 12-bit LZW at about 2730:1, so 4096 bounds
+/// every codec the readers accept.
+const MAX_EXPANSION: u64 = 4096;
+/// Decoded-size allowance below which no expansion check applies (1 MiB).
+const MIN_DECODE_BUDGET: u64 = 1 << 20;
+/// Hard cap on the decoded size of one image (2 GiB).
+const MAX_DECODED_BYTES: u64 = 2 << 30;
+
+/// Largest number of decoded bytes a compressed image file of `file_len` bytes
+/// may legitimately produce: `clamp(file_len * 4096, 1 MiB, 2 GiB)`.
+pub(crate) fn decode_budget(file_len: u64) -> u64 {
+    file_len
+        .saturating_mul(MAX_EXPANSION)
+        .clamp(MIN_DECODE_BUDGET, MAX_DECODED_BYTES)
+}
+
+/// Writes `path` atomically: `write` fills a temporary file in the same
+/// directory, which is then renamed over `path`. On any error the temporary
+/// file is removed and `path` is left untouched.
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| -> std::io::Result<()> {
+        let file = File::options().write(true).create_new(true).open(&tmp)?;
+        let mut w = std::io::BufWriter::new(file);
+        write(&mut w)?;
+        w.flush()?;
+        let file = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        // Best effort: the temporary file may not exist if creating it failed.
+        let _ = std::fs::remove_file(&tmp);
+        io_error(path, e)
+    })
+}
+
+/// A fresh temporary name beside `path`: `.<name>.<pid>.<n>.tmp`.
+fn temp_sibling(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp_name = format!(".{name}.{}.{n}.tmp", std::process::id());
+    match path.parent() {
+        Some(dir) => dir.join(tmp_name),
+        None => PathBuf::from(tmp_name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luminance_weights_sum_to_one() {
+        // BT.709: 0.2125 + 0.7154 + 0.0721 = 1, so grey stays grey.
+        assert!((LUMA_R + LUMA_G + LUMA_B - 1.0).abs() < 1e-12);
+        assert_eq!(luminance(200.0, 200.0, 200.0), 200.0);
+        // 0.2125 * 255 = 54.1875
+        assert_eq!(luminance(255.0, 0.0, 0.0), 54.1875);
+    }
+
+    #[test]
+    fn units_convert_to_nm() {
+        assert_eq!(unit_in_nm("nm"), Some(1.0));
+        assert_eq!(unit_in_nm("micron"), Some(1e3));
+        assert_eq!(unit_in_nm("\u{b5}m"), Some(1e3));
+        assert_eq!(unit_in_nm("\\u00B5m"), Some(1e3));
+        assert_eq!(unit_in_nm("Å"), Some(0.1));
+        assert_eq!(unit_in_nm("pixel"), None);
+    }
+
+    #[test]
+    fn decode_budget_is_clamped() {
+        assert_eq!(decode_budget(0), 1 << 20);
+        // 1000 B * 4096 = 4 096 000 B, between the 1 MiB floor and the 2 GiB cap.
+        assert_eq!(decode_budget(1000), 4_096_000);
+        assert_eq!(decode_budget(u64::MAX), 2 << 30);
+    }
+
+    #[test]
+    fn frame_rule_for_single_images() {
+        let p = Path::new("x.png");
+        assert!(single_frame(p, None).is_ok());
+        assert!(single_frame(p, Some(0)).is_ok());
+        assert!(matches!(
+            single_frame(p, Some(2)),
+            Err(DataError::NoSuchFrame {
+                frame: 2,
+                frames: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        let err = write_atomically(&path, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("boom"))
+        });
+        assert!(matches!(err, Err(DataError::Io { .. })));
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomically(&path, |w| w.write_all(b"whole")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
