@@ -72,12 +72,24 @@ pub enum ModelError {
     /// Image processing (physics loss, segmentation) failed.
     #[error(transparent)]
     Imaging(#[from] phyvae_imaging::ImagingError),
-    /// A setting broke one of its rules ([`phyvae_run::config`]).
+    /// A run setting or run file is not usable ([`phyvae_run::RunError`];
+    /// a broken rule becomes [`ModelError::InvalidParameter`]).
     #[error(transparent)]
-    Settings(#[from] phyvae_run::RunError),
+    Settings(phyvae_run::RunError),
     /// Patch extraction or data handling failed.
     #[error(transparent)]
     Data(#[from] phyvae_data::DataError),
+}
+
+impl From<phyvae_run::RunError> for ModelError {
+    fn from(e: phyvae_run::RunError) -> Self {
+        match e {
+            phyvae_run::RunError::InvalidParameter { name, value, rule } => {
+                ModelError::InvalidParameter { name, value, rule }
+            }
+            other => ModelError::Settings(other),
+        }
+    }
 }
 
 /// Attaches a context to a framework error: `tensor_op().ctx("encoder forward")?`.
