@@ -9,10 +9,10 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use npyz::WriterBuilder;
+use phyvae_imaging::chan_vese::{ChanVeseParams, chan_vese};
 use phyvae_imaging::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral};
-use phyvae_imaging::segmentation::{ChanVeseParams, chan_vese};
+use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
 use phyvae_imaging::threshold::{multiotsu, otsu};
-use phyvae_imaging::visualize::{VisualizeParams, segment_map};
 use phyvae_imaging::{filters, physics};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use ndarray::{Array2, ArrayView2, Axis, Slice};
-use phyvae_imaging::visualize::{VisualizeParams, segment_map};
+use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
 use serde_json::Value;
 
 use crate::ReportError;

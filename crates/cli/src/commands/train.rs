@@ -23,7 +23,7 @@ use ndarray::{Array2, Axis};
 use phyvae_data::io;
 use phyvae_data::patches::{Levelling, PatchGrid, PatchSet, Scaling, labels_at_patch_centres};
 use phyvae_imaging::physics::{sl1_map, sl2_map};
-use phyvae_imaging::visualize::{Segmentations, VisualizeParams};
+use phyvae_imaging::pipeline::{Segmentations, VisualizeParams};
 use phyvae_model::Device;
 use phyvae_model::auto::{self, AutoSettings, ImageFacts};
 use phyvae_model::config::{

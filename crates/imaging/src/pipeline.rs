@@ -12,9 +12,9 @@
 //!    `numpy.digitize(den, threshold_multiotsu(den, c))`; Chan-Vese labels
 //!    `chan_vese(den) > 0` with scikit-image's defaults.
 
+use crate::chan_vese::{ChanVeseParams, chan_vese};
 use crate::error::check_finite;
 use crate::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral};
-use crate::segmentation::{ChanVeseParams, chan_vese};
 use crate::threshold::{MAX_CLASSES, MIN_CLASSES, binarize, digitize, multiotsu, otsu};
 use crate::{ImagingError, Result};
 use ndarray::{Array2, ArrayView2};
@@ -238,7 +238,7 @@ impl Segmentations {
 /// # Example
 /// ```
 /// use ndarray::Array2;
-/// use phyvae_imaging::visualize::{VisualizeParams, segment_map};
+/// use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
 ///
 /// // Two domains with a vertical wall, plus a gentle ramp.
 /// let map = Array2::from_shape_fn((24, 24), |(i, j)| {
