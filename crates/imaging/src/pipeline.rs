@@ -21,8 +21,10 @@ use ndarray::{Array2, ArrayView2};
 
 /// Range (max - min) at or below which a map counts as flat (the authors' `1e-3`).
 pub const DEFAULT_FLAT_THRESHOLD: f64 = 1e-3;
-/// Colour standard deviation of the denoising, in units of the normalised map (the
-/// authors' visualisation uses 0.3; the paper also quotes 0.1).
+/// Default colour (range) standard deviation of the bilateral denoising, in units of the
+/// min-max normalised map: 0.3, the value of the paper's visualisation pipeline (the
+/// authors' `visualize_boundaries`; the paper also quotes 0.1; see `docs/METHOD.md`,
+/// section 4). The default of [`VisualizeParams`]; the CLI and the report take it as theirs.
 pub const DEFAULT_SIGMA_COLOR: f64 = 0.3;
 /// Spatial standard deviation of the denoising, in grid cells.
 pub const DEFAULT_SIGMA_SPATIAL: f64 = 5.0;
