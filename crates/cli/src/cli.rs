@@ -160,7 +160,11 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Colour sigma of the bilateral denoising.
-    #[arg(long, default_value_t = 0.3, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = phyvae_imaging::pipeline::DEFAULT_SIGMA_COLOR,
+        allow_negative_numbers = true
+    )]
     pub sigma_color: f64,
 }
 

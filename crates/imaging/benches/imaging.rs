@@ -9,10 +9,10 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use npyz::WriterBuilder;
+use phyvae_imaging::chan_vese::{ChanVeseParams, chan_vese};
 use phyvae_imaging::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral};
-use phyvae_imaging::segmentation::{ChanVeseParams, chan_vese};
+use phyvae_imaging::pipeline::{DEFAULT_SIGMA_COLOR, VisualizeParams, segment_map};
 use phyvae_imaging::threshold::{multiotsu, otsu};
-use phyvae_imaging::visualize::{VisualizeParams, segment_map};
 use phyvae_imaging::{filters, physics};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -79,7 +79,7 @@ fn benches(c: &mut Criterion) {
         ("bilateral_gaussian", BilateralMode::Gaussian),
     ] {
         let p = BilateralParams::new()
-            .sigma_color(SigmaColor::Value(0.3))
+            .sigma_color(SigmaColor::Value(DEFAULT_SIGMA_COLOR))
             .sigma_spatial(5.0)
             .mode(mode)
             .build()
@@ -89,7 +89,7 @@ fn benches(c: &mut Criterion) {
         });
     }
     let p = BilateralParams::new()
-        .sigma_color(SigmaColor::Value(0.3))
+        .sigma_color(SigmaColor::Value(DEFAULT_SIGMA_COLOR))
         .sigma_spatial(5.0)
         .build()
         .expect("params");

@@ -8,10 +8,11 @@
 //! Modules, one concept each:
 //! - [`filters`]: bilateral denoising (scikit-image-compatible and textbook Gaussian), Scharr edges;
 //! - [`threshold`]: Otsu, multi-Otsu and digitising into labels;
-//! - [`segmentation`]: Chan-Vese active contours without edges;
+//! - [`chan_vese`]: Chan-Vese active contours without edges;
 //! - [`fft`]: 2-D FFT, fftshift and log-magnitude spectra;
 //! - [`physics`]: the phy-VAE physics losses SL1 (edge length) and SL2 (Fourier peak);
-//! - [`visualize`]: the paper's segmentation pipeline for one latent map;
+//! - [`pipeline`]: the paper's segmentation pipeline for one latent map (denoise, Otsu,
+//!   multi-Otsu, Chan-Vese);
 //! - [`metrics`]: scores of a label map against a truth map (ARI, accuracy, boundary F1);
 //! - [`background`]: plane levelling of topographs;
 //! - [`lattice`]: lattice periods and directions from the averaged power spectrum, noise level;
@@ -20,6 +21,7 @@
 //! - [`pick`]: the unsupervised pick of a result (Otsu separability, clustering of maps).
 
 pub mod background;
+pub mod chan_vese;
 pub mod cluster;
 mod error;
 pub mod fft;
@@ -30,10 +32,9 @@ pub mod metrics;
 mod numeric;
 pub mod physics;
 pub mod pick;
+pub mod pipeline;
 mod real;
-pub mod segmentation;
 pub mod threshold;
-pub mod visualize;
 
 pub use error::ImagingError;
 pub use real::Real;

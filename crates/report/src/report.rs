@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use ndarray::{Array2, ArrayView2, Axis, Slice};
-use phyvae_imaging::visualize::{VisualizeParams, segment_map};
+use phyvae_imaging::pipeline::{DEFAULT_SIGMA_COLOR, VisualizeParams, segment_map};
 
 use crate::ReportError;
 use crate::figure::{self, Extent, Figure};
@@ -35,8 +35,6 @@ const DENSITY_BINS: (usize, usize) = (16, 64);
 const DENSITY_POINTS: usize = 4000;
 /// Most frames in a boundary-evolution strip.
 const MAX_FRAMES: usize = 8;
-/// Default colour sigma of the denoising before segmenting snapshots.
-const DEFAULT_SIGMA_COLOR: f64 = 0.3;
 
 /// One element of a section.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use phyvae_data::patches::{Levelling, Scaling};
 use phyvae_imaging::physics::PAPER_ALPHA;
+use phyvae_imaging::pipeline::DEFAULT_SIGMA_COLOR;
 
 use crate::{Result, RunError};
 
@@ -716,10 +717,6 @@ impl TrainConfig {
     }
 }
 
-/// The bilateral colour sigma of the segmentation pipeline's denoising, unless
-/// `sigma_color` says otherwise.
-pub const DEFAULT_SIGMA_COLOR: f64 = 0.3;
-
 /// How patches are cut from the image (`[data]` of `config.toml`; also kept
 /// in `model.json`, so that `encode` cuts new images the same way).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -819,7 +816,8 @@ pub struct RunConfig {
 }
 
 impl Default for RunConfig {
-    /// The library defaults of every part, with [`DEFAULT_SIGMA_COLOR`].
+    /// The library defaults of every part, with the pipeline's
+    /// [`DEFAULT_SIGMA_COLOR`].
     fn default() -> Self {
         Self {
             method: Method::default(),

@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayView3, Axis};
 use phyvae_data::io;
 use phyvae_data::patches::PatchSet;
 use phyvae_imaging::physics::{sl1_map, sl2_map};
-use phyvae_imaging::visualize::{Segmentations, VisualizeParams};
+use phyvae_imaging::pipeline::{Segmentations, VisualizeParams};
 use phyvae_model::infer::{LatentMaps, latent_histogram, manifold2d};
 use phyvae_model::vae::Vae;
 use phyvae_run::config::DataConfig;

@@ -23,7 +23,7 @@ use ndarray::{Array2, ArrayView2};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
 use phyvae_imaging::pick::{cluster_maps, separability};
-use phyvae_imaging::visualize::Segmentations;
+use phyvae_imaging::pipeline::Segmentations;
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::{self, RunDir};

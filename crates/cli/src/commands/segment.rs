@@ -7,7 +7,7 @@ use anyhow::Result;
 use ndarray::{Array2, ArrayView2};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
-use phyvae_imaging::visualize::{Segmentations, VisualizeParams, segment_map};
+use phyvae_imaging::pipeline::{Segmentations, VisualizeParams, segment_map};
 use phyvae_report::render;
 use phyvae_run::files;
 use phyvae_run::metrics::MapMetrics;

@@ -195,11 +195,10 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let (model, data) = load_model(&a.model, &device)?;
     let trained: Option<RunConfig> =
         settings::read_config(&RunDir::new(&a.model).file(files::CONFIG)).ok();
-    let what = trained
-        .as_ref()
-        .map_or((phyvae_run::config::DEFAULT_SIGMA_COLOR, None, 0), |c| {
-            (c.sigma_color, c.result.classes, c.train.seed)
-        });
+    let what = trained.as_ref().map_or(
+        (phyvae_imaging::pipeline::DEFAULT_SIGMA_COLOR, None, 0),
+        |c| (c.sigma_color, c.result.classes, c.train.seed),
+    );
     let img = read_input(&a.input, progress)?;
     let dir = RunDir::new(&a.run.out);
     create_dir(dir.root())?;

@@ -141,7 +141,8 @@ impl PsiGraph {
     ///
     /// ```
     /// use candle_core::{DType, Device, Tensor};
-    /// use phyvae_model::physics::{PsiGraph, PhysicsKind};
+    /// use phyvae_model::physics::PsiGraph;
+    /// use phyvae_run::config::PhysicsKind;
     ///
     /// // A 2 x 2 map with a step of 0.01: min-max stretches it to a full step,
     /// // the floor of 1 keeps it a step of 0.01.
@@ -218,7 +219,8 @@ impl PsiGraph {
     ///
     /// ```
     /// use candle_core::{DType, Device, Tensor};
-    /// use phyvae_model::physics::{PsiGraph, PhysicsKind};
+    /// use phyvae_model::physics::PsiGraph;
+    /// use phyvae_run::config::PhysicsKind;
     ///
     /// let map = Tensor::new(&[[[0.0f32, 0.5], [0.0, 0.5]]], &Device::Cpu)?;
     /// let g = PsiGraph::new(PhysicsKind::Sl1, 2, 1, &Device::Cpu, DType::F32)?;

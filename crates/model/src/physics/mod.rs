@@ -90,7 +90,8 @@
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor, Var};
-//! use phyvae_model::physics::{PsiGraph, PhysicsKind, batch_maps};
+//! use phyvae_model::physics::{PsiGraph, batch_maps};
+//! use phyvae_run::config::PhysicsKind;
 //!
 //! let device = Device::Cpu;
 //! // A batch of 16 latent vectors (d = 4) with 4 latents each.
@@ -170,7 +171,8 @@ pub fn combine(how: Combine, loss: &Tensor, psi: &Tensor, slack: f64) -> Result<
 ///
 /// ```
 /// use ndarray::Array2;
-/// use phyvae_model::physics::{PhysicsKind, psi_faithful};
+/// use phyvae_model::physics::psi_faithful;
+/// use phyvae_run::config::PhysicsKind;
 ///
 /// // One column, a 2 x 2 map with a single step: min-max gives [[0, 1], [0, 1]].
 /// let z = Array2::from_shape_vec((4, 1), vec![0.0_f32, 1.0, 0.0, 1.0])?;

@@ -12,17 +12,19 @@
 //!    `numpy.digitize(den, threshold_multiotsu(den, c))`; Chan-Vese labels
 //!    `chan_vese(den) > 0` with scikit-image's defaults.
 
+use crate::chan_vese::{ChanVeseParams, chan_vese};
 use crate::error::check_finite;
 use crate::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral};
-use crate::segmentation::{ChanVeseParams, chan_vese};
 use crate::threshold::{MAX_CLASSES, MIN_CLASSES, binarize, digitize, multiotsu, otsu};
 use crate::{ImagingError, Result};
 use ndarray::{Array2, ArrayView2};
 
 /// Range (max - min) at or below which a map counts as flat (the authors' `1e-3`).
 pub const DEFAULT_FLAT_THRESHOLD: f64 = 1e-3;
-/// Colour standard deviation of the denoising, in units of the normalised map (the
-/// authors' visualisation uses 0.3; the paper also quotes 0.1).
+/// Default colour (range) standard deviation of the bilateral denoising, in units of the
+/// min-max normalised map: 0.3, the value of the paper's visualisation pipeline (the
+/// authors' `visualize_boundaries`; the paper also quotes 0.1; see `docs/METHOD.md`,
+/// section 4). The default of [`VisualizeParams`]; the CLI and the report take it as theirs.
 pub const DEFAULT_SIGMA_COLOR: f64 = 0.3;
 /// Spatial standard deviation of the denoising, in grid cells.
 pub const DEFAULT_SIGMA_SPATIAL: f64 = 5.0;
@@ -238,7 +240,7 @@ impl Segmentations {
 /// # Example
 /// ```
 /// use ndarray::Array2;
-/// use phyvae_imaging::visualize::{VisualizeParams, segment_map};
+/// use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
 ///
 /// // Two domains with a vertical wall, plus a gentle ramp.
 /// let map = Array2::from_shape_fn((24, 24), |(i, j)| {

@@ -7,7 +7,7 @@ mod common;
 
 use ndarray::Array2;
 use phyvae_imaging::Real;
-use phyvae_imaging::segmentation::{ChanVeseParams, ChanVeseResult, chan_vese};
+use phyvae_imaging::chan_vese::{ChanVeseParams, ChanVeseResult, chan_vese};
 
 const F64_INPUTS: [&str; 3] = ["in_r16", "in_r33x47", "in_step24"];
 

@@ -649,7 +649,7 @@ fn checkerboard<T: Real>(rows: usize, cols: usize) -> Vec<T> {
 /// # Example
 /// ```
 /// use ndarray::Array2;
-/// use phyvae_imaging::segmentation::{ChanVeseParams, chan_vese};
+/// use phyvae_imaging::chan_vese::{ChanVeseParams, chan_vese};
 ///
 /// // A bright square on a dark background.
 /// let img = Array2::from_shape_fn((20, 20), |(i, j)| {

@@ -6,8 +6,8 @@
 
 mod common;
 
+use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
 use phyvae_imaging::threshold::digitize;
-use phyvae_imaging::visualize::{VisualizeParams, segment_map};
 
 const INPUTS: [&str; 4] = ["in_r16", "in_r33x47", "in_r16_f32", "in_step24"];
 
