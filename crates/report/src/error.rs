@@ -65,3 +65,12 @@ pub enum ReportError {
         cols: usize,
     },
 }
+
+impl From<phyvae_data::atomic::AtomicWriteError> for ReportError {
+    fn from(e: phyvae_data::atomic::AtomicWriteError) -> Self {
+        ReportError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -21,8 +21,9 @@ use serde_json::Value;
 
 use crate::ReportError;
 use crate::figure::{self, Extent, Figure};
-use crate::render::{Result, write_atomically};
+use crate::render::Result;
 use crate::run::{HistoryRow, METHODS, RunData, read_2d, read_labels};
+use phyvae_data::atomic::write_bytes_atomic;
 
 /// Sample patches shown on the patch sheet (a 4 x 4 spread over the grid).
 const SAMPLE_SIDE: usize = 4;
@@ -1048,7 +1049,7 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
     })?;
     progress("writing figures");
     for f in report.figures() {
-        write_atomically(&fdir.join(format!("{}.png", f.name)), &f.png)?;
+        write_bytes_atomic(&fdir.join(format!("{}.png", f.name)), &f.png)?;
     }
     Ok(report)
 }
@@ -1058,7 +1059,7 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
 /// # Errors
 /// [`ReportError::Io`] with `path`.
 pub fn write_html(path: &Path, html: &str) -> Result<()> {
-    write_atomically(path, html.as_bytes())
+    Ok(write_bytes_atomic(path, html.as_bytes())?)
 }
 
 #[cfg(test)]
