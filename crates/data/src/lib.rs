@@ -7,9 +7,12 @@
 //!   HDF5 containers, Velox EMD, Berkeley EMD and hyperspy `.hspy`/`.hdf5`
 //!   (the `hdf5` feature, on by default); pixel sizes from the file or a JSON
 //!   sidecar; NPY writers;
+//! - [`atomic`]: the atomic file writer (temporary sibling, fsync, rename)
+//!   every file phyvae writes goes through;
 //! - [`patches`]: the square patch grid of the phy-VAE method, patches as views;
 //! - [`synth`]: synthetic two-phase and domain images with a per-pixel truth map.
 
+pub mod atomic;
 mod error;
 mod image;
 pub mod io;

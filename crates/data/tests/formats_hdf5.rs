@@ -128,74 +128,6 @@ fn velox_image_matches_rosettasciio_and_the_shipped_npy() {
 }
 
 #[test]
-fn velox_gold_nanoparticle_from_temul() {
-    let Some(dir) = samples() else { return };
-    let path = dir.join("temul/example_Au_nanoparticle.emd");
-    let (kind, list) = list_hdf5(&path).unwrap();
-    assert_eq!(kind, Hdf5Kind::VeloxEmd);
-    assert_eq!(list.len(), 1);
-    assert_eq!(list[0].shape, vec![2048, 2048, 1]);
-    assert_eq!(list[0].dtype, "uint16");
-    // rosettasciio: scale 0.0074984014901309905 nm.
-    let e = Expected {
-        rows: 2048,
-        cols: 2048,
-        nm: Some((0.007_498_401_490_130_99, 0.007_498_401_490_130_99)),
-        first: [17532.0, 17457.0, 17411.0],
-        at_1_2: 17679.0,
-        last: 16674.0,
-        sum: 68_233_769_830.0,
-    };
-    check(
-        &read_hdf5_image(&path, None, None).unwrap(),
-        &e,
-        "example_Au_nanoparticle.emd",
-    );
-}
-
-#[test]
-fn velox_stack_frames_are_the_last_axis() {
-    let Some(dir) = samples() else { return };
-    // Stored (3, 3, 2) int16; rosettasciio gives (2, 3, 3), scale 8.172883192297851 pm.
-    let path = dir.join("emd_files/fei_example_tem_stack.emd");
-    let (_, list) = list_hdf5(&path).unwrap();
-    assert_eq!(list[0].shape, vec![3, 3, 2]);
-    assert_eq!(list[0].dtype, "int16");
-    let nm = Some((0.008_172_883_192_297_851, 0.008_172_883_192_297_851));
-    let frames = [
-        Expected {
-            rows: 3,
-            cols: 3,
-            nm,
-            first: [0.0, 2.0, 4.0],
-            at_1_2: 10.0,
-            last: 16.0,
-            sum: 72.0,
-        },
-        Expected {
-            rows: 3,
-            cols: 3,
-            nm,
-            first: [1.0, 3.0, 5.0],
-            at_1_2: 11.0,
-            last: 17.0,
-            sum: 81.0,
-        },
-    ];
-    for (k, e) in frames.iter().enumerate() {
-        check(
-            &read_hdf5_image(&path, Some(k), None).unwrap(),
-            e,
-            &format!("tem stack frame {k}"),
-        );
-    }
-    assert!(matches!(
-        read_hdf5_image(&path, Some(2), None),
-        Err(DataError::NoSuchFrame { frames: 2, .. })
-    ));
-}
-
-#[test]
 fn velox_spectrum_image_lists_the_stream_as_unusable() {
     let Some(dir) = samples() else { return };
     let path = dir.join("emd_files/fei_velox/fei_SI_SuperX-HAADF_10frames_10x50.emd");
@@ -265,195 +197,7 @@ fn velox_complex_fft_is_listed_but_not_read() {
     assert!(err.to_string().contains("modulus or the phase"), "{err}");
 }
 
-// --------------------------------------------------------------- Berkeley EMD
-
-#[test]
-fn berkeley_image_is_the_transpose_of_the_stored_array() {
-    let Some(dir) = samples() else { return };
-    // Stored [[0, 1, 2], [3, 4, 5], [6, 7, 8]] int32; rosettasciio transposes it.
-    let path = dir.join("emd_files/example_image.emd");
-    let (kind, list) = list_hdf5(&path).unwrap();
-    assert_eq!(kind, Hdf5Kind::BerkeleyEmd);
-    assert_eq!(list.len(), 1);
-    assert_eq!(list[0].name.as_deref(), Some("/signals/__unnamed__"));
-    assert_eq!(list[0].shape, vec![3, 3]);
-    assert_eq!(list[0].dtype, "int32");
-    // dim units "[]": no calibration.
-    let e = Expected {
-        rows: 3,
-        cols: 3,
-        nm: None,
-        first: [0.0, 3.0, 6.0],
-        at_1_2: 7.0,
-        last: 8.0,
-        sum: 36.0,
-    };
-    check(
-        &read_hdf5_image(&path, None, None).unwrap(),
-        &e,
-        "example_image.emd",
-    );
-}
-
-#[test]
-fn berkeley_3d_signal_is_a_stack_along_the_last_stored_axis() {
-    let Some(dir) = samples() else { return };
-    // Stored (3, 3, 3) int32; rosettasciio's data[k] (after its transpose).
-    let path = dir.join("emd_files/example_signal.emd");
-    let (_, list) = list_hdf5(&path).unwrap();
-    assert_eq!(list[0].shape, vec![3, 3, 3]);
-    let e0 = Expected {
-        rows: 3,
-        cols: 3,
-        nm: None,
-        first: [0.0, 9.0, 18.0],
-        at_1_2: 21.0,
-        last: 24.0,
-        sum: 108.0,
-    };
-    let e2 = Expected {
-        rows: 3,
-        cols: 3,
-        nm: None,
-        first: [2.0, 11.0, 20.0],
-        at_1_2: 23.0,
-        last: 26.0,
-        sum: 126.0,
-    };
-    check(
-        &read_hdf5_image(&path, Some(0), None).unwrap(),
-        &e0,
-        "signal frame 0",
-    );
-    check(
-        &read_hdf5_image(&path, Some(2), None).unwrap(),
-        &e2,
-        "signal frame 2",
-    );
-}
-
-#[test]
-fn berkeley_prismatic_slice_is_calibrated() {
-    let Some(dir) = samples() else { return };
-    // realslice (44, 22) float32 with dim1 = R_x, dim2 = R_y in "[n_m]";
-    // rosettasciio: shape (22, 44), scales 0.25 nm (y) and 0.25 nm (x), all zeros.
-    let path = dir.join("emd_files/Si100_2x1x1_3D.emd");
-    let (kind, list) = list_hdf5(&path).unwrap();
-    assert_eq!(kind, Hdf5Kind::BerkeleyEmd);
-    let i = info(
-        &list,
-        "/4DSTEM_simulation/data/realslices/annular_detector_depth0000",
-    );
-    assert_eq!(i.shape, vec![44, 22]);
-    assert_eq!(i.dtype, "float32");
-    let e = Expected {
-        rows: 22,
-        cols: 44,
-        nm: Some((0.25, 0.25)),
-        first: [0.0; 3],
-        at_1_2: 0.0,
-        last: 0.0,
-        sum: 0.0,
-    };
-    check(
-        &read_hdf5_image(&path, None, None).unwrap(),
-        &e,
-        "Si100_2x1x1_3D.emd",
-    );
-}
-
-#[test]
-fn berkeley_spectrum_is_not_an_image() {
-    let Some(dir) = samples() else { return };
-    let path = dir.join("emd_files/example_spectrum.emd");
-    let (_, list) = list_hdf5(&path).unwrap();
-    assert_eq!(list[0].shape, vec![3]);
-    assert!(list[0].unusable.is_some());
-    assert!(matches!(
-        read_hdf5_image(&path, None, None),
-        Err(DataError::NotAnImage { .. })
-    ));
-}
-
 // -------------------------------------------------------------------- hyperspy
-
-#[test]
-fn hyperspy_images() {
-    let Some(dir) = samples() else { return };
-    let cases = [
-        // (file, title, dtype, expected); rosettasciio's axes give the scales.
-        (
-            "hdf5_files/example2_v2.2.hspy",
-            "/Experiments/test_diffraction_pattern",
-            "int64",
-            Expected {
-                rows: 10,
-                cols: 10,
-                nm: None, // scale 1.0, no units
-                first: [0.0, 1.0, 2.0],
-                at_1_2: 12.0,
-                last: 99.0,
-                sum: 4950.0,
-            },
-        ),
-        (
-            "atomap/example_detector_image.hspy",
-            "/Experiments/__unnamed__",
-            "uint16",
-            Expected {
-                rows: 512,
-                cols: 512,
-                // 0.031036470055905062 microns.
-                nm: Some((31.036_470_055_905_06, 31.036_470_055_905_06)),
-                first: [1290.0, 1245.0, 1237.0],
-                at_1_2: 1232.0,
-                last: 1234.0,
-                sum: 4_218_953_618.0,
-            },
-        ),
-        (
-            "atomap/test_ABF_cropped.hdf5",
-            "/Experiments/__unnamed__",
-            "float16",
-            Expected {
-                rows: 400,
-                cols: 380,
-                nm: None, // scale 0.009326270238006416, no units
-                first: [2368.0, 2186.0, 2436.0],
-                at_1_2: 2618.0,
-                last: 3438.0,
-                sum: 517_962_284.0,
-            },
-        ),
-        (
-            "temul/example_Cu_nanoparticle_sim.hspy",
-            "/Experiments/__unnamed__",
-            "float32",
-            Expected {
-                rows: 434,
-                cols: 434,
-                nm: Some((1.0, 1.0)),
-                first: [1.037_647_4e-13, 1.031_527_9e-13, 1.101_728_8e-13],
-                at_1_2: 1.009_060_1e-13,
-                last: 1.015_191_6e-13,
-                sum: 881.169_245_357_785,
-            },
-        ),
-    ];
-    for (file, title, dtype, e) in cases {
-        let path = dir.join(file);
-        let (kind, list) = list_hdf5(&path).unwrap();
-        assert_eq!(kind, Hdf5Kind::Hyperspy, "{file}");
-        let i = info(&list, title);
-        assert_eq!(i.dtype, dtype, "{file}");
-        assert_eq!(i.shape, vec![e.rows, e.cols], "{file}");
-        check(
-            &read_hdf5_image(&path, None, Some(title)).unwrap(),
-            &e,
-            file,
-        );
-    }
-}
 
 #[test]
 fn hyperspy_rgba16_stack_becomes_luminance() {
@@ -484,17 +228,8 @@ fn hyperspy_rgba16_stack_becomes_luminance() {
 }
 
 #[test]
-fn hyperspy_spectrum_and_other_hdf5_are_refused() {
+fn other_hdf5_and_unknown_dataset_names_are_refused() {
     let Some(dir) = samples() else { return };
-    let path = dir.join("hdf5_files/example1_v1.2.hdf5");
-    let (kind, list) = list_hdf5(&path).unwrap();
-    assert_eq!(kind, Hdf5Kind::Hyperspy);
-    assert_eq!(list[0].shape, vec![21]);
-    assert!(list[0].unusable.as_deref().unwrap().contains("spectrum"));
-    assert!(matches!(
-        read_hdf5_image(&path, None, None),
-        Err(DataError::NotAnImage { .. })
-    ));
     // atomap's own HDF5 (an atom lattice) is none of the three layouts.
     let path = dir.join("atomap/test_atom_lattice.hdf5");
     let err = list_hdf5(&path).unwrap_err();
@@ -507,6 +242,334 @@ fn hyperspy_spectrum_and_other_hdf5_are_refused() {
             .contains("/Experiments/test_diffraction_pattern"),
         "{err}"
     );
+}
+
+// ---------------------------------------------- tables of files, all layouts
+
+/// One file whose image is compared with the reference reader's.
+struct Single {
+    file: &'static str,
+    kind: Hdf5Kind,
+    /// The entry: its listed name, read with `dataset = name` when
+    /// `by_name`; `None`: the file's first entry, read by default.
+    name: Option<&'static str>,
+    by_name: bool,
+    /// Number of entries listed, where checked.
+    entries: Option<usize>,
+    /// Shape and element type as stored.
+    shape: Vec<usize>,
+    dtype: &'static str,
+    expected: Expected,
+}
+
+#[test]
+fn single_images_match_rosettasciio() {
+    let Some(dir) = samples() else { return };
+    let cases = [
+        // rosettasciio: scale 0.0074984014901309905 nm.
+        Single {
+            file: "temul/example_Au_nanoparticle.emd",
+            kind: Hdf5Kind::VeloxEmd,
+            name: None,
+            by_name: false,
+            entries: Some(1),
+            shape: vec![2048, 2048, 1],
+            dtype: "uint16",
+            expected: Expected {
+                rows: 2048,
+                cols: 2048,
+                nm: Some((0.007_498_401_490_130_99, 0.007_498_401_490_130_99)),
+                first: [17532.0, 17457.0, 17411.0],
+                at_1_2: 17679.0,
+                last: 16674.0,
+                sum: 68_233_769_830.0,
+            },
+        },
+        // Berkeley EMD stores the transpose of the image: stored
+        // [[0, 1, 2], [3, 4, 5], [6, 7, 8]] int32; rosettasciio transposes it.
+        // dim units "[]": no calibration.
+        Single {
+            file: "emd_files/example_image.emd",
+            kind: Hdf5Kind::BerkeleyEmd,
+            name: Some("/signals/__unnamed__"),
+            by_name: false,
+            entries: Some(1),
+            shape: vec![3, 3],
+            dtype: "int32",
+            expected: Expected {
+                rows: 3,
+                cols: 3,
+                nm: None,
+                first: [0.0, 3.0, 6.0],
+                at_1_2: 7.0,
+                last: 8.0,
+                sum: 36.0,
+            },
+        },
+        // A Prismatic slice is calibrated: realslice (44, 22) float32 with
+        // dim1 = R_x, dim2 = R_y in "[n_m]"; rosettasciio: shape (22, 44),
+        // scales 0.25 nm (y) and 0.25 nm (x), all zeros.
+        Single {
+            file: "emd_files/Si100_2x1x1_3D.emd",
+            kind: Hdf5Kind::BerkeleyEmd,
+            name: Some("/4DSTEM_simulation/data/realslices/annular_detector_depth0000"),
+            by_name: false,
+            entries: None,
+            shape: vec![44, 22],
+            dtype: "float32",
+            expected: Expected {
+                rows: 22,
+                cols: 44,
+                nm: Some((0.25, 0.25)),
+                first: [0.0; 3],
+                at_1_2: 0.0,
+                last: 0.0,
+                sum: 0.0,
+            },
+        },
+        // hyperspy: rosettasciio's axes give the scales.
+        Single {
+            file: "hdf5_files/example2_v2.2.hspy",
+            kind: Hdf5Kind::Hyperspy,
+            name: Some("/Experiments/test_diffraction_pattern"),
+            by_name: true,
+            entries: None,
+            shape: vec![10, 10],
+            dtype: "int64",
+            expected: Expected {
+                rows: 10,
+                cols: 10,
+                nm: None, // scale 1.0, no units
+                first: [0.0, 1.0, 2.0],
+                at_1_2: 12.0,
+                last: 99.0,
+                sum: 4950.0,
+            },
+        },
+        Single {
+            file: "atomap/example_detector_image.hspy",
+            kind: Hdf5Kind::Hyperspy,
+            name: Some("/Experiments/__unnamed__"),
+            by_name: true,
+            entries: None,
+            shape: vec![512, 512],
+            dtype: "uint16",
+            expected: Expected {
+                rows: 512,
+                cols: 512,
+                // 0.031036470055905062 microns.
+                nm: Some((31.036_470_055_905_06, 31.036_470_055_905_06)),
+                first: [1290.0, 1245.0, 1237.0],
+                at_1_2: 1232.0,
+                last: 1234.0,
+                sum: 4_218_953_618.0,
+            },
+        },
+        Single {
+            file: "atomap/test_ABF_cropped.hdf5",
+            kind: Hdf5Kind::Hyperspy,
+            name: Some("/Experiments/__unnamed__"),
+            by_name: true,
+            entries: None,
+            shape: vec![400, 380],
+            dtype: "float16",
+            expected: Expected {
+                rows: 400,
+                cols: 380,
+                nm: None, // scale 0.009326270238006416, no units
+                first: [2368.0, 2186.0, 2436.0],
+                at_1_2: 2618.0,
+                last: 3438.0,
+                sum: 517_962_284.0,
+            },
+        },
+        Single {
+            file: "temul/example_Cu_nanoparticle_sim.hspy",
+            kind: Hdf5Kind::Hyperspy,
+            name: Some("/Experiments/__unnamed__"),
+            by_name: true,
+            entries: None,
+            shape: vec![434, 434],
+            dtype: "float32",
+            expected: Expected {
+                rows: 434,
+                cols: 434,
+                nm: Some((1.0, 1.0)),
+                first: [1.037_647_4e-13, 1.031_527_9e-13, 1.101_728_8e-13],
+                at_1_2: 1.009_060_1e-13,
+                last: 1.015_191_6e-13,
+                sum: 881.169_245_357_785,
+            },
+        },
+    ];
+    for c in cases {
+        let file = c.file;
+        let path = dir.join(file);
+        let (kind, list) = list_hdf5(&path).unwrap();
+        assert_eq!(kind, c.kind, "{file}");
+        if let Some(n) = c.entries {
+            assert_eq!(list.len(), n, "{file}");
+        }
+        let i = match c.name {
+            Some(name) => info(&list, name),
+            None => list[0].clone(),
+        };
+        assert_eq!(i.shape, c.shape, "{file}");
+        assert_eq!(i.dtype, c.dtype, "{file}");
+        let dataset = if c.by_name { c.name } else { None };
+        check(
+            &read_hdf5_image(&path, None, dataset).unwrap(),
+            &c.expected,
+            file,
+        );
+    }
+}
+
+/// A stack whose frames are compared with the reference reader's.
+struct Stack {
+    file: &'static str,
+    /// Shape as stored, and the element type where checked.
+    shape: Vec<usize>,
+    dtype: Option<&'static str>,
+    /// Frames read and what they hold.
+    frames: Vec<(usize, Expected)>,
+    /// Number of frames, where reading one past the last is checked.
+    count: Option<usize>,
+}
+
+#[test]
+fn stack_frames_match_rosettasciio() {
+    let Some(dir) = samples() else { return };
+    let velox_nm = Some((0.008_172_883_192_297_851, 0.008_172_883_192_297_851));
+    let cases = [
+        // Velox stacks frames along the last axis: stored (3, 3, 2) int16;
+        // rosettasciio gives (2, 3, 3), scale 8.172883192297851 pm.
+        Stack {
+            file: "emd_files/fei_example_tem_stack.emd",
+            shape: vec![3, 3, 2],
+            dtype: Some("int16"),
+            frames: vec![
+                (
+                    0,
+                    Expected {
+                        rows: 3,
+                        cols: 3,
+                        nm: velox_nm,
+                        first: [0.0, 2.0, 4.0],
+                        at_1_2: 10.0,
+                        last: 16.0,
+                        sum: 72.0,
+                    },
+                ),
+                (
+                    1,
+                    Expected {
+                        rows: 3,
+                        cols: 3,
+                        nm: velox_nm,
+                        first: [1.0, 3.0, 5.0],
+                        at_1_2: 11.0,
+                        last: 17.0,
+                        sum: 81.0,
+                    },
+                ),
+            ],
+            count: Some(2),
+        },
+        // A Berkeley 3-D signal is a stack along the last stored axis:
+        // stored (3, 3, 3) int32; rosettasciio's data[k] (after its transpose).
+        Stack {
+            file: "emd_files/example_signal.emd",
+            shape: vec![3, 3, 3],
+            dtype: None,
+            frames: vec![
+                (
+                    0,
+                    Expected {
+                        rows: 3,
+                        cols: 3,
+                        nm: None,
+                        first: [0.0, 9.0, 18.0],
+                        at_1_2: 21.0,
+                        last: 24.0,
+                        sum: 108.0,
+                    },
+                ),
+                (
+                    2,
+                    Expected {
+                        rows: 3,
+                        cols: 3,
+                        nm: None,
+                        first: [2.0, 11.0, 20.0],
+                        at_1_2: 23.0,
+                        last: 26.0,
+                        sum: 126.0,
+                    },
+                ),
+            ],
+            count: None,
+        },
+    ];
+    for c in cases {
+        let file = c.file;
+        let path = dir.join(file);
+        let (_, list) = list_hdf5(&path).unwrap();
+        assert_eq!(list[0].shape, c.shape, "{file}");
+        if let Some(dtype) = c.dtype {
+            assert_eq!(list[0].dtype, dtype, "{file}");
+        }
+        for (k, e) in &c.frames {
+            check(
+                &read_hdf5_image(&path, Some(*k), None).unwrap(),
+                e,
+                &format!("{file} frame {k}"),
+            );
+        }
+        if let Some(n) = c.count {
+            let err = read_hdf5_image(&path, Some(n), None).unwrap_err();
+            assert!(
+                matches!(err, DataError::NoSuchFrame { frames, .. } if frames == n),
+                "{file}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn spectra_are_listed_but_not_images() {
+    let Some(dir) = samples() else { return };
+    // (file, kind where checked, shape, text the unusable reason must hold)
+    type Case = (
+        &'static str,
+        Option<Hdf5Kind>,
+        Vec<usize>,
+        Option<&'static str>,
+    );
+    let cases: [Case; 2] = [
+        ("emd_files/example_spectrum.emd", None, vec![3], None),
+        (
+            "hdf5_files/example1_v1.2.hdf5",
+            Some(Hdf5Kind::Hyperspy),
+            vec![21],
+            Some("spectrum"),
+        ),
+    ];
+    for (file, want_kind, shape, reason) in cases {
+        let path = dir.join(file);
+        let (kind, list) = list_hdf5(&path).unwrap();
+        if let Some(want) = want_kind {
+            assert_eq!(kind, want, "{file}");
+        }
+        assert_eq!(list[0].shape, shape, "{file}");
+        let unusable = list[0].unusable.as_deref();
+        assert!(unusable.is_some(), "{file}");
+        if let Some(reason) = reason {
+            assert!(unusable.unwrap().contains(reason), "{file}: {unusable:?}");
+        }
+        let err = read_hdf5_image(&path, None, None).unwrap_err();
+        assert!(matches!(err, DataError::NotAnImage { .. }), "{file}: {err}");
+    }
 }
 
 /// Every prefix of a small real file (and a sample of a larger one) is an

@@ -61,11 +61,12 @@ fn assert_names_path(err: &DataError, path: &Path) {
 // ---------------------------------------------------------------- NPY reading
 
 #[test]
-fn npy_every_dtype_little_endian_c_order() {
+fn npy_every_dtype_both_byte_orders() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Each file is a 2 x 3 array; expected values are the stored numbers as f32.
-    let cases: Vec<(&str, Vec<u8>, [f32; 6])> = vec![
+    // Little-endian (and byte) types: each file is a 2 x 3 array; expected
+    // values are the stored numbers as f32.
+    let little: Vec<(&str, Vec<u8>, [f32; 6])> = vec![
         (
             "<f4",
             le(&[0.5_f32, -1.25, 3.0e-9, 7.0, -0.0, 1e30], f32::to_le_bytes),
@@ -142,23 +143,8 @@ fn npy_every_dtype_little_endian_c_order() {
             [0.0, 1.0, 2.0, 3.0, 8_589_934_592.0, 5.0],
         ),
     ];
-    for (descr, data, expect) in cases {
-        let name = format!("{}.npy", descr.replace(['<', '|'], "_"));
-        let p = write(d, &name, &npy_file(descr, false, "(2, 3)", &data));
-        let img = read_image(&p, None).unwrap();
-        assert_eq!(img.pixels.dim(), (2, 3), "{descr}");
-        let got: Vec<f32> = img.pixels.iter().copied().collect();
-        assert_eq!(got, expect.to_vec(), "{descr}");
-        assert_eq!(img.pixel_size, None);
-        assert_eq!(img.source.as_deref(), Some(p.as_path()));
-    }
-}
-
-#[test]
-fn npy_big_endian() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let cases: Vec<(&str, Vec<u8>, [f32; 4])> = vec![
+    // Big-endian types: each file is a 2 x 2 array.
+    let big: Vec<(&str, Vec<u8>, [f32; 4])> = vec![
         (
             ">f4",
             le(&[1.5_f32, -2.0, 0.25, 8.0], f32::to_be_bytes),
@@ -195,10 +181,22 @@ fn npy_big_endian() {
             [-1.0, 34_359_738_368.0, 3.0, 4.0],
         ),
     ];
-    for (descr, data, expect) in cases {
-        let name = format!("{}.npy", descr.replace('>', "be_"));
-        let p = write(d, &name, &npy_file(descr, false, "(2, 2)", &data));
-        assert_eq!(pixels(&p, None), expect.to_vec(), "{descr}");
+    let cases = little
+        .into_iter()
+        .map(|(descr, data, expect)| (descr, "(2, 3)", (2, 3), data, expect.to_vec()))
+        .chain(
+            big.into_iter()
+                .map(|(descr, data, expect)| (descr, "(2, 2)", (2, 2), data, expect.to_vec())),
+        );
+    for (descr, shape, dims, data, expect) in cases {
+        let name = format!("{}.npy", descr.replace(['<', '|'], "_").replace('>', "be_"));
+        let p = write(d, &name, &npy_file(descr, false, shape, &data));
+        let img = read_image(&p, None).unwrap();
+        assert_eq!(img.pixels.dim(), dims, "{descr}");
+        let got: Vec<f32> = img.pixels.iter().copied().collect();
+        assert_eq!(got, expect, "{descr}");
+        assert_eq!(img.pixel_size, None, "{descr}");
+        assert_eq!(img.source.as_deref(), Some(p.as_path()), "{descr}");
     }
 }
 
@@ -352,40 +350,18 @@ fn npy_2d_frame_out_of_range() {
     assert_names_path(&err, &p);
 }
 
-#[test]
-fn npy_absurd_header_shape_is_malformed_without_allocating() {
-    let dir = tempfile::tempdir().unwrap();
-    // 10^6 x 10^6 f8 = 8 TB claimed, 16 bytes present.
-    let p = write(
-        dir.path(),
-        "huge.npy",
-        &npy_file("<f8", false, "(1000000, 1000000)", &[0; 16]),
-    );
-    let err = read_image(&p, None).unwrap_err();
-    assert!(
-        matches!(err, DataError::Malformed { format: "NPY", .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("truncated"), "{err}");
-    assert_names_path(&err, &p);
-    // A product overflowing 64 bits.
-    let p = write(
-        dir.path(),
-        "overflow.npy",
-        &npy_file("<f8", false, "(4294967296, 4294967296, 4)", &[0; 16]),
-    );
-    let err = read_npy_array(&p).unwrap_err();
-    assert!(matches!(err, DataError::Malformed { .. }), "{err}");
-    // A header length pointing past the end of the file.
-    let mut bytes = b"\x93NUMPY\x01\x00\xff\xff{'descr'".to_vec();
-    bytes.extend_from_slice(&[b' '; 20]);
-    let p = write(dir.path(), "hlen.npy", &bytes);
-    let err = read_image(&p, None).unwrap_err();
-    assert!(matches!(err, DataError::Malformed { .. }), "{err}");
+/// Reads `p` with [`read_image`], keeping only the error.
+fn via_read_image(p: &Path) -> Result<(), DataError> {
+    read_image(p, None).map(drop)
+}
+
+/// Reads `p` with [`read_npy_array`], keeping only the error.
+fn via_read_npy_array(p: &Path) -> Result<(), DataError> {
+    read_npy_array(p).map(drop)
 }
 
 #[test]
-fn npy_truncated_and_trailing_data() {
+fn npy_malformed_files_are_errors_without_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let full = npy_file(
         "<f4",
@@ -393,24 +369,58 @@ fn npy_truncated_and_trailing_data() {
         "(2, 2)",
         &le(&[1.0_f32, 2.0, 3.0, 4.0], f32::to_le_bytes),
     );
-    let p = write(dir.path(), "cut.npy", &full[..full.len() - 1]);
-    let err = read_image(&p, None).unwrap_err();
-    assert!(
-        matches!(err, DataError::Malformed { format: "NPY", .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("truncated"), "{err}");
-    assert_names_path(&err, &p);
-    // Cut inside the header.
-    let p = write(dir.path(), "cut_header.npy", &full[..40]);
-    let err = read_image(&p, None).unwrap_err();
-    assert!(matches!(err, DataError::Malformed { .. }), "{err}");
-    assert_names_path(&err, &p);
+    // A header length pointing past the end of the file.
+    let mut hlen = b"\x93NUMPY\x01\x00\xff\xff{'descr'".to_vec();
+    hlen.extend_from_slice(&[b' '; 20]);
     let mut long = full.clone();
     long.push(0);
-    let p = write(dir.path(), "long.npy", &long);
-    let err = read_image(&p, None).unwrap_err();
-    assert!(matches!(err, DataError::Malformed { .. }), "{err}");
+    // (file, bytes, reader, text the message must hold)
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        fn(&Path) -> Result<(), DataError>,
+        Option<&'static str>,
+    );
+    let cases: [Case; 6] = [
+        // 10^6 x 10^6 f8 = 8 TB claimed, 16 bytes present.
+        (
+            "huge.npy",
+            npy_file("<f8", false, "(1000000, 1000000)", &[0; 16]),
+            via_read_image,
+            Some("truncated"),
+        ),
+        // A product overflowing 64 bits.
+        (
+            "overflow.npy",
+            npy_file("<f8", false, "(4294967296, 4294967296, 4)", &[0; 16]),
+            via_read_npy_array,
+            None,
+        ),
+        ("hlen.npy", hlen, via_read_image, None),
+        // One byte of data missing.
+        (
+            "cut.npy",
+            full[..full.len() - 1].to_vec(),
+            via_read_image,
+            Some("truncated"),
+        ),
+        // Cut inside the header.
+        ("cut_header.npy", full[..40].to_vec(), via_read_image, None),
+        // Trailing data.
+        ("long.npy", long, via_read_image, None),
+    ];
+    for (name, bytes, read, needle) in cases {
+        let p = write(dir.path(), name, &bytes);
+        let err = read(&p).unwrap_err();
+        assert!(
+            matches!(err, DataError::Malformed { format: "NPY", .. }),
+            "{name}: {err}"
+        );
+        if let Some(needle) = needle {
+            assert!(err.to_string().contains(needle), "{name}: {err}");
+        }
+        assert_names_path(&err, &p);
+    }
 }
 
 #[test]
@@ -590,77 +600,67 @@ mod tiff_files {
             .with_compression(c)
     }
 
+    /// Writes a 4 x 3 image of one sample type with `enc`, row-major;
+    /// returns the values the reader must give.
+    type WriteSamples = fn(TiffEncoder<std::fs::File>) -> Vec<f32>;
+
+    /// Width and height of the sample-type images.
+    const W: u32 = 4;
+    const H: u32 = 3;
+
     #[test]
     fn every_sample_type_and_compression() {
         let dir = tempfile::tempdir().unwrap();
-        // 3 x 4 images, written row-major.
-        let (w, h) = (4_u32, 3_u32);
+        let types: [(&str, WriteSamples); 7] = [
+            ("u8", |mut enc| {
+                let v: Vec<u8> = (0..12).map(|i| i * 20 + 3).collect();
+                enc.write_image::<Gray8>(W, H, &v).unwrap();
+                v.iter().map(|&x| f32::from(x)).collect()
+            }),
+            ("u16", |mut enc| {
+                let v: Vec<u16> = (0..12).map(|i| i * 5000 + 35).collect();
+                enc.write_image::<Gray16>(W, H, &v).unwrap();
+                v.iter().map(|&x| f32::from(x)).collect()
+            }),
+            ("i16", |mut enc| {
+                let v: Vec<i16> = (0..12_i16).map(|i| i * 2900 - 16000).collect();
+                enc.write_image::<GrayI16>(W, H, &v).unwrap();
+                v.iter().map(|&x| f32::from(x)).collect()
+            }),
+            ("u32", |mut enc| {
+                let v: Vec<u32> = (0..12).map(|i| i * 1_000_000 + 1).collect();
+                enc.write_image::<Gray32>(W, H, &v).unwrap();
+                // Values below 2^24 are exact in f32.
+                v.iter().map(|&x| x as f32).collect()
+            }),
+            ("i32", |mut enc| {
+                let v: Vec<i32> = (0..12).map(|i| i * 100_000 - 600_000).collect();
+                enc.write_image::<GrayI32>(W, H, &v).unwrap();
+                v.iter().map(|&x| x as f32).collect()
+            }),
+            ("f32", |mut enc| {
+                let v: Vec<f32> = (0..12).map(|i| i as f32 * 0.125 - 0.7).collect();
+                enc.write_image::<Gray32Float>(W, H, &v).unwrap();
+                v
+            }),
+            ("f64", |mut enc| {
+                let v: Vec<f64> = (0..12).map(|i| f64::from(i) * 1e-10 - 3e-10).collect();
+                enc.write_image::<Gray64Float>(W, H, &v).unwrap();
+                v.iter().map(|&x| x as f32).collect()
+            }),
+        ];
         for (cname, comp) in compressions() {
-            let p = dir.path().join(format!("u8_{cname}.tif"));
-            let v: Vec<u8> = (0..12).map(|i| i * 20 + 3).collect();
-            encoder(&p, comp).write_image::<Gray8>(w, h, &v).unwrap();
-            let img = read_image(&p, None).unwrap();
-            assert_eq!(img.pixels.dim(), (3, 4));
-            assert_eq!(
-                img.pixels.iter().copied().collect::<Vec<_>>(),
-                v.iter().map(|&x| f32::from(x)).collect::<Vec<_>>(),
-                "{cname}"
-            );
-
-            let p = dir.path().join(format!("u16_{cname}.tif"));
-            let v: Vec<u16> = (0..12).map(|i| i * 5000 + 35).collect();
-            encoder(&p, comp).write_image::<Gray16>(w, h, &v).unwrap();
-            assert_eq!(
-                pixels(&p, None),
-                v.iter().map(|&x| f32::from(x)).collect::<Vec<_>>(),
-                "{cname}"
-            );
-
-            let p = dir.path().join(format!("i16_{cname}.tif"));
-            let v: Vec<i16> = (0..12_i16).map(|i| i * 2900 - 16000).collect();
-            encoder(&p, comp).write_image::<GrayI16>(w, h, &v).unwrap();
-            assert_eq!(
-                pixels(&p, None),
-                v.iter().map(|&x| f32::from(x)).collect::<Vec<_>>(),
-                "{cname}"
-            );
-
-            let p = dir.path().join(format!("u32_{cname}.tif"));
-            let v: Vec<u32> = (0..12).map(|i| i * 1_000_000 + 1).collect();
-            encoder(&p, comp).write_image::<Gray32>(w, h, &v).unwrap();
-            // Values below 2^24 are exact in f32.
-            assert_eq!(
-                pixels(&p, None),
-                v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-                "{cname}"
-            );
-
-            let p = dir.path().join(format!("i32_{cname}.tif"));
-            let v: Vec<i32> = (0..12).map(|i| i * 100_000 - 600_000).collect();
-            encoder(&p, comp).write_image::<GrayI32>(w, h, &v).unwrap();
-            assert_eq!(
-                pixels(&p, None),
-                v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-                "{cname}"
-            );
-
-            let p = dir.path().join(format!("f32_{cname}.tif"));
-            let v: Vec<f32> = (0..12).map(|i| i as f32 * 0.125 - 0.7).collect();
-            encoder(&p, comp)
-                .write_image::<Gray32Float>(w, h, &v)
-                .unwrap();
-            assert_eq!(pixels(&p, None), v, "{cname}");
-
-            let p = dir.path().join(format!("f64_{cname}.tif"));
-            let v: Vec<f64> = (0..12).map(|i| f64::from(i) * 1e-10 - 3e-10).collect();
-            encoder(&p, comp)
-                .write_image::<Gray64Float>(w, h, &v)
-                .unwrap();
-            assert_eq!(
-                pixels(&p, None),
-                v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-                "{cname}"
-            );
+            for (tname, write_samples) in types {
+                let p = dir.path().join(format!("{tname}_{cname}.tif"));
+                let expect = write_samples(encoder(&p, comp));
+                let img = read_image(&p, None).unwrap();
+                assert_eq!(img.pixels.dim(), (3, 4), "{tname} {cname}");
+                assert_eq!(
+                    img.pixels.iter().copied().collect::<Vec<_>>(),
+                    expect,
+                    "{tname} {cname}"
+                );
+            }
         }
     }
 
@@ -745,92 +745,81 @@ mod tiff_files {
                 img.write_data(&[1, 2, 3, 4]).unwrap();
                 p
             };
-        // 2e7 px/cm -> 1e7 nm / 2e7 = 0.5 nm/px; y: 4e7 px/cm -> 0.25 nm/px.
-        let p = write_with(
-            "cm.tif",
-            ResolutionUnit::Centimeter,
-            Rational {
-                n: 20_000_000,
-                d: 1,
-            },
-            Rational {
-                n: 40_000_000,
-                d: 1,
-            },
-            None,
+        let per = |n: u32| Rational { n, d: 1 };
+        // (file, unit, x and y resolution, ImageDescription, pixel size (x, y)
+        // in nm, tolerance: 0 for an exact result).
+        type Case = (
+            &'static str,
+            ResolutionUnit,
+            (u32, u32),
+            Option<&'static str>,
+            Option<(f64, f64)>,
+            f64,
         );
-        let img = read_image(&p, None).unwrap();
-        assert_eq!(
-            img.pixel_size,
-            Some(PixelSize {
-                x: 0.5,
-                y: 0.25,
-                unit: "nm".into()
-            })
-        );
-        // 254 000 px/inch -> 2.54e7 nm / 254 000 = 100 nm/px.
-        let p = write_with(
-            "inch.tif",
-            ResolutionUnit::Inch,
-            Rational { n: 254_000, d: 1 },
-            Rational { n: 254_000, d: 1 },
-            None,
-        );
-        let ps = read_image(&p, None).unwrap().pixel_size.unwrap();
-        assert!(
-            (ps.x - 100.0).abs() < 1e-9 && (ps.y - 100.0).abs() < 1e-9,
-            "{ps:?}"
-        );
-        // Unit "none": no calibration.
-        let p = write_with(
-            "none.tif",
-            ResolutionUnit::None,
-            Rational { n: 3, d: 1 },
-            Rational { n: 3, d: 1 },
-            None,
-        );
-        assert_eq!(read_image(&p, None).unwrap().pixel_size, None);
-        // ImageJ: 4 px per nm (unit=nm) -> 0.25 nm/px; spacing= is ignored.
-        let p = write_with(
-            "imagej_nm.tif",
-            ResolutionUnit::None,
-            Rational { n: 4, d: 1 },
-            Rational { n: 4, d: 1 },
-            Some("ImageJ=1.54f\nunit=nm\nspacing=2.0\n"),
-        );
-        assert_eq!(
-            read_image(&p, None).unwrap().pixel_size,
-            Some(PixelSize {
-                x: 0.25,
-                y: 0.25,
-                unit: "nm".into()
-            })
-        );
-        // ImageJ in microns: 8 px per micron = 125 nm/px.
-        let p = write_with(
-            "imagej_um.tif",
-            ResolutionUnit::None,
-            Rational { n: 8, d: 1 },
-            Rational { n: 8, d: 1 },
-            Some("ImageJ=1.54f\nunit=micron\n"),
-        );
-        assert_eq!(
-            read_image(&p, None).unwrap().pixel_size,
-            Some(PixelSize {
-                x: 125.0,
-                y: 125.0,
-                unit: "nm".into()
-            })
-        );
-        // ImageJ without a length unit: no calibration, even with a cm ResolutionUnit.
-        let p = write_with(
-            "imagej_px.tif",
-            ResolutionUnit::Centimeter,
-            Rational { n: 8, d: 1 },
-            Rational { n: 8, d: 1 },
-            Some("ImageJ=1.54f\nunit=pixel\n"),
-        );
-        assert_eq!(read_image(&p, None).unwrap().pixel_size, None);
+        let cases: [Case; 6] = [
+            // 2e7 px/cm -> 1e7 nm / 2e7 = 0.5 nm/px; y: 4e7 px/cm -> 0.25 nm/px.
+            (
+                "cm.tif",
+                ResolutionUnit::Centimeter,
+                (20_000_000, 40_000_000),
+                None,
+                Some((0.5, 0.25)),
+                0.0,
+            ),
+            // 254 000 px/inch -> 2.54e7 nm / 254 000 = 100 nm/px.
+            (
+                "inch.tif",
+                ResolutionUnit::Inch,
+                (254_000, 254_000),
+                None,
+                Some((100.0, 100.0)),
+                1e-9,
+            ),
+            // Unit "none": no calibration.
+            ("none.tif", ResolutionUnit::None, (3, 3), None, None, 0.0),
+            // ImageJ: 4 px per nm (unit=nm) -> 0.25 nm/px; spacing= is ignored.
+            (
+                "imagej_nm.tif",
+                ResolutionUnit::None,
+                (4, 4),
+                Some("ImageJ=1.54f\nunit=nm\nspacing=2.0\n"),
+                Some((0.25, 0.25)),
+                0.0,
+            ),
+            // ImageJ in microns: 8 px per micron = 125 nm/px.
+            (
+                "imagej_um.tif",
+                ResolutionUnit::None,
+                (8, 8),
+                Some("ImageJ=1.54f\nunit=micron\n"),
+                Some((125.0, 125.0)),
+                0.0,
+            ),
+            // ImageJ without a length unit: no calibration, even with a cm ResolutionUnit.
+            (
+                "imagej_px.tif",
+                ResolutionUnit::Centimeter,
+                (8, 8),
+                Some("ImageJ=1.54f\nunit=pixel\n"),
+                None,
+                0.0,
+            ),
+        ];
+        for (name, unit, (x, y), desc, want, tol) in cases {
+            let p = write_with(name, unit, per(x), per(y), desc);
+            let got = read_image(&p, None).unwrap().pixel_size;
+            match (got, want) {
+                (None, None) => {}
+                (Some(ps), Some((wx, wy))) => {
+                    assert_eq!(ps.unit, "nm", "{name}");
+                    assert!(
+                        (ps.x - wx).abs() <= tol && (ps.y - wy).abs() <= tol,
+                        "{name}: {ps:?}, expected ({wx}, {wy})"
+                    );
+                }
+                (got, want) => panic!("{name}: pixel size {got:?}, expected {want:?}"),
+            }
+        }
     }
 
     #[test]
@@ -927,139 +916,155 @@ mod png_files {
         writer.finish().unwrap();
     }
 
-    #[test]
-    fn grey_8_and_16_bit() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g8.png");
-        encode(
-            &p,
-            3,
-            2,
-            ColorType::Grayscale,
-            BitDepth::Eight,
-            &[0, 1, 2, 128, 254, 255],
-            |_| {},
-        );
-        assert_eq!(detect_format(&p).unwrap(), Format::Png);
-        let img = read_image(&p, None).unwrap();
-        assert_eq!(
-            img.pixels,
-            array![[0.0_f32, 1.0, 2.0], [128.0, 254.0, 255.0]]
-        );
-        assert_eq!(img.pixel_size, None);
-        let p = dir.path().join("g16.png");
-        // Big-endian samples: 0x0102 = 258, 0xfffe = 65534.
-        encode(
-            &p,
-            2,
-            1,
-            ColorType::Grayscale,
-            BitDepth::Sixteen,
-            &[0x01, 0x02, 0xff, 0xfe],
-            |_| {},
-        );
-        assert_eq!(pixels(&p, None), vec![258.0, 65534.0]);
-    }
+    /// One PNG of the colour-type table: file name, width, height, colour
+    /// type, bit depth, data, palette, expected grey values and the
+    /// tolerance on them (0: exact).
+    type PngCase = (
+        &'static str,
+        u32,
+        u32,
+        ColorType,
+        BitDepth,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        Vec<f32>,
+        f32,
+    );
 
     #[test]
-    fn rgb_luminance_hand_computed() {
+    fn colour_types_and_bit_depths() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("rgb.png");
-        // (100, 200, 40): 0.2125 * 100 + 0.7154 * 200 + 0.0721 * 40 = 167.214;
-        // (0, 0, 255): 0.0721 * 255 = 18.3855.
-        encode(
-            &p,
-            2,
-            1,
-            ColorType::Rgb,
-            BitDepth::Eight,
-            &[100, 200, 40, 0, 0, 255],
-            |_| {},
-        );
-        let v = pixels(&p, None);
-        assert!((v[0] - 167.214).abs() < 1e-4, "{v:?}");
-        assert!((v[1] - 18.3855).abs() < 1e-4, "{v:?}");
-        // 16-bit RGB (0, 1000, 0): 0.7154 * 1000 = 715.4 (raw 16-bit scale).
-        let p = dir.path().join("rgb16.png");
-        encode(
-            &p,
-            1,
-            1,
-            ColorType::Rgb,
-            BitDepth::Sixteen,
-            &[0, 0, 0x03, 0xe8, 0, 0],
-            |_| {},
-        );
-        let v = pixels(&p, None);
-        assert!((v[0] - 715.4).abs() < 1e-3, "{v:?}");
-        // RGBA: alpha dropped. (10, 10, 10, 0) -> 10.
-        let p = dir.path().join("rgba.png");
-        encode(
-            &p,
-            1,
-            1,
-            ColorType::Rgba,
-            BitDepth::Eight,
-            &[10, 10, 10, 0],
-            |_| {},
-        );
-        let v = pixels(&p, None);
-        assert!((v[0] - 10.0).abs() < 1e-5, "{v:?}");
-    }
-
-    #[test]
-    fn grey_alpha_palette_and_low_bit_depths() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("ga.png");
-        encode(
-            &p,
-            2,
-            1,
-            ColorType::GrayscaleAlpha,
-            BitDepth::Eight,
-            &[7, 255, 9, 0],
-            |_| {},
-        );
-        assert_eq!(pixels(&p, None), vec![7.0, 9.0]);
-        // Palette: index 0 = (255, 0, 0) -> 0.2125 * 255 = 54.1875; index 1 = (0, 0, 0) -> 0.
-        let p = dir.path().join("pal.png");
-        encode(
-            &p,
-            2,
-            1,
-            ColorType::Indexed,
-            BitDepth::Eight,
-            &[0, 1],
-            |e| {
-                e.set_palette(vec![255, 0, 0, 0, 0, 0]);
-            },
-        );
-        let v = pixels(&p, None);
-        assert!((v[0] - 54.1875).abs() < 1e-4 && v[1] == 0.0, "{v:?}");
-        // 1-bit grey 0b1010_0000 (4 px wide): 1, 0, 1, 0 -> 255, 0, 255, 0.
-        let p = dir.path().join("g1.png");
-        encode(
-            &p,
-            4,
-            1,
-            ColorType::Grayscale,
-            BitDepth::One,
-            &[0b1010_0000],
-            |_| {},
-        );
-        assert_eq!(pixels(&p, None), vec![255.0, 0.0, 255.0, 0.0]);
-        // 4-bit grey 0x3f: 3, 15 -> 3 * 17 = 51, 255.
-        let p = dir.path().join("g4.png");
-        encode(
-            &p,
-            2,
-            1,
-            ColorType::Grayscale,
-            BitDepth::Four,
-            &[0x3f],
-            |_| {},
-        );
-        assert_eq!(pixels(&p, None), vec![51.0, 255.0]);
+        let cases: Vec<PngCase> = vec![
+            (
+                "g8.png",
+                3,
+                2,
+                ColorType::Grayscale,
+                BitDepth::Eight,
+                vec![0, 1, 2, 128, 254, 255],
+                None,
+                vec![0.0, 1.0, 2.0, 128.0, 254.0, 255.0],
+                0.0,
+            ),
+            // Big-endian samples: 0x0102 = 258, 0xfffe = 65534.
+            (
+                "g16.png",
+                2,
+                1,
+                ColorType::Grayscale,
+                BitDepth::Sixteen,
+                vec![0x01, 0x02, 0xff, 0xfe],
+                None,
+                vec![258.0, 65534.0],
+                0.0,
+            ),
+            // (100, 200, 40): 0.2125 * 100 + 0.7154 * 200 + 0.0721 * 40 = 167.214;
+            // (0, 0, 255): 0.0721 * 255 = 18.3855.
+            (
+                "rgb.png",
+                2,
+                1,
+                ColorType::Rgb,
+                BitDepth::Eight,
+                vec![100, 200, 40, 0, 0, 255],
+                None,
+                vec![167.214, 18.3855],
+                1e-4,
+            ),
+            // 16-bit RGB (0, 1000, 0): 0.7154 * 1000 = 715.4 (raw 16-bit scale).
+            (
+                "rgb16.png",
+                1,
+                1,
+                ColorType::Rgb,
+                BitDepth::Sixteen,
+                vec![0, 0, 0x03, 0xe8, 0, 0],
+                None,
+                vec![715.4],
+                1e-3,
+            ),
+            // RGBA: alpha dropped. (10, 10, 10, 0) -> 10.
+            (
+                "rgba.png",
+                1,
+                1,
+                ColorType::Rgba,
+                BitDepth::Eight,
+                vec![10, 10, 10, 0],
+                None,
+                vec![10.0],
+                1e-5,
+            ),
+            (
+                "ga.png",
+                2,
+                1,
+                ColorType::GrayscaleAlpha,
+                BitDepth::Eight,
+                vec![7, 255, 9, 0],
+                None,
+                vec![7.0, 9.0],
+                0.0,
+            ),
+            // Palette: index 0 = (255, 0, 0) -> 0.2125 * 255 = 54.1875; index 1 = (0, 0, 0) -> 0.
+            (
+                "pal.png",
+                2,
+                1,
+                ColorType::Indexed,
+                BitDepth::Eight,
+                vec![0, 1],
+                Some(vec![255, 0, 0, 0, 0, 0]),
+                vec![54.1875, 0.0],
+                1e-4,
+            ),
+            // 1-bit grey 0b1010_0000 (4 px wide): 1, 0, 1, 0 -> 255, 0, 255, 0.
+            (
+                "g1.png",
+                4,
+                1,
+                ColorType::Grayscale,
+                BitDepth::One,
+                vec![0b1010_0000],
+                None,
+                vec![255.0, 0.0, 255.0, 0.0],
+                0.0,
+            ),
+            // 4-bit grey 0x3f: 3, 15 -> 3 * 17 = 51, 255.
+            (
+                "g4.png",
+                2,
+                1,
+                ColorType::Grayscale,
+                BitDepth::Four,
+                vec![0x3f],
+                None,
+                vec![51.0, 255.0],
+                0.0,
+            ),
+        ];
+        for (name, w, h, color, depth, data, palette, want, tol) in cases {
+            let p = dir.path().join(name);
+            encode(&p, w, h, color, depth, &data, |e| {
+                if let Some(palette) = palette {
+                    e.set_palette(palette);
+                }
+            });
+            assert_eq!(detect_format(&p).unwrap(), Format::Png, "{name}");
+            let img = read_image(&p, None).unwrap();
+            assert_eq!(img.pixels.dim(), (h as usize, w as usize), "{name}");
+            assert_eq!(img.pixel_size, None, "{name}");
+            let got: Vec<f32> = img.pixels.iter().copied().collect();
+            assert_eq!(got.len(), want.len(), "{name}");
+            for (g, w) in got.iter().zip(&want) {
+                // An exact expected value must be met exactly (0 stays 0).
+                if tol == 0.0 || *w == 0.0 {
+                    assert_eq!(g, w, "{name}: {got:?}");
+                } else {
+                    assert!((g - w).abs() < tol, "{name}: {got:?}, expected {want:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1248,21 +1253,16 @@ fn bad_magic_is_an_unknown_format() {
     // What was seen is named: the first bytes in hex.
     assert!(err.to_string().contains("50 4b 03 04"), "{err}");
     // The format readers themselves call it malformed.
-    let err = read_npy(&p, None).unwrap_err();
-    assert!(
-        matches!(err, DataError::Malformed { format: "NPY", .. }),
-        "{err}"
-    );
-    let err = read_png(&p, None).unwrap_err();
-    assert!(
-        matches!(err, DataError::Malformed { format: "PNG", .. }),
-        "{err}"
-    );
-    let err = read_tiff(&p, None).unwrap_err();
-    assert!(
-        matches!(err, DataError::Malformed { format: "TIFF", .. }),
-        "{err}"
-    );
+    for (format, err) in [
+        ("NPY", read_npy(&p, None).unwrap_err()),
+        ("PNG", read_png(&p, None).unwrap_err()),
+        ("TIFF", read_tiff(&p, None).unwrap_err()),
+    ] {
+        assert!(
+            matches!(err, DataError::Malformed { format: f, .. } if f == format),
+            "{format}: {err}"
+        );
+    }
     let p = write(dir.path(), "empty.bin", b"");
     let err = read_image(&p, None).unwrap_err();
     assert!(matches!(err, DataError::UnknownFormat { .. }), "{err}");

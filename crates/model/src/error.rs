@@ -98,6 +98,16 @@ pub(crate) trait FrameworkContext<T> {
     fn ctx(self, context: &'static str) -> Result<T, ModelError>;
 }
 
+impl From<phyvae_data::atomic::AtomicWriteError> for ModelError {
+    fn from(e: phyvae_data::atomic::AtomicWriteError) -> Self {
+        ModelError::Io {
+            action: "writing",
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl<T> FrameworkContext<T> for candle_core::Result<T> {
     fn ctx(self, context: &'static str) -> Result<T, ModelError> {
         self.map_err(|source| ModelError::Framework { context, source })

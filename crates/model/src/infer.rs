@@ -6,11 +6,12 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use ndarray::{Array2, Array3};
+use phyvae_data::atomic::write_bytes_atomic;
 use phyvae_data::patches::PatchSet;
 
 use crate::batch::patches_to_tensor;
 use crate::error::FrameworkContext;
-use crate::params::{ParamStore, load_tensors, write_atomic};
+use crate::params::{ParamStore, load_tensors};
 use crate::vae::Vae;
 use crate::{ModelError, Result};
 use phyvae_run::config::{DataConfig, ModelDescription};
@@ -303,7 +304,7 @@ pub fn save_model(model: &Vae, dir: &Path, data: &DataConfig) -> Result<()> {
         path: dir.join(MODEL_JSON),
         reason: e.to_string(),
     })?;
-    write_atomic(&dir.join(MODEL_JSON), &json)
+    Ok(write_bytes_atomic(&dir.join(MODEL_JSON), &json)?)
 }
 
 /// Loads a model saved by [`save_model`] onto `device`; returns it with the

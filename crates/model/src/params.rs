@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
+use phyvae_data::atomic::write_atomic_with;
 use rand::{Rng, RngExt};
 
 use crate::error::FrameworkContext;
@@ -174,24 +175,30 @@ impl ParamStore {
     }
 }
 
-/// Writes named tensors to a safetensors file atomically: the data go to
-/// `path` + `.tmp` first, which is then renamed over `path`, so a reader (or a
-/// run killed mid-write) sees either the old file or the new one.
+/// Writes named tensors to a safetensors file atomically
+/// ([`phyvae_data::atomic`]: a fresh temporary file beside `path`, synced,
+/// then renamed over `path`), so a reader (or a run killed mid-write) sees
+/// either the old file or the new one; on error no temporary file is left.
 ///
 /// # Errors
-/// [`ModelError::Framework`] when serialising fails, [`ModelError::Io`] when
-/// the rename fails.
+/// [`ModelError::Framework`] when serialising fails, [`ModelError::Io`]
+/// (naming `path`) when writing, syncing or renaming fails.
 pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let tmp = tmp_path(path);
-    candle_core::safetensors::save(tensors, &tmp).map_err(|source| ModelError::Framework {
-        context: "writing safetensors",
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| ModelError::Io {
-        action: "renaming into",
-        path: path.to_path_buf(),
-        source,
-    })
+    let mut framework = None;
+    let written = write_atomic_with(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            framework = Some(e);
+            io
+        })
+    });
+    match (framework, written) {
+        (Some(source), _) => Err(ModelError::Framework {
+            context: "writing safetensors",
+            source,
+        }),
+        (None, written) => Ok(written?),
+    }
 }
 
 /// Reads every tensor of a safetensors file onto `device`.
@@ -203,33 +210,6 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
         path: path.to_path_buf(),
         reason: format!("not a readable safetensors file: {e}"),
     })
-}
-
-/// Writes `bytes` to `path` atomically (temporary file + rename).
-///
-/// # Errors
-/// [`ModelError::Io`] when writing or renaming fails.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|source| ModelError::Io {
-        action: "writing",
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| ModelError::Io {
-        action: "renaming into",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn tmp_path(path: &Path) -> std::path::PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -281,7 +261,13 @@ mod tests {
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let w = s.uniform("w", &[2, 3], 1.0, &mut r).unwrap();
         s.save(&path).unwrap();
-        assert!(!tmp_path(&path).exists());
+        // Saved again over itself: only the target is left, no temporary file.
+        s.save(&path).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["p.safetensors"]);
         let mut t = ParamStore::new(&dev);
         t.insert("w", Tensor::zeros((2, 3), DType::F32, &dev).unwrap())
             .unwrap();

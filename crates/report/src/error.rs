@@ -86,3 +86,12 @@ impl From<phyvae_run::RunError> for ReportError {
         }
     }
 }
+
+impl From<phyvae_data::atomic::AtomicWriteError> for ReportError {
+    fn from(e: phyvae_data::atomic::AtomicWriteError) -> Self {
+        ReportError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -24,9 +24,8 @@
 use crate::ReportError;
 use crate::colormap::{NAN_GREY, label_colour, viridis};
 use ndarray::ArrayView2;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use phyvae_data::atomic::write_bytes_atomic;
+use std::path::Path;
 
 /// Result type of the rendering functions.
 pub type Result<T> = std::result::Result<T, ReportError>;
@@ -76,7 +75,7 @@ pub fn write_map_png(
 ) -> Result<()> {
     let pixels = map_rgb(map, scale, upscale)?;
     let bytes = encode(&pixels, path)?;
-    write_atomically(path, &bytes)
+    Ok(write_bytes_atomic(path, &bytes)?)
 }
 
 /// Encodes an integer label map as an RGB PNG, label `l` drawn with
@@ -99,7 +98,7 @@ pub fn encode_labels_png(labels: ArrayView2<'_, i32>, upscale: usize) -> Result<
 pub fn write_labels_png(path: &Path, labels: ArrayView2<'_, i32>, upscale: usize) -> Result<()> {
     let pixels = labels_rgb(labels, upscale)?;
     let bytes = encode(&pixels, path)?;
-    write_atomically(path, &bytes)
+    Ok(write_bytes_atomic(path, &bytes)?)
 }
 
 /// Encodes an image as an 8-bit greyscale PNG, one pixel per image pixel,
@@ -126,7 +125,7 @@ pub fn encode_grey_png(img: ArrayView2<'_, f32>) -> Result<Vec<u8>> {
 pub fn write_grey_png(path: &Path, img: ArrayView2<'_, f32>) -> Result<()> {
     let pixels = grey_bytes(img)?;
     let bytes = encode(&pixels, path)?;
-    write_atomically(path, &bytes)
+    Ok(write_bytes_atomic(path, &bytes)?)
 }
 
 /// Encodes row-major 8-bit RGB pixels (`3 * width * height` bytes) as a PNG.
@@ -314,38 +313,6 @@ fn encode(pixels: &Pixels, path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes `bytes` to a temporary file in `path`'s directory, then renames it
-/// onto `path`. The temporary file is removed if anything fails.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_err = |source: std::io::Error| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = temp_path(path);
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    let result = written.and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        // Best effort: the temporary file may not even exist.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(e));
-    }
-    Ok(())
-}
-
-/// `dir/.name.<pid>.<n>.tmp` beside `path`, `n` counting the writes of this
-/// process, so concurrent writes never share a temporary file.
-fn temp_path(path: &Path) -> PathBuf {
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map_or_else(|| "picture".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,14 +393,24 @@ mod tests {
     }
 
     #[test]
-    fn temp_file_sits_beside_target() {
-        let t = temp_path(Path::new("/a/b/map.png"));
-        assert_eq!(t.parent(), Some(Path::new("/a/b")));
+    fn pictures_are_written_atomically() {
+        // The writer (phyvae_data::atomic) is tested in the data crate; here:
+        // only the target is left, and a failure is an Io error naming it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.png");
+        write_grey_png(&path, array![[0.0_f32, 1.0]].view()).unwrap();
+        write_grey_png(&path, array![[1.0_f32, 0.0]].view()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["map.png"]);
+        let missing = dir.path().join("no/map.png");
+        let err = write_grey_png(&missing, array![[0.0_f32]].view()).unwrap_err();
         assert!(
-            t.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".map.png.")
+            matches!(&err, ReportError::Io { path, .. } if *path == missing),
+            "{err}"
         );
+        assert!(!missing.exists());
     }
 }

@@ -20,8 +20,9 @@ use phyvae_imaging::pipeline::{DEFAULT_SIGMA_COLOR, VisualizeParams, segment_map
 
 use crate::ReportError;
 use crate::figure::{self, Extent, Figure};
-use crate::render::{Result, write_atomically};
+use crate::render::Result;
 use crate::run::{METHODS, RunData, read_2d, read_labels};
+use phyvae_data::atomic::write_bytes_atomic;
 use phyvae_run::config::PhysicsKind;
 use phyvae_run::files::{self, RunDir};
 use phyvae_run::history::EpochRecord;
@@ -1013,7 +1014,7 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
     })?;
     progress("writing figures");
     for f in report.figures() {
-        write_atomically(&fdir.join(format!("{}.png", f.name)), &f.png)?;
+        write_bytes_atomic(&fdir.join(format!("{}.png", f.name)), &f.png)?;
     }
     Ok(report)
 }
@@ -1023,7 +1024,7 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
 /// # Errors
 /// [`ReportError::Io`] with `path`.
 pub fn write_html(path: &Path, html: &str) -> Result<()> {
-    write_atomically(path, html.as_bytes())
+    Ok(write_bytes_atomic(path, html.as_bytes())?)
 }
 
 #[cfg(test)]

@@ -36,10 +36,10 @@ const HIST_BINS: usize = 64;
 
 /// Writes `text` to `path` (atomically: a reader never sees half a file).
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| {
+    phyvae_data::atomic::write_bytes_atomic(path, text.as_bytes()).map_err(|e| {
         OutputError {
-            path: path.to_path_buf(),
-            source,
+            path: e.path,
+            source: e.source,
         }
         .into()
     })

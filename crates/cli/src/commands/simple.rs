@@ -72,9 +72,10 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
     phyvae_report::render::write_grey_png(&a.out.join("image.png"), s.image.pixels.view())?;
     phyvae_report::render::write_labels_png(&a.out.join("truth.png"), s.truth.view(), 1)?;
     if let Some(p) = &params {
-        let path = a.out.join("params.json");
-        std::fs::write(&path, serde_json::to_string_pretty(p)?)
-            .map_err(|source| crate::commands::OutputError { path, source })?;
+        crate::commands::output::write_text(
+            &a.out.join("params.json"),
+            &serde_json::to_string_pretty(p)?,
+        )?;
     }
     print_json(&json!({
         "image": a.out.join("image.npy"),

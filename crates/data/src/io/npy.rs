@@ -7,7 +7,8 @@
 //! and a newline so that the data starts on a multiple of 64 bytes, then the raw
 //! elements.
 
-use super::util::{file_len, io_error, malformed, unsupported, write_atomically};
+use super::util::{file_len, io_error, malformed, unsupported};
+use crate::atomic::write_atomic;
 use crate::{DataError, Image, Result};
 use ndarray::{ArrayD, ArrayView2, ArrayView3, IxDyn, ShapeBuilder};
 use std::fs::File;
@@ -754,7 +755,7 @@ fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
     out
 }
 
-/// Writes a C-order NPY 1.0 file atomically (temp file + rename).
+/// Writes a C-order NPY 1.0 file atomically ([`write_atomic`]).
 fn write_npy<T: Copy, const N: usize>(
     path: &Path,
     descr: &str,
@@ -763,13 +764,14 @@ fn write_npy<T: Copy, const N: usize>(
     to_bytes: impl Fn(T) -> [u8; N],
 ) -> Result<()> {
     let header = header_bytes(descr, shape);
-    write_atomically(path, |w| {
+    write_atomic(path, |w| {
         w.write_all(&header)?;
         for v in values {
             w.write_all(&to_bytes(v))?;
         }
         Ok(())
-    })
+    })?;
+    Ok(())
 }
 
 /// Writes a 2-D `f32` array as a NumPy `.npy` file (NPY 1.0, `'<f4'`,

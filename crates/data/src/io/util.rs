@@ -1,15 +1,13 @@
 //! What every reader shares: the entry type of a file's list ([`ImageInfo`]),
 //! the errors naming the file, unit conversion to nanometres, the luminance of
-//! RGB samples, the decoded-size budget, and the atomic file writer of the NPY
-//! writers.
+//! RGB samples and the decoded-size budget.
 //!
 //! Readers import from here, never from the `io` front door that dispatches
 //! to them.
 
 use crate::{DataError, PixelSize, Result};
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One image (or stack of images) held in a file, as `phyvae info` lists it.
 ///
@@ -141,48 +139,6 @@ pub(crate) fn decode_budget(file_len: u64) -> u64 {
         .clamp(MIN_DECODE_BUDGET, MAX_DECODED_BYTES)
 }
 
-/// Writes `path` atomically: `write` fills a temporary file in the same
-/// directory, which is then renamed over `path`. On any error the temporary
-/// file is removed and `path` is left untouched.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let tmp = temp_sibling(path);
-    let result = (|| -> std::io::Result<()> {
-        let file = File::options().write(true).create_new(true).open(&tmp)?;
-        let mut w = std::io::BufWriter::new(file);
-        write(&mut w)?;
-        w.flush()?;
-        let file = w
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        // Best effort: the temporary file may not exist if creating it failed.
-        let _ = std::fs::remove_file(&tmp);
-        io_error(path, e)
-    })
-}
-
-/// A fresh temporary name beside `path`: `.<name>.<pid>.<n>.tmp`.
-fn temp_sibling(path: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp_name = format!(".{name}.{}.{n}.tmp", std::process::id());
-    match path.parent() {
-        Some(dir) => dir.join(tmp_name),
-        None => PathBuf::from(tmp_name),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,21 +183,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn atomic_write_leaves_no_partial_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.bin");
-        let err = write_atomically(&path, |w| {
-            w.write_all(b"partial")?;
-            Err(std::io::Error::other("boom"))
-        });
-        assert!(matches!(err, Err(DataError::Io { .. })));
-        assert!(!path.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        write_atomically(&path, |w| w.write_all(b"whole")).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
