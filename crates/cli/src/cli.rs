@@ -3,7 +3,10 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-use crate::settings::{DecoderArg, LevelArg, ModeArg, ModelArg, PhysicsArg, PresetArg};
+use phyvae_data::patches::Levelling;
+use phyvae_run::config::{DecoderBackend, PhysicsKind, PhysicsMode};
+
+use crate::settings::{ModelArg, PresetArg};
 
 /// Finds phases, domains and boundaries in atomic-resolution microscopy images.
 #[derive(Debug, Parser)]
@@ -322,10 +325,10 @@ pub struct TrainArgs {
     pub classes: Option<usize>,
     /// Physics term.
     #[arg(long, value_enum)]
-    pub physics: Option<PhysicsArg>,
+    pub physics: Option<PhysicsKind>,
     /// Physics mode.
     #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
+    pub mode: Option<PhysicsMode>,
     /// Slack w of L_sh (w + Psi), in [0, 0.5].
     #[arg(long)]
     pub weight: Option<f32>,
@@ -380,7 +383,7 @@ pub struct TrainArgs {
     pub per_patch_norm: bool,
     /// Background levelling.
     #[arg(long, value_enum)]
-    pub level: Option<LevelArg>,
+    pub level: Option<Levelling>,
     /// Seed of every random draw.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -389,7 +392,7 @@ pub struct TrainArgs {
     pub snapshot_every: Option<usize>,
     /// Decoder implementation.
     #[arg(long, value_enum)]
-    pub decoder: Option<DecoderArg>,
+    pub decoder: Option<DecoderBackend>,
     /// Continue the run in OUT from its last checkpoint.
     #[arg(long)]
     pub resume: bool,

@@ -4,12 +4,9 @@
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use phyvae_data::patches::{Levelling, PatchGrid};
+use phyvae_data::patches::PatchGrid;
 use phyvae_run::auto::{self, ImageFacts};
-use phyvae_run::config::{
-    BetaSchedule, Combine, DEFAULT_ALPHA, DecoderBackend, Method, ModelKind, PhysicsKind,
-    PhysicsMode, RunConfig,
-};
+use phyvae_run::config::{BetaSchedule, Combine, Method, ModelKind, PhysicsKind, RunConfig};
 
 use crate::cli::TrainArgs;
 
@@ -56,48 +53,6 @@ impl ModelArg {
         };
         (Method::Vae, Some(kind))
     }
-}
-
-/// `--physics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PhysicsArg {
-    /// No physics term (sh-VAE).
-    None,
-    /// SL1, the edge length of the latent maps.
-    Sl1,
-    /// SL2, the Fourier-peak ratio of the latent maps (alpha from `--config`, else 1).
-    Sl2,
-}
-
-/// `--mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    /// The authors' semantics: a detached Psi on the shuffled batch.
-    Faithful,
-    /// A differentiable Psi on a spatially coherent batch.
-    Gradient,
-}
-
-/// `--decoder`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DecoderArg {
-    /// The fused CPU kernel on the CPU, the reference elsewhere.
-    Auto,
-    /// The plain candle implementation.
-    Reference,
-    /// The fused CPU kernel.
-    Fused,
-}
-
-/// `--level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LevelArg {
-    /// The image as read.
-    None,
-    /// Subtract the least-squares plane.
-    Plane,
-    /// Plane, then each scan line's median (STM/AFM topographs).
-    PlaneLines,
 }
 
 /// `--preset`: where the settings that the command line leaves unset come from.
@@ -202,13 +157,7 @@ pub fn resolve(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     if a.per_patch_norm {
         c.data.per_patch_norm = true;
     }
-    if let Some(l) = a.level {
-        c.data.level = match l {
-            LevelArg::None => Levelling::None,
-            LevelArg::Plane => Levelling::Plane,
-            LevelArg::PlaneLines => Levelling::PlanePlusLines,
-        };
-    }
+    set(&mut c.data.level, a.level);
     set(&mut c.train.batch_size, a.batch);
     // The length: --epochs, else --steps (or the measured steps) as whole epochs.
     let epochs = match (a.epochs, a.steps.or(measured)) {
@@ -239,21 +188,13 @@ pub fn resolve(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     }
     let p = &mut c.train.physics;
     if let Some(k) = a.physics {
+        // `--physics sl2` keeps the alpha of `--config`.
         p.kind = match (k, p.kind) {
-            (PhysicsArg::None, _) => PhysicsKind::None,
-            (PhysicsArg::Sl1, _) => PhysicsKind::Sl1,
-            (PhysicsArg::Sl2, PhysicsKind::Sl2 { alpha }) => PhysicsKind::Sl2 { alpha },
-            (PhysicsArg::Sl2, _) => PhysicsKind::Sl2 {
-                alpha: DEFAULT_ALPHA,
-            },
+            (PhysicsKind::Sl2 { .. }, PhysicsKind::Sl2 { alpha }) => PhysicsKind::Sl2 { alpha },
+            (k, _) => k,
         };
     }
-    if let Some(m) = a.mode {
-        p.mode = match m {
-            ModeArg::Faithful => PhysicsMode::Faithful,
-            ModeArg::Gradient => PhysicsMode::Gradient,
-        };
-    }
+    set(&mut p.mode, a.mode);
     set(&mut p.weight, a.weight);
     if a.multiply {
         p.combine = Combine::Multiply;
@@ -272,13 +213,7 @@ pub fn resolve(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
         c.train.snapshot_every = (c.train.epochs / SNAPSHOTS).max(1);
     }
     set(&mut c.train.snapshot_every, a.snapshot_every);
-    if let Some(d) = a.decoder {
-        c.train.decoder = match d {
-            DecoderArg::Auto => DecoderBackend::Auto,
-            DecoderArg::Reference => DecoderBackend::Reference,
-            DecoderArg::Fused => DecoderBackend::Fused,
-        };
-    }
+    set(&mut c.train.decoder, a.decoder);
     c.validate()?;
     Ok(c)
 }

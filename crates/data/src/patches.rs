@@ -150,6 +150,7 @@ pub enum Scaling {
 /// ([`Levelling::name`], [`std::str::FromStr`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Levelling {
     /// The image as read.
     #[default]
@@ -159,6 +160,7 @@ pub enum Levelling {
     /// Plane, then each scan line's median
     /// ([`phyvae_imaging::background::level_lines`]): for STM/AFM topographs.
     #[serde(rename = "plane-lines")]
+    #[cfg_attr(feature = "clap", value(name = "plane-lines"))]
     PlanePlusLines,
 }
 

@@ -391,6 +391,15 @@ pub enum PhysicsKind {
 }
 
 impl PhysicsKind {
+    /// Every kind (SL2 with [`DEFAULT_ALPHA`]), in the order of their names.
+    pub const ALL: [PhysicsKind; 3] = [
+        PhysicsKind::None,
+        PhysicsKind::Sl1,
+        PhysicsKind::Sl2 {
+            alpha: DEFAULT_ALPHA,
+        },
+    ];
+
     /// `"none"`, `"sl1"` or `"sl2"`.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -400,11 +409,40 @@ impl PhysicsKind {
             PhysicsKind::Sl2 { .. } => "sl2",
         }
     }
+
+    /// The kind named `name` ([`PhysicsKind::name`]), SL2 with `alpha`.
+    #[must_use]
+    pub fn from_name(name: &str, alpha: usize) -> Option<Self> {
+        Some(match name {
+            "none" => PhysicsKind::None,
+            "sl1" => PhysicsKind::Sl1,
+            "sl2" => PhysicsKind::Sl2 { alpha },
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for PhysicsKind {
+    /// `none`, `sl1`, `sl2` (SL2 with [`DEFAULT_ALPHA`]).
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            PhysicsKind::None => "No physics term (sh-VAE)",
+            PhysicsKind::Sl1 => "SL1, the edge length of the latent maps",
+            PhysicsKind::Sl2 { .. } => "SL2, the Fourier-peak ratio of the latent maps",
+        };
+        Some(clap::builder::PossibleValue::new(self.name()).help(help))
+    }
 }
 
 /// How `Psi` enters training (docs/METHOD.md sections 3 and 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PhysicsMode {
     /// The authors' detached value: a constant factor of the loss, computed
     /// on the shuffled training batch.
@@ -457,7 +495,7 @@ pub fn check_range_floor(floor: f64) -> Result<()> {
 /// Written in `config.toml` as `kind` (`"none"`, `"sl1"`, `"sl2"`) with a
 /// separate `alpha`, the half-width of the SL2 window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "PhysicsToml", into = "PhysicsToml")]
+#[serde(try_from = "PhysicsToml", into = "PhysicsToml")]
 pub struct PhysicsConfig {
     /// Which Psi (SL2 with its window half-width `alpha`, authors: 1).
     pub kind: PhysicsKind,
@@ -511,21 +549,12 @@ impl Default for PhysicsConfig {
     }
 }
 
-/// The name of a physics kind in `config.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum PhysicsName {
-    None,
-    Sl1,
-    Sl2,
-}
-
 /// [`PhysicsConfig`] as `config.toml` holds it: the kind's name and `alpha`
 /// as two keys.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PhysicsToml {
-    kind: PhysicsName,
+    kind: String,
     mode: PhysicsMode,
     weight: f32,
     latents: Vec<usize>,
@@ -537,14 +566,17 @@ struct PhysicsToml {
     warmup_epochs: Option<usize>,
 }
 
-impl From<PhysicsToml> for PhysicsConfig {
-    fn from(t: PhysicsToml) -> Self {
-        let kind = match t.kind {
-            PhysicsName::None => PhysicsKind::None,
-            PhysicsName::Sl1 => PhysicsKind::Sl1,
-            PhysicsName::Sl2 => PhysicsKind::Sl2 { alpha: t.alpha },
-        };
-        Self {
+impl TryFrom<PhysicsToml> for PhysicsConfig {
+    type Error = String;
+
+    fn try_from(t: PhysicsToml) -> std::result::Result<Self, String> {
+        let kind = PhysicsKind::from_name(&t.kind, t.alpha).ok_or_else(|| {
+            format!(
+                "unknown physics kind `{}`: expected one of none, sl1, sl2",
+                t.kind
+            )
+        })?;
+        Ok(Self {
             kind,
             mode: t.mode,
             weight: t.weight,
@@ -552,19 +584,18 @@ impl From<PhysicsToml> for PhysicsConfig {
             combine: t.combine,
             range_floor: t.range_floor,
             warmup_epochs: t.warmup_epochs,
-        }
+        })
     }
 }
 
 impl From<PhysicsConfig> for PhysicsToml {
     fn from(c: PhysicsConfig) -> Self {
-        let (kind, alpha) = match c.kind {
-            PhysicsKind::None => (PhysicsName::None, DEFAULT_ALPHA),
-            PhysicsKind::Sl1 => (PhysicsName::Sl1, DEFAULT_ALPHA),
-            PhysicsKind::Sl2 { alpha } => (PhysicsName::Sl2, alpha),
+        let alpha = match c.kind {
+            PhysicsKind::Sl2 { alpha } => alpha,
+            PhysicsKind::None | PhysicsKind::Sl1 => DEFAULT_ALPHA,
         };
         Self {
-            kind,
+            kind: c.kind.name().to_owned(),
             mode: c.mode,
             weight: c.weight,
             latents: c.latents,
@@ -579,6 +610,7 @@ impl From<PhysicsConfig> for PhysicsToml {
 /// Which implementation of the spatial decoder training uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DecoderBackend {
     /// The fused CPU kernel on a CPU device, plain candle ops elsewhere.
     Auto,
@@ -1079,6 +1111,9 @@ mod tests {
         c.train.physics.kind = PhysicsKind::Sl1;
         let back: RunConfig = toml::from_str(&toml::to_string_pretty(&c).unwrap()).unwrap();
         assert_eq!(back.train.physics.kind, PhysicsKind::Sl1);
+        let bad = text.replace("kind = \"sl2\"", "kind = \"sl3\"");
+        let e = toml::from_str::<RunConfig>(&bad).unwrap_err();
+        assert!(e.to_string().contains("unknown physics kind `sl3`"), "{e}");
     }
 
     #[test]
