@@ -77,18 +77,11 @@ pub struct InfoArgs {
 /// Arguments of `phyvae convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Any supported image file.
-    pub file: PathBuf,
+    /// The image (default: the first usable one of the file, see `phyvae info`).
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Output .npy (float32, the image's raw values).
     pub out: PathBuf,
-    /// Image, frame or page of a multi-image file (0-based; default: the
-    /// first usable one, see `phyvae info`).
-    #[arg(long)]
-    pub frame: Option<usize>,
-    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
-    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
-    #[arg(long)]
-    pub dataset: Option<String>,
 }
 
 /// `phyvae filter ...`
@@ -174,26 +167,18 @@ pub struct SegmentArgs {
 /// Arguments of `phyvae physics`.
 #[derive(Debug, Args)]
 pub struct PhysicsArgs {
-    /// Which loss.
+    /// Which loss (`none` gives 0).
     #[arg(value_enum)]
-    pub loss: PhysicsLossArg,
+    pub loss: PhysicsKind,
     /// Latent means, B x C float .npy.
     pub z_mean: PathBuf,
-    /// Half-width of the excluded central Fourier window (SL2 only).
+    /// Half-width of the excluded central Fourier window (SL2 only; this wins
+    /// over the default alpha of `sl2`).
     #[arg(long, default_value_t = 1)]
     pub alpha: usize,
     /// Columns holding the content latents (the authors: 2 and 3).
     #[arg(long, value_delimiter = ',', default_values_t = [2usize, 3])]
     pub columns: Vec<usize>,
-}
-
-/// Physics losses.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PhysicsLossArg {
-    /// Edge length (Scharr of the denoised map).
-    Sl1,
-    /// Fourier peak (log-spectrum outside the central window over total).
-    Sl2,
 }
 
 /// Arguments of `phyvae synth`.
@@ -232,15 +217,9 @@ pub enum SynthKind {
 /// Arguments of `phyvae patches`.
 #[derive(Debug, Args)]
 pub struct PatchesArgs {
-    /// Input image.
-    pub image: PathBuf,
-    /// Frame or page of a multi-image file (0-based).
-    #[arg(long)]
-    pub frame: Option<usize>,
-    /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
-    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
-    #[arg(long)]
-    pub dataset: Option<String>,
+    /// The image.
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Patch window in px.
     #[arg(long, default_value_t = 48)]
     pub window: usize,

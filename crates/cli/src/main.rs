@@ -75,7 +75,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 _ => 5,
             };
         }
-        if cause.downcast_ref::<commands::OutputError>().is_some() {
+        if cause
+            .downcast_ref::<commands::output::OutputError>()
+            .is_some()
+        {
             return 5;
         }
         if let Some(e) = cause.downcast_ref::<phyvae_run::RunError>() {

@@ -13,18 +13,6 @@ pub mod train;
 use crate::cli::{Cli, Command};
 use crate::progress::Progress;
 use anyhow::Result;
-use std::path::{Path, PathBuf};
-
-/// An output could not be written (maps to exit code 5).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}")]
-pub struct OutputError {
-    /// Path concerned.
-    pub path: PathBuf,
-    /// Cause.
-    #[source]
-    pub source: std::io::Error,
-}
 
 /// Runs one parsed command line.
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -43,21 +31,4 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Info(a) => simple::info(&a),
         Command::Convert(a) => simple::convert(&a),
     }
-}
-
-/// Creates an output folder (and its parents).
-pub fn create_dir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|source| {
-        OutputError {
-            path: path.to_path_buf(),
-            source,
-        }
-        .into()
-    })
-}
-
-/// Prints a JSON value on stdout, pretty.
-pub fn print_json(value: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }

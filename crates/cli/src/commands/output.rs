@@ -2,7 +2,7 @@
 //! the latent maps and their segmentations, the model's figures, and
 //! `metrics.json` (written once, with the report that follows it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -26,7 +26,6 @@ use phyvae_report::render;
 use crate::commands::report::write_report;
 use crate::commands::result::PerMap;
 use crate::commands::segment::segment_grid_map;
-use crate::commands::{OutputError, print_json};
 use crate::progress::Progress;
 
 /// Side of the manifold grid (pyroVED `manifold2d` default d = 12).
@@ -163,4 +162,32 @@ pub fn base_metrics(
         phyvae_version: env!("CARGO_PKG_VERSION").to_owned(),
         ..Metrics::default()
     }
+}
+
+/// An output could not be written (maps to exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct OutputError {
+    /// Path concerned.
+    pub path: PathBuf,
+    /// Cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Creates an output folder (and its parents).
+pub fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|source| {
+        OutputError {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
+}
+
+/// Prints a JSON value on stdout, pretty.
+pub fn print_json(value: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }

@@ -9,7 +9,7 @@ use phyvae_report::report::{build_run_report, write_html};
 use serde_json::json;
 
 use crate::cli::ReportArgs;
-use crate::commands::print_json;
+use crate::commands::output::print_json;
 use crate::progress::Progress;
 
 /// File name of a comparison page written without `--out`.

@@ -29,7 +29,7 @@ use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::{self, RunDir};
 use phyvae_run::metrics::{MapMetrics, Oracle, ResultMetrics, Score};
 
-use crate::commands::create_dir;
+use crate::commands::output::create_dir;
 use crate::commands::segment::upscale_for;
 
 /// The criterion, as metrics.json and the report state it.

@@ -1,7 +1,7 @@
 //! `phyvae segment`: the paper's visualisation pipeline on one map.
 
 use crate::cli::SegmentArgs;
-use crate::commands::{create_dir, print_json};
+use crate::commands::output::{create_dir, print_json};
 use crate::input;
 use anyhow::Result;
 use ndarray::{Array2, ArrayView2};

@@ -3,7 +3,7 @@
 use crate::cli::{
     ConvertArgs, InfoArgs, PatchesArgs, ScoreArgs, SynthArgs, SynthKind, ThresholdCommand,
 };
-use crate::commands::{create_dir, print_json};
+use crate::commands::output::{create_dir, print_json};
 use crate::input::{self, Pixels};
 use anyhow::{Context, Result};
 use phyvae_data::io;
@@ -86,7 +86,8 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
 
 /// `phyvae patches`: prints the grid of an image.
 pub fn patches(a: &PatchesArgs) -> Result<()> {
-    let img = input::image_in(&a.image, a.frame, a.dataset.as_deref())?;
+    let i = &a.input;
+    let img = input::image_in(&i.image, i.frame, i.dataset.as_deref())?;
     let grid = PatchGrid::new(img.rows(), img.cols(), a.window, a.step)?;
     print_json(&json!({
         "image_shape": [img.rows(), img.cols()],
@@ -123,13 +124,14 @@ pub fn info(a: &InfoArgs) -> Result<()> {
 
 /// `phyvae convert FILE OUT.npy [--frame N]`.
 pub fn convert(a: &ConvertArgs) -> Result<()> {
-    let img = input::image_in(&a.file, a.frame, a.dataset.as_deref())?;
+    let i = &a.input;
+    let img = input::image_in(&i.image, i.frame, i.dataset.as_deref())?;
     io::write_npy_f32(&a.out, img.pixels.view())?;
     print_json(&json!({
-        "file": a.file,
+        "file": i.image,
         "out": a.out,
-        "frame": a.frame,
-        "dataset": a.dataset,
+        "frame": i.frame,
+        "dataset": i.dataset,
         "shape": [img.rows(), img.cols()],
         "pixel_size": img.pixel_size,
     }))

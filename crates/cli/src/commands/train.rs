@@ -16,12 +16,12 @@ use phyvae_run::files::{self, RunDir, latent_names};
 use phyvae_run::metrics::{Metrics, ResultMetrics};
 
 use crate::cli::{EncodeArgs, TrainArgs};
+use crate::commands::classical;
 use crate::commands::output::{
-    base_metrics, finish_run, warn_diagnosis, write_config, write_history, write_maps,
+    base_metrics, create_dir, finish_run, warn_diagnosis, write_config, write_history, write_maps,
     write_metrics, write_model_figures,
 };
 use crate::commands::result::{self, informative};
-use crate::commands::{classical, create_dir};
 use crate::device::{device_name, pick_device};
 use crate::input::{read_input, read_truth};
 use crate::progress::Progress;
