@@ -250,7 +250,7 @@ pub struct InputArgs {
     #[arg(long)]
     pub frame: Option<usize>,
     /// Entry of an HDF5 file (Velox or Berkeley EMD, hyperspy) to read, as
-    /// `phyvae info` lists it, e.g. /Data/Image/<id>.
+    /// `phyvae info` lists it, e.g. `/Data/Image/<id>`.
     #[arg(long)]
     pub dataset: Option<String>,
 }

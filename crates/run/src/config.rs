@@ -152,7 +152,7 @@ pub enum Likelihood {
     },
 }
 
-/// Model architecture: what [`crate::vae::Vae`] builds.
+/// Model architecture: what the model crate's `Vae` builds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {

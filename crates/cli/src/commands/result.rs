@@ -3,7 +3,7 @@
 //! `"result"`.
 //!
 //! The candidates are the maps that carry information (a VAE's active content
-//! latents, see `phyvae_model::diagnose`; the classical baseline's principal
+//! latents, see `phyvae_run::diagnose`; the classical baseline's principal
 //! components). The criterion:
 //! - **map**: the candidate whose binary Otsu split of its denoised map has
 //!   the highest separability `eta` (Otsu 1979: between-class over total

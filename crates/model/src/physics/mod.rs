@@ -7,16 +7,18 @@
 //! reshape (`map[i, j] = z_mean[i d + j, column]`, the authors'
 //! `z_mean[:, column].reshape(d, d)`; [`batch_maps`]).
 //!
-//! [`PhysicsMode`]: phyvae_run::config::PhysicsMode
-//!
-//! **Faithful mode** ([`PhysicsMode::Faithful`], [`psi_faithful`]): the authors'
+//! **Faithful mode**
+//! ([`PhysicsMode::Faithful`](phyvae_run::config::PhysicsMode::Faithful),
+//! [`psi_faithful`]): the authors'
 //! computation, a plain number from NumPy/scikit-image-exact code
 //! ([`phyvae_imaging::physics::sl1_batch`] / [`sl2_batch`]) in `f32`. It
 //! carries no gradient: the loss `L_sh (w + Psi)` then has the gradient of
 //! `L_sh` scaled by `w + Psi`, a per-batch step-size modulation (METHOD.md
 //! section 3).
 //!
-//! **Gradient mode** ([`PhysicsMode::Gradient`], [`PsiGraph`]): the same quantity
+//! **Gradient mode**
+//! ([`PhysicsMode::Gradient`](phyvae_run::config::PhysicsMode::Gradient),
+//! [`PsiGraph`]): the same quantity
 //! written as candle operations, so that it is differentiable with respect to the
 //! latent maps and runs on any candle device, in `f32` or `f64`. Its value
 //! equals the faithful one to rounding (plus the tiny guards below):
@@ -61,7 +63,7 @@
 //! expose the two halves (for finite-difference checks with `W` fixed).
 //!
 //! **Guards** (gradient mode only; both change the value negligibly):
-//! - [`RANGE_EPS`]: the range `max - min` is clamped below by `1e-6`, so that
+//! - [`RANGE_EPS`](phyvae_run::config::RANGE_EPS): the range `max - min` is clamped below by `1e-6`, so that
 //!   a constant map normalises to 0 (as the faithful mode) instead of `0 / 0`.
 //!   For ranges above `1e-6` the value is the exact min-max; note that SL1 is
 //!   scale-free, so its gradient grows like `1 / range`.
