@@ -180,6 +180,9 @@ fn bad_settings_are_clear_errors() {
         (&["--model", "wobble"][..], 2, "invalid value 'wobble'"),
         (&["--window", "200"][..], 4, "window"),
         (&["--lr", "0"][..], 4, "lr"),
+        (&["--seed", "9223372036854775808"][..], 4, "seed"),
+        (&["--n-latent", "100000"][..], 4, "n_latent"),
+        (&["--hidden", "1000000"][..], 4, "hidden"),
         (&["--shift-prior", "2"][..], 4, "translation_prior"),
         (
             &["--device", "gpu"][..],
@@ -223,4 +226,33 @@ fn bad_settings_are_clear_errors() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A batch larger than the image has patches trains on all of them at once
+/// (one batch per epoch), instead of allocating the batch asked for.
+#[test]
+fn a_batch_larger_than_the_patch_count_is_one_batch_of_every_patch() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("o");
+    let m = ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&out),
+        "--window",
+        "16",
+        "--step",
+        "8",
+        "--hidden",
+        "16",
+        "--epochs",
+        "2",
+        "--batch",
+        "100000000",
+    ]);
+    // 11 x 11 patches: each epoch is one optimiser step.
+    assert_eq!(m["patches"], 121);
+    assert_eq!(m["steps"], 2, "{m}");
 }

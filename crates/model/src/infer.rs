@@ -56,7 +56,8 @@ pub fn encode_patches_with_progress(
             found: vec![patches.grid().window(), patches.grid().window()],
         });
     }
-    let batch = batch.max(1);
+    // Never a buffer for more patches than there are.
+    let batch = batch.clamp(1, patches.len().max(1));
     let l = cfg.n_total();
     let (gh, gw) = (patches.grid().gh(), patches.grid().gw());
     let mut mean = Array3::<f32>::zeros((gh, gw, l));

@@ -200,8 +200,11 @@ impl<'p> Trainer<'p> {
             Some(a) => a,
             None => Adam::new(model.store(), train.lr)?,
         };
-        let fused = model.fused_workspace(train.decoder, train.batch_size)?;
-        let x_buf = vec![0.0f32; train.batch_size * cfg.n_pixels()];
+        // A batch never holds more patches than there are: the buffers are
+        // sized for that, whatever the batch size asked for.
+        let rows = train.batch_size.min(patches.len()).max(1);
+        let fused = model.fused_workspace(train.decoder, rows)?;
+        let x_buf = vec![0.0f32; rows * cfg.n_pixels()];
         let tile_buf = if psi_graph.is_some() {
             vec![0.0f32; train.batch_size * cfg.n_pixels()]
         } else {

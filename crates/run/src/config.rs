@@ -194,6 +194,17 @@ fn invalid(name: &'static str, value: impl ToString, rule: &'static str) -> RunE
     }
 }
 
+/// Most content latents a model may have: each one becomes a map that is
+/// segmented and drawn.
+pub const MAX_LATENTS: usize = 16;
+
+/// Widest hidden layer: 4096 units already give the encoder of a 48 px window
+/// 9.4 million weights.
+pub const MAX_HIDDEN: usize = 4096;
+
+/// Largest seed: `config.toml` stores integers as signed 64-bit values.
+pub const MAX_SEED: u64 = i64::MAX as u64;
+
 impl ModelConfig {
     /// Total latent size: special latents plus content latents.
     #[must_use]
@@ -215,11 +226,11 @@ impl ModelConfig {
         if self.window < 2 {
             return Err(invalid("window", self.window, "must be at least 2"));
         }
-        if self.n_latent == 0 {
-            return Err(invalid("n_latent", self.n_latent, "must be at least 1"));
+        if !(1..=MAX_LATENTS).contains(&self.n_latent) {
+            return Err(invalid("n_latent", self.n_latent, "must be 1 to 16"));
         }
-        if self.hidden == 0 {
-            return Err(invalid("hidden", self.hidden, "must be at least 1"));
+        if !(1..=MAX_HIDDEN).contains(&self.hidden) {
+            return Err(invalid("hidden", self.hidden, "must be 1 to 4096"));
         }
         if !(self.translation_prior > 0.0 && self.translation_prior <= 1.0) {
             return Err(invalid(
@@ -676,6 +687,13 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(invalid("batch_size", self.batch_size, "must be at least 1"));
         }
+        if self.seed > MAX_SEED {
+            return Err(invalid(
+                "seed",
+                self.seed,
+                "must be at most 2^63 - 1 (config.toml stores it as a signed 64-bit integer)",
+            ));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(invalid("lr", self.lr, "must be positive and finite"));
         }
@@ -975,7 +993,9 @@ mod tests {
         };
         assert_eq!(with(&|c| c.window = 1), "window");
         assert_eq!(with(&|c| c.n_latent = 0), "n_latent");
+        assert_eq!(with(&|c| c.n_latent = MAX_LATENTS + 1), "n_latent");
         assert_eq!(with(&|c| c.hidden = 0), "hidden");
+        assert_eq!(with(&|c| c.hidden = MAX_HIDDEN + 1), "hidden");
         assert_eq!(with(&|c| c.translation_prior = 0.0), "translation_prior");
         assert_eq!(with(&|c| c.scale_prior = 2.0), "scale_prior");
         assert_eq!(
@@ -999,6 +1019,7 @@ mod tests {
         assert_eq!(with(&|c| c.batch_size = 0), "batch_size");
         assert_eq!(with(&|c| c.batch_size = 50), "batch_size");
         assert_eq!(with(&|c| c.lr = 0.0), "lr");
+        assert_eq!(with(&|c| c.seed = MAX_SEED + 1), "seed");
         assert_eq!(
             with(&|c| c.beta = BetaSchedule::Constant { beta: -1.0 }),
             "beta"
@@ -1095,7 +1116,11 @@ mod tests {
         let mut c = ok.clone();
         c.set_window(32);
         c.result.classes = Some(16);
+        c.train.seed = MAX_SEED;
         c.validate().unwrap();
+        // The largest seed round-trips through config.toml.
+        let back: RunConfig = toml::from_str(&toml::to_string_pretty(&c).unwrap()).unwrap();
+        assert_eq!(back.train.seed, MAX_SEED);
     }
 
     #[test]
