@@ -156,6 +156,9 @@ pub fn normal_quantile(p: f64) -> f64 {
     }
 }
 
+/// Manifold patches decoded at once.
+const MANIFOLD_CHUNK: usize = 8;
+
 /// The learned 2-D manifold (pyroVED `manifold2d`): decodes a `d x d` grid of
 /// the first two content latents at standard-normal quantiles (rows:
 /// `linspace(0.95, 0.05, d)`, columns: `linspace(0.05, 0.95, d)`; other
@@ -190,13 +193,22 @@ pub fn manifold2d(model: &Vae, d: usize) -> Result<Array2<f32>> {
             }
         }
     }
-    let zt = Tensor::from_vec(z, (d * d, l), model.device()).ctx("manifold latents")?; // (d^2, L)
-    let logits = model.decode(&zt, None)?; // (d^2, N)
-    let p = candle_nn::ops::sigmoid(&logits).ctx("sigmoid")?;
-    let p: Vec<f32> = p
-        .flatten_all()
-        .and_then(|t| t.to_vec1())
-        .ctx("decoded patches")?;
+    // Decoded a few patches at a time: the reference decoder holds several
+    // (patches x pixels x hidden) activations, 1.5 GB for all 144 patches of a
+    // 48 px window at hidden width 128.
+    let mut p: Vec<f32> = Vec::with_capacity(d * d * w * w);
+    for rows in z.chunks(MANIFOLD_CHUNK * l) {
+        let zt = Tensor::from_slice(rows, (rows.len() / l, l), model.device())
+            .ctx("manifold latents")?; // (b, L)
+        let logits = model.decode(&zt, None)?; // (b, N)
+        let probs = candle_nn::ops::sigmoid(&logits).ctx("sigmoid")?;
+        p.extend(
+            probs
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .ctx("decoded patches")?,
+        );
+    }
     let mut img = Array2::<f32>::zeros((d * w, d * w));
     for i in 0..d {
         for j in 0..d {
