@@ -42,10 +42,12 @@ pub fn labels(path: &Path) -> Result<Array2<i32>> {
     let mut out = Array2::<i32>::zeros(img.pixels.dim());
     for ((r, c), &v) in img.pixels.indexed_iter() {
         if !v.is_finite() || v.fract() != 0.0 || v.abs() > 16_777_216.0 {
-            anyhow::bail!(
-                "{}: pixel ({r}, {c}) = {v} is not an integer label",
-                path.display()
-            );
+            return Err(phyvae_data::DataError::InvalidParameter {
+                name: "truth",
+                value: format!("{}: pixel ({r}, {c}) = {v}", path.display()),
+                rule: "a label map holds integer labels",
+            }
+            .into());
         }
         #[allow(clippy::cast_possible_truncation)]
         {

@@ -58,6 +58,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 | DataError::ConstantImage { .. }
                 | DataError::NonFinitePixel { .. }
                 | DataError::ShapeMismatch { .. } => 4,
+                DataError::Write { .. } => 5,
                 _ => 3,
             };
         }

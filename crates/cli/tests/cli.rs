@@ -410,6 +410,38 @@ fn unwritable_output_exits_with_code_5() {
         ],
         5,
     );
+    // A file that cannot be written is an output error too.
+    let err = fails(
+        &[
+            "convert",
+            &data("rgo_cafm_graphene_lattice/GO_cafm.tif"),
+            s(&blocker.join("x.npy")),
+        ],
+        5,
+    );
+    assert!(err.contains("x.npy"), "{err}");
+}
+
+#[test]
+fn a_truth_map_without_integer_labels_is_invalid_input() {
+    let d = tmp();
+    common::synth("two-phase", 64, 1, d.path());
+    let img = d.path().join("image.npy");
+    // Float labels: the golden latent map holds fractions.
+    let err = fails(
+        &[
+            "train",
+            s(&img),
+            "--out",
+            s(&d.path().join("r")),
+            "--model",
+            "fft",
+            "--truth",
+            &golden("in_step24"),
+        ],
+        4,
+    );
+    assert!(err.contains("integer labels"), "{err}");
 }
 
 #[test]

@@ -44,7 +44,7 @@ pub struct AtomicWriteError {
 
 impl From<AtomicWriteError> for crate::DataError {
     fn from(e: AtomicWriteError) -> Self {
-        crate::DataError::Io {
+        crate::DataError::Write {
             path: e.path,
             source: e.source,
         }
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(err.source.kind(), std::io::ErrorKind::NotFound);
         assert!(matches!(
             crate::DataError::from(err),
-            crate::DataError::Io { .. }
+            crate::DataError::Write { .. }
         ));
     }
 

@@ -7,10 +7,19 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum DataError {
-    /// The file could not be opened, read or written.
+    /// The file could not be opened or read.
     #[error("{path}: {source}")]
     Io {
         /// File concerned.
+        path: PathBuf,
+        /// Underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output file could not be written ([`crate::atomic`]).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file that was to be written.
         path: PathBuf,
         /// Underlying I/O error.
         #[source]

@@ -555,11 +555,11 @@ fn writers_round_trip_through_the_reader() {
 }
 
 #[test]
-fn writer_into_missing_directory_is_an_io_error() {
+fn writer_into_missing_directory_is_a_write_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("no_such_dir").join("x.npy");
     let err = write_npy_f32(&p, array![[1.0_f32]].view()).unwrap_err();
-    assert!(matches!(err, DataError::Io { .. }), "{err}");
+    assert!(matches!(err, DataError::Write { .. }), "{err}");
     assert_names_path(&err, &p);
 }
 
