@@ -2,11 +2,15 @@
 //! (or the preset: measured on the image, or the paper's), then the library
 //! defaults, merged in one place into one checked [`RunConfig`].
 
-use anyhow::{Context, Result};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use phyvae_data::patches::PatchGrid;
 use phyvae_run::auto::{self, ImageFacts};
-use phyvae_run::config::{BetaSchedule, Combine, Method, ModelKind, PhysicsKind, RunConfig};
+use phyvae_run::config::{
+    BetaSchedule, Combine, InputRecord, Method, ModelKind, PhysicsKind, RunConfig,
+};
 
 use crate::cli::TrainArgs;
 
@@ -131,12 +135,108 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
 /// When `--config` cannot be read, the image cannot be measured, or a
 /// setting breaks a rule ([`RunConfig::validate`]).
 pub fn resolve(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
-    let mut c = base(a, img)?;
-    let measured = c
-        .auto
-        .as_ref()
-        .filter(|_| a.config.is_none())
-        .map(|s| s.steps);
+    let c = base(a, img)?;
+    let fresh = a.config.is_none();
+    let measured = c.auto.as_ref().filter(|_| fresh).map(|s| s.steps);
+    let mut c = apply_flags(c, a, img, measured, fresh)?;
+    c.input = Some(input_record(a, img));
+    Ok(c)
+}
+
+/// The recorded configuration of the run in `--out`, for `--resume`: the
+/// image must be the one the run was trained on, and no flag may contradict
+/// the recorded settings.
+///
+/// # Errors
+/// When config.toml cannot be read, the image differs, or flags contradict
+/// the run (each conflict named, with both values).
+pub fn resume(a: &TrainArgs, img: &phyvae_data::Image, path: &Path) -> Result<RunConfig> {
+    let recorded = read_config(path).with_context(|| {
+        format!(
+            "--resume needs the config.toml of the interrupted run ({}); \
+             without it, start the run again without --resume",
+            path.display()
+        )
+    })?;
+    let now = input_record(a, img);
+    if let Some(was) = &recorded.input
+        && (was.fingerprint != now.fingerprint || was.shape != now.shape)
+    {
+        bail!(
+            "--resume: {} is not the image this run was trained on ({}, {} x {} px, \
+             fingerprint {}; given: {} x {} px, fingerprint {})",
+            a.input.image.display(),
+            was.file.display(),
+            was.shape[0],
+            was.shape[1],
+            was.fingerprint,
+            now.shape[0],
+            now.shape[1],
+            now.fingerprint
+        );
+    }
+    let wanted = apply_flags(recorded.clone(), a, img, None, false)?;
+    let conflicts = differences(&recorded, &wanted);
+    if !conflicts.is_empty() {
+        bail!(
+            "--resume continues the recorded run, and these options contradict it: {}. \
+             Drop them, or start a new run in another folder",
+            conflicts.join(", ")
+        );
+    }
+    Ok(recorded)
+}
+
+/// The settings (dotted `config.toml` paths) in which `b` differs from `a`,
+/// with both values; the records of the input and of the measured settings
+/// are not settings.
+fn differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
+    fn walk(path: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (toml::Value::Table(ta), toml::Value::Table(tb)) => {
+                let keys: std::collections::BTreeSet<&String> =
+                    ta.keys().chain(tb.keys()).collect();
+                for k in keys {
+                    if path.is_empty() && (k == "input" || k == "auto") {
+                        continue;
+                    }
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    match (ta.get(k), tb.get(k)) {
+                        (Some(x), Some(y)) => walk(&p, x, y, out),
+                        (x, y) => out.push(format!(
+                            "{p} ({} -> {})",
+                            x.map_or_else(|| "unset".into(), ToString::to_string),
+                            y.map_or_else(|| "unset".into(), ToString::to_string)
+                        )),
+                    }
+                }
+            }
+            (x, y) if x != y => out.push(format!("{path} ({x} -> {y})")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match (toml::Value::try_from(a), toml::Value::try_from(b)) {
+        (Ok(x), Ok(y)) => walk("", &x, &y, &mut out),
+        _ => out.push("the settings (they cannot be compared)".into()),
+    }
+    out
+}
+
+/// Applies the command line's flags to `c` and checks the result. `measured`:
+/// the optimiser steps chosen from the image (a fresh run without
+/// `--epochs`); `fresh`: the snapshot interval follows the epoch count.
+fn apply_flags(
+    mut c: RunConfig,
+    a: &TrainArgs,
+    img: &phyvae_data::Image,
+    measured: Option<usize>,
+    fresh: bool,
+) -> Result<RunConfig> {
     if let Some(m) = a.model {
         let (method, kind) = m.split();
         c.method = method;
@@ -209,7 +309,7 @@ pub fn resolve(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     if let Some(v) = &a.latents {
         p.latents = parse_latents(v)?;
     }
-    if a.config.is_none() {
+    if fresh {
         c.train.snapshot_every = (c.train.epochs / SNAPSHOTS).max(1);
     }
     set(&mut c.train.snapshot_every, a.snapshot_every);
@@ -223,4 +323,14 @@ fn set<T>(slot: &mut T, v: Option<T>) {
     if let Some(v) = v {
         *slot = v;
     }
+}
+
+/// The record of the image `a` names.
+fn input_record(a: &TrainArgs, img: &phyvae_data::Image) -> InputRecord {
+    InputRecord::new(
+        a.input.image.clone(),
+        a.input.frame,
+        a.input.dataset.clone(),
+        img.pixels.view(),
+    )
 }

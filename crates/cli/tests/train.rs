@@ -113,6 +113,60 @@ fn resume_continues_an_interrupted_run_to_the_same_result() {
     );
 }
 
+/// `--resume` continues the recorded run only: another image, or a flag that
+/// contradicts its settings, is refused with what differs, and the run is
+/// left as it was.
+#[test]
+fn resume_refuses_another_image_and_contradicting_flags() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let run = d.path().join("run");
+    let mut args = vec!["train", s(&img), "--out", s(&run)];
+    args.extend(SMALL);
+    ok(&args);
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("fingerprint = \"fnv1a64:"), "{config}");
+    let latents = std::fs::read(run.join("latents.npy")).unwrap();
+    let refused = |extra: &[&str], text: &str| {
+        let mut args = vec!["train", s(&img), "--out", s(&run), "--resume"];
+        args.extend(extra);
+        let o = phyvae(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(o.status.code(), Some(0), "{extra:?}: {err}");
+        assert!(err.contains(text), "{extra:?}: {err}");
+    };
+    refused(&["--seed", "99"], "train.seed (0 -> 99)");
+    refused(&["--window", "24"], "data.window (16 -> 24)");
+    // The same values as recorded are no contradiction.
+    ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&run),
+        "--resume",
+        "--window",
+        "16",
+    ]);
+    // Another image of the same size.
+    let other = d.path().join("other");
+    common::synth("two-phase", 96, 3, &other);
+    let o = phyvae(&[
+        "train",
+        s(&other.join("image.npy")),
+        "--out",
+        s(&run),
+        "--resume",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("not the image this run was trained on"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(run.join("latents.npy")).unwrap(), latents);
+}
+
 /// The work of a step is split by patch and by fixed blocks, never by
 /// thread: a run on one thread and the same run on two give the same bits.
 /// (Window 20: 400 pixel rows per patch, two of the decoder's row blocks.)
@@ -210,6 +264,8 @@ fn bad_settings_are_clear_errors() {
         assert_eq!(o.status.code(), Some(code), "{extra:?}: {err}");
         assert!(err.contains(text), "{extra:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
+        // A rejected run leaves no folder behind.
+        assert!(!out.exists(), "{extra:?} left {}", out.display());
     }
     let o = phyvae(&[
         "train",
@@ -219,6 +275,7 @@ fn bad_settings_are_clear_errors() {
         "--resume",
     ]);
     assert_ne!(o.status.code(), Some(0));
+    assert!(!d.path().join("r").exists());
     let o = phyvae(&["encode", s(&img), "--model", s(d.path()), "--out", s(&out)]);
     assert_eq!(
         o.status.code(),

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ndarray::Array2;
 use phyvae_data::patches::{PatchGrid, PatchSet};
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
@@ -30,20 +30,22 @@ use crate::settings;
 /// Patches encoded per batch after training.
 const ENCODE_BATCH: usize = 256;
 
-/// Cuts the patches with a progress line, and saves the image the model sees
-/// (after levelling and scaling) as `input.png` for the report.
-fn patches_for(
-    img: &phyvae_data::Image,
-    d: &DataConfig,
-    dir: &RunDir,
-    progress: Progress,
-) -> Result<PatchSet> {
+/// Cuts the patches with a progress line (nothing is written: a run that
+/// fails here leaves no folder behind).
+fn patches_for(img: &phyvae_data::Image, d: &DataConfig, progress: Progress) -> Result<PatchSet> {
     let st = progress.step("cutting patches");
     let grid = PatchGrid::new(img.rows(), img.cols(), d.window, d.step)?;
     let patches = PatchSet::from_image(img, grid, d.scaling(), d.level)?;
-    render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
     st.done();
     Ok(patches)
+}
+
+/// Creates the run folder and saves the image the model sees (after
+/// levelling and scaling) as `input.png` for the report.
+fn open_run(dir: &RunDir, patches: &PatchSet) -> Result<()> {
+    create_dir(dir.root())?;
+    render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
+    Ok(())
 }
 
 /// Encodes every patch with a progress bar.
@@ -108,14 +110,13 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let ckpt = dir.file(files::CHECKPOINT_DIR);
     let device = pick_device(&a.run.device)?;
     let cfg = if a.resume {
-        settings::read_config(&dir.file(files::CONFIG))
-            .context("--resume needs the config.toml of the interrupted run")?
+        settings::resume(a, &img, &dir.file(files::CONFIG))?
     } else {
         settings::resolve(a, &img)?
     };
-    create_dir(dir.root())?;
-    let patches = patches_for(&img, &cfg.data, &dir, progress)?;
+    let patches = patches_for(&img, &cfg.data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
+    open_run(&dir, &patches)?;
     if !a.resume {
         write_config(&dir, &cfg)?;
     }
@@ -201,9 +202,9 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     );
     let img = read_input(&a.input, progress)?;
     let dir = RunDir::new(&a.run.out);
-    create_dir(dir.root())?;
-    let patches = patches_for(&img, &data, &dir, progress)?;
+    let patches = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
+    open_run(&dir, &patches)?;
     let maps = encode_all(&model, &patches, progress)?;
     let kind = model.config().kind;
     let names = latent_names(&kind.special_names(), model.config().n_latent);
