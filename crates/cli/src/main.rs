@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod device;
 mod input;
+mod interrupt;
 mod progress;
 mod settings;
 
@@ -46,8 +47,8 @@ fn message(err: &anyhow::Error) -> String {
 /// Exit codes: 3 = an input file (image, model, checkpoint) could not be read or is not usable;
 /// 4 = a parameter or an input's content is invalid for the computation, or
 /// training diverged;
-/// 5 = an output could not be written; 1 = anything else. (2 is clap's code for
-/// a malformed command line.)
+/// 5 = an output could not be written; 130 = interrupted by Ctrl-C; 1 =
+/// anything else. (2 is clap's code for a malformed command line.)
 fn exit_code(err: &anyhow::Error) -> u8 {
     use phyvae_data::DataError;
     for cause in err.chain() {
@@ -89,6 +90,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             use phyvae_model::ModelError as M;
             return match e {
                 M::Settings(e) => run_error_code(e),
+                M::Interrupted { .. } => interrupt::EXIT_CODE,
                 M::InvalidParameter { .. } | M::ShapeMismatch { .. } | M::Diverged { .. } => 4,
                 M::BadFile { .. } => 3,
                 M::Io { action, .. } if *action == "reading" => 3,

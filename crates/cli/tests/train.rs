@@ -313,3 +313,55 @@ fn a_batch_larger_than_the_patch_count_is_one_batch_of_every_patch() {
     assert_eq!(m["patches"], 121);
     assert_eq!(m["steps"], 2, "{m}");
 }
+
+/// Ctrl-C stops training after a batch with exit code 130, keeps the last
+/// whole epoch's checkpoint and says how to resume; the resumed run ends
+/// with the same bits as a run never interrupted.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_keeps_the_checkpoint_and_the_run_resumes_to_the_same_bits() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let long = [
+        "--window", "16", "--step", "8", "--hidden", "16", "--batch", "16", "--epochs", "300",
+    ];
+    let run = d.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_phyvae"))
+        .args(["-q", "train", s(&img), "--out", s(&run)])
+        .args(long)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt = run.join("checkpoint/checkpoint.safetensors");
+    let start = Instant::now();
+    while !ckpt.is_file() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ckpt.is_file(), "no checkpoint within 60 s");
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(
+        !run.join("latents.npy").exists(),
+        "an interrupted run draws no maps"
+    );
+    ok(&["train", s(&img), "--out", s(&run), "--resume"]);
+    let full = d.path().join("full");
+    let mut args = vec!["train", s(&img), "--out", s(&full)];
+    args.extend(long);
+    ok(&args);
+    assert_eq!(
+        std::fs::read(full.join("latents.npy")).unwrap(),
+        std::fs::read(run.join("latents.npy")).unwrap()
+    );
+}

@@ -69,6 +69,13 @@ pub enum ModelError {
         /// Which quantity: "loss", "Psi", or a parameter name.
         what: String,
     },
+    /// Training was asked to stop (e.g. Ctrl-C) and stopped after a batch;
+    /// the checkpoint of the last whole epoch is kept.
+    #[error("interrupted after {epochs_done} whole epochs")]
+    Interrupted {
+        /// Epochs completed and checkpointed.
+        epochs_done: usize,
+    },
     /// Image processing (physics loss, segmentation) failed.
     #[error(transparent)]
     Imaging(#[from] phyvae_imaging::ImagingError),

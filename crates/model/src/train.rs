@@ -118,6 +118,8 @@ pub struct Trainer<'p> {
     history: Vec<EpochRecord>,
     epochs_done: usize,
     checkpoint_dir: Option<PathBuf>,
+    /// Set from outside (e.g. on Ctrl-C) to stop after the current batch.
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     fused: Option<FusedDecoder>,
     psi_graph: Option<PsiGraph>,
     /// Batch input buffer, `batch_size x N`, reused every step.
@@ -218,6 +220,7 @@ impl<'p> Trainer<'p> {
             history,
             epochs_done,
             checkpoint_dir: None,
+            stop: None,
             fused,
             psi_graph,
             x_buf,
@@ -372,6 +375,17 @@ impl<'p> Trainer<'p> {
         Ok(())
     }
 
+    /// Stops training after the batch during which `flag` becomes true, with
+    /// [`ModelError::Interrupted`]. The epoch in progress is dropped: the
+    /// checkpoint of the last whole epoch stays as it was, and a resume from
+    /// it gives the same bits as a run never interrupted. The trainer is not
+    /// to be used after an interruption.
+    #[must_use]
+    pub fn with_stop(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
     fn write_checkpoint(&self, path: &Path) -> Result<()> {
         let g = self.patches.grid();
         let state = TrainerState {
@@ -447,6 +461,15 @@ impl<'p> Trainer<'p> {
                 batch: bi,
                 loss: step.loss,
             });
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Err(ModelError::Interrupted {
+                    epochs_done: self.epochs_done,
+                });
+            }
         }
         Ok(sums.record(e, beta, start.elapsed().as_secs_f64()))
     }

@@ -24,6 +24,7 @@ use crate::commands::output::{
 use crate::commands::result::{self, informative};
 use crate::device::{device_name, pick_device};
 use crate::input::{read_input, read_truth};
+use crate::interrupt;
 use crate::progress::Progress;
 use crate::settings;
 
@@ -123,11 +124,12 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     if cfg.method == Method::Fft {
         return classical::run(a, &img, &cfg, &patches, truth.as_ref(), t0, progress);
     }
-    let mut trainer = if a.resume {
+    let trainer = if a.resume {
         Trainer::resume(&ckpt, &patches, &device)?
     } else {
         Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?
     };
+    let mut trainer = trainer.with_stop(interrupt::flag());
     if cfg.train.snapshot_every > 0 {
         create_dir(&dir.file(files::SNAPSHOTS_DIR))?;
     }
@@ -145,6 +147,19 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
         metrics.diagnosis = Some(diagnosis);
         metrics.result = Some(ResultMetrics::none("training diverged"));
         write_metrics(&dir, &metrics)?;
+    }
+    if let Err(e @ phyvae_model::ModelError::Interrupted { epochs_done }) = outcome {
+        let what = if epochs_done == 0 {
+            "no epoch was completed, so there is no checkpoint: start the run again".to_owned()
+        } else {
+            format!(
+                "the checkpoint of epoch {epochs_done} is kept; continue with: \
+                 phyvae train {} --out {} --resume",
+                a.input.image.display(),
+                dir.root().display()
+            )
+        };
+        return Err(anyhow::Error::from(e).context(what));
     }
     outcome?;
     let train_secs = train_start.elapsed().as_secs_f64();

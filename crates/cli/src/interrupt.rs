@@ -1,0 +1,27 @@
+//! Ctrl-C during training: the first SIGINT asks the trainer to stop after
+//! the current batch (the last whole epoch's checkpoint is kept and the
+//! command says how to resume); a second one ends the process at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Exit code of a process ended by SIGINT (128 + 2), as shells report it.
+pub const EXIT_CODE: u8 = 130;
+
+/// The flag the first SIGINT sets. Installs the handler (once per process;
+/// where signals cannot be handled, the flag is simply never set).
+pub fn flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&flag);
+    let installed = ctrlc::set_handler(move || {
+        if seen.swap(true, Ordering::SeqCst) {
+            eprintln!("interrupted again: stopping now");
+            std::process::exit(i32::from(EXIT_CODE));
+        }
+        eprintln!("interrupted: stopping after the current batch (Ctrl-C again to stop now)");
+    });
+    if installed.is_err() {
+        // No handler: Ctrl-C keeps its default effect.
+    }
+    flag
+}
