@@ -106,7 +106,18 @@ fn resume_continues_an_interrupted_run_to_the_same_result() {
     )
     .unwrap();
     patch_checkpoint_epochs(&part.join("checkpoint/checkpoint.safetensors"));
+    // Temporary files a killed writer left are removed on resume.
+    let stale = [
+        part.join(".latents.npy.4242.0.tmp"),
+        part.join("checkpoint/.checkpoint.safetensors.4242.1.tmp"),
+    ];
+    for f in &stale {
+        std::fs::write(f, b"half").unwrap();
+    }
     ok(&["train", s(&img), "--out", s(&part), "--resume"]);
+    for f in &stale {
+        assert!(!f.exists(), "{} left", f.display());
+    }
     assert_eq!(
         std::fs::read(full.join("latents.npy")).unwrap(),
         std::fs::read(part.join("latents.npy")).unwrap()

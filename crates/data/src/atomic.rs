@@ -134,6 +134,49 @@ fn temp_sibling(path: &Path) -> PathBuf {
     }
 }
 
+/// Whether `name` is a temporary name of [`temp_sibling`]:
+/// `.<name>.<pid>.<n>.tmp`.
+fn is_temp_name(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|s| s.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let mut parts = inner.rsplitn(3, '.');
+    let (n, pid, target) = (parts.next(), parts.next(), parts.next());
+    let digits =
+        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    digits(n) && digits(pid) && target.is_some_and(|t| !t.is_empty())
+}
+
+/// Removes the temporary files an interrupted writer left in `dir` (not in
+/// its subfolders); returns how many. A missing `dir` has none.
+///
+/// # Errors
+/// When `dir` cannot be listed or a temporary file cannot be removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<usize, AtomicWriteError> {
+    let err = |source| AtomicWriteError {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(err(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(err)?;
+        let name = entry.file_name();
+        if entry.file_type().map_err(err)?.is_file() && is_temp_name(&name.to_string_lossy()) {
+            std::fs::remove_file(entry.path()).map_err(|source| AtomicWriteError {
+                path: entry.path(),
+                source,
+            })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +267,31 @@ mod tests {
             "{name}"
         );
         assert_eq!(temp_sibling(Path::new("b")).parent(), Some(Path::new("")));
+    }
+
+    #[test]
+    fn stale_temporary_files_are_found_by_name_and_removed() {
+        assert!(is_temp_name(".latents.npy.1234.0.tmp"));
+        assert!(is_temp_name(".checkpoint.safetensors.99.17.tmp"));
+        assert!(!is_temp_name("latents.npy.1234.0.tmp"));
+        assert!(!is_temp_name(".latents.npy.12a.0.tmp"));
+        assert!(!is_temp_name(".npy.1.tmp"));
+        assert!(!is_temp_name(".hidden"));
+        let dir = tempfile::tempdir().unwrap();
+        let keep = ["latents.npy", ".hidden", "x.tmp"];
+        for name in keep
+            .iter()
+            .chain(&[".latents.npy.1234.0.tmp", ".a.json.1.2.tmp"])
+        {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".hidden", "latents.npy", "x.tmp"]);
+        assert_eq!(remove_stale_temps(&dir.path().join("absent")).unwrap(), 0);
     }
 }

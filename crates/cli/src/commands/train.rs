@@ -41,10 +41,14 @@ fn patches_for(img: &phyvae_data::Image, d: &DataConfig, progress: Progress) -> 
     Ok(patches)
 }
 
-/// Creates the run folder and saves the image the model sees (after
+/// Creates the run folder (removing temporary files an interrupted run left
+/// in it) and saves the image the model sees (after
 /// levelling and scaling) as `input.png` for the report.
 fn open_run(dir: &RunDir, patches: &PatchSet) -> Result<()> {
     create_dir(dir.root())?;
+    // What a killed writer left behind.
+    phyvae_data::atomic::remove_stale_temps(dir.root())?;
+    phyvae_data::atomic::remove_stale_temps(&dir.file(files::CHECKPOINT_DIR))?;
     render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
     Ok(())
 }
