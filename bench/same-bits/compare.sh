@@ -5,7 +5,7 @@
 # and the report (HTML and PNG).
 set -uo pipefail
 A=$1; B=$2; bad=0
-for f in $(cd "$A" && find . -type f ! -name '*.html' ! -name "*.png" ! -name checkpoint.safetensors | sort); do
+for f in $(cd "$A" && find . -type f ! -name '*.html' ! -name "*.png" ! -name checkpoint.safetensors ! -name .phyvae.lock | sort); do
   case "$f" in
     */metrics.json) python3 - "$A/$f" "$B/$f" <<'PY' || bad=1
 import json,sys

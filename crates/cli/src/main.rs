@@ -108,7 +108,7 @@ fn run_error_code(e: &phyvae_run::RunError) -> u8 {
     match e {
         R::InvalidParameter { .. } | R::Imaging(_) => 4,
         R::Read { .. } | R::BadFile { .. } => 3,
-        R::Write(_) => 5,
+        R::Write(_) | R::Busy { .. } => 5,
         _ => 1,
     }
 }

@@ -376,3 +376,27 @@ fn ctrl_c_keeps_the_checkpoint_and_the_run_resumes_to_the_same_bits() {
         std::fs::read(run.join("latents.npy")).unwrap()
     );
 }
+
+/// Two processes never write into one run folder: while one holds it,
+/// another `train` into it fails (exit code 5) naming the holder.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("run");
+    std::fs::create_dir(&out).unwrap();
+    let held = phyvae_run::files::RunDir::new(&out).lock().unwrap();
+    let mut args = vec!["train", s(&img), "--out", s(&out)];
+    args.extend(SMALL);
+    let o = phyvae(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("in use by another phyvae process (pid"),
+        "{err}"
+    );
+    assert!(!out.join("config.toml").exists());
+    drop(held);
+    ok(&args);
+}

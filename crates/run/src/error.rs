@@ -36,6 +36,16 @@ pub enum RunError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Another process is writing into the run folder.
+    #[error(
+        "{dir} is in use by another phyvae process ({holder}): wait for it, or choose another --out"
+    )]
+    Busy {
+        /// The run folder.
+        dir: PathBuf,
+        /// What the lock file says of its holder (`pid N`).
+        holder: String,
+    },
     /// Writing a file of the run folder failed.
     #[error(transparent)]
     Write(phyvae_data::DataError),

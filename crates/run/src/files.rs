@@ -19,6 +19,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::RunError;
+
 /// `config.toml`.
 pub const CONFIG: &str = "config.toml";
 /// `metrics.json`.
@@ -61,6 +63,15 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const REPORT: &str = "report.html";
 /// `figures/`: the report's PNG figures.
 pub const FIGURES_DIR: &str = "figures";
+/// `.phyvae.lock`: held by the process writing the run (its pid inside).
+pub const LOCK: &str = ".phyvae.lock";
+
+/// The exclusive hold of one process on a run folder, released when dropped
+/// (or when the process ends, however it ends).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
 
 /// A run folder: the path of each of its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +118,47 @@ impl RunDir {
             .join(format!("latents_epoch_{epoch:04}.npy"))
     }
 
+    /// Takes the folder's lock ([`LOCK`]), so that no other phyvae process
+    /// writes into it while this one does. The folder must exist.
+    ///
+    /// # Errors
+    /// [`RunError::Busy`] when another process holds it (naming that
+    /// process), [`RunError::Write`] when the lock file cannot be made.
+    pub fn lock(&self) -> crate::Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        let path = self.file(LOCK);
+        let write_err = |source: std::io::Error| {
+            RunError::Write(phyvae_data::DataError::Write {
+                path: path.clone(),
+                source,
+            })
+        };
+        let mut file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(write_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(RunError::Busy {
+                    dir: self.root.clone(),
+                    holder: holder.trim().to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(write_err(e)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "pid {}", std::process::id()))
+            .map_err(write_err)?;
+        Ok(RunLock { _file: file })
+    }
+
     /// The epoch of a snapshot file name (`latents_epoch_0012.npy` gives 12).
     #[must_use]
     pub fn snapshot_epoch(file_name: &str) -> Option<usize> {
@@ -146,5 +198,21 @@ mod tests {
     fn special_latents_come_first() {
         assert_eq!(latent_names(&["dx", "dy"], 2), ["dx", "dy", "z1", "z2"]);
         assert_eq!(latent_names(&[], 1), ["z1"]);
+    }
+
+    #[test]
+    fn a_locked_folder_is_busy_until_its_lock_is_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::new(d.path());
+        let held = run.lock().unwrap();
+        match run.lock() {
+            Err(RunError::Busy { dir, holder }) => {
+                assert_eq!(dir, d.path());
+                assert_eq!(holder, format!("pid {}", std::process::id()));
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        drop(held);
+        run.lock().unwrap();
     }
 }

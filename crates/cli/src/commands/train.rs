@@ -12,7 +12,7 @@ use phyvae_model::train::Trainer;
 use phyvae_report::render;
 use phyvae_run::config::{DataConfig, Method, RunConfig};
 use phyvae_run::diagnose::{Diagnosis, RunFacts, diagnose};
-use phyvae_run::files::{self, RunDir, latent_names};
+use phyvae_run::files::{self, RunDir, RunLock, latent_names};
 use phyvae_run::metrics::{Metrics, ResultMetrics};
 
 use crate::cli::{EncodeArgs, TrainArgs};
@@ -41,16 +41,18 @@ fn patches_for(img: &phyvae_data::Image, d: &DataConfig, progress: Progress) -> 
     Ok(patches)
 }
 
-/// Creates the run folder (removing temporary files an interrupted run left
-/// in it) and saves the image the model sees (after
+/// Creates the run folder, takes its lock for as long as the returned guard
+/// lives, removes temporary files an interrupted run left in it, and saves
+/// the image the model sees (after
 /// levelling and scaling) as `input.png` for the report.
-fn open_run(dir: &RunDir, patches: &PatchSet) -> Result<()> {
+fn open_run(dir: &RunDir, patches: &PatchSet) -> Result<RunLock> {
     create_dir(dir.root())?;
+    let lock = dir.lock()?;
     // What a killed writer left behind.
     phyvae_data::atomic::remove_stale_temps(dir.root())?;
     phyvae_data::atomic::remove_stale_temps(&dir.file(files::CHECKPOINT_DIR))?;
     render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
-    Ok(())
+    Ok(lock)
 }
 
 /// Encodes every patch with a progress bar.
@@ -121,7 +123,7 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     };
     let patches = patches_for(&img, &cfg.data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
-    open_run(&dir, &patches)?;
+    let _lock = open_run(&dir, &patches)?;
     if !a.resume {
         write_config(&dir, &cfg)?;
     }
@@ -223,7 +225,7 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let dir = RunDir::new(&a.run.out);
     let patches = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
-    open_run(&dir, &patches)?;
+    let _lock = open_run(&dir, &patches)?;
     let maps = encode_all(&model, &patches, progress)?;
     let kind = model.config().kind;
     let names = latent_names(&kind.special_names(), model.config().n_latent);
