@@ -11,7 +11,7 @@ use phyvae_data::patches::PatchSet;
 
 use crate::batch::patches_to_tensor;
 use crate::error::FrameworkContext;
-use crate::params::{ParamStore, load_tensors};
+use crate::params::ParamStore;
 use crate::vae::Vae;
 use crate::{ModelError, Result};
 use phyvae_run::config::{DataConfig, ModelDescription};
@@ -304,14 +304,22 @@ pub fn save_model(model: &Vae, dir: &Path, data: &DataConfig) -> Result<()> {
     struct Written<'a> {
         model: &'a phyvae_run::config::ModelConfig,
         data: serde_json::Value,
+        weights_sha256: String,
     }
     let bad = |e: serde_json::Error| ModelError::BadFile {
         path: dir.join(MODEL_JSON),
         reason: e.to_string(),
     };
+    let weights = dir.join(MODEL_FILE);
+    let bytes = std::fs::read(&weights).map_err(|source| ModelError::Io {
+        action: "reading",
+        path: weights.clone(),
+        source,
+    })?;
     let desc = Written {
         model: model.config(),
         data: serde_json::to_value(data).map_err(bad)?,
+        weights_sha256: sha256_hex(&bytes),
     };
     let json = serde_json::to_vec_pretty(&desc).map_err(|e| ModelError::BadFile {
         path: dir.join(MODEL_JSON),
@@ -320,12 +328,25 @@ pub fn save_model(model: &Vae, dir: &Path, data: &DataConfig) -> Result<()> {
     Ok(write_bytes_atomic(&dir.join(MODEL_JSON), &json)?)
 }
 
+/// SHA-256 of `bytes`, in lower-case hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// Loads a model saved by [`save_model`] onto `device`; returns it with the
 /// patch settings it was saved with.
 ///
 /// # Errors
 /// [`ModelError::Io`] / [`ModelError::BadFile`] when a file is missing or
-/// malformed, [`ModelError::ShapeMismatch`] when parameters do not fit the
+/// malformed, when `model.safetensors` does not match the SHA-256 recorded in
+/// `model.json`, or when a weight is NaN or infinite; [`ModelError::ShapeMismatch`] when parameters do not fit the
 /// configuration.
 pub fn load_model(dir: &Path, device: &Device) -> Result<(Vae, DataConfig)> {
     let jpath = dir.join(MODEL_JSON);
@@ -339,9 +360,43 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(Vae, DataConfig)> {
             path: jpath.clone(),
             reason: format!("not a phyvae model description: {e}"),
         })?;
-    let tensors = load_tensors(&dir.join(MODEL_FILE), device)?;
+    let wpath = dir.join(MODEL_FILE);
+    let bytes = std::fs::read(&wpath).map_err(|source| ModelError::Io {
+        action: "reading",
+        path: wpath.clone(),
+        source,
+    })?;
+    let broken = |reason: String| ModelError::BadFile {
+        path: wpath.clone(),
+        reason,
+    };
+    if let Some(want) = &desc.weights_sha256
+        && *want != sha256_hex(&bytes)
+    {
+        return Err(broken(format!(
+            "does not match the SHA-256 recorded in {MODEL_JSON} ({want}): the file was \
+             changed or damaged since the model was saved"
+        )));
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| broken(format!("not a readable safetensors file: {e}")))?;
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
     let mut store = ParamStore::new(device);
-    for (name, t) in &tensors {
+    for name in names {
+        let t = &tensors[name];
+        let finite = t
+            .flatten_all()
+            .and_then(|v| v.to_dtype(candle_core::DType::F32))
+            .and_then(|v| v.to_vec1::<f32>())
+            .ctx("model weights")?
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite {
+            return Err(broken(format!(
+                "weight `{name}` holds NaN or infinite values: the model is broken, train it again"
+            )));
+        }
         store.insert(name, t.clone())?;
     }
     let vae = Vae::from_store(&desc.model, store)?;
@@ -429,5 +484,66 @@ mod tests {
             load_model(dir.path(), &Device::Cpu),
             Err(ModelError::BadFile { .. })
         ));
+    }
+
+    #[test]
+    fn damaged_or_non_finite_weights_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let cfg = ModelConfig {
+            window: 4,
+            hidden: 8,
+            ..ModelConfig::default()
+        };
+        let m = Vae::new(&cfg, &Device::Cpu, &mut rng).unwrap();
+        let data = DataConfig {
+            window: 4,
+            step: 2,
+            ..DataConfig::default()
+        };
+        save_model(&m, dir.path(), &data).unwrap();
+        let jtext = std::fs::read_to_string(dir.path().join(MODEL_JSON)).unwrap();
+        let wpath = dir.path().join(MODEL_FILE);
+        let good = std::fs::read(&wpath).unwrap();
+        // The recorded checksum is the SHA-256 of the file as written.
+        assert!(jtext.contains(&sha256_hex(&good)), "{jtext}");
+        // One flipped byte in the last weight's data.
+        let mut bad = good.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        std::fs::write(&wpath, &bad).unwrap();
+        let err = load_model(dir.path(), &Device::Cpu).unwrap_err();
+        assert!(
+            matches!(err, ModelError::BadFile { ref path, .. } if *path == wpath),
+            "{err}"
+        );
+        assert!(err.to_string().contains("SHA-256"), "{err}");
+        // Non-finite weights in a model saved without a checksum.
+        let mut tensors = candle_core::safetensors::load_buffer(&good, &Device::Cpu).unwrap();
+        let name = tensors.keys().min().unwrap().clone();
+        let shape = tensors[&name].shape().clone();
+        tensors.insert(
+            name.clone(),
+            Tensor::full(f32::NAN, shape, &Device::Cpu).unwrap(),
+        );
+        candle_core::safetensors::save(&tensors, &wpath).unwrap();
+        let mut desc: serde_json::Value = serde_json::from_str(&jtext).unwrap();
+        desc.as_object_mut().unwrap().remove("weights_sha256");
+        std::fs::write(dir.path().join(MODEL_JSON), desc.to_string()).unwrap();
+        let err = load_model(dir.path(), &Device::Cpu).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("`{name}` holds NaN")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn sha256_of_a_known_input() {
+        // FIPS 180-2 test vector: SHA-256("abc").
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

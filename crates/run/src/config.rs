@@ -826,6 +826,10 @@ pub struct ModelDescription {
     pub model: ModelConfig,
     /// The patch settings the model was trained with.
     pub data: DataConfig,
+    /// SHA-256 of `model.safetensors` as written, in hex; loading checks it
+    /// (absent in models saved before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 /// Smallest and largest number of classes of the result segmentation.
