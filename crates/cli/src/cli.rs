@@ -268,6 +268,10 @@ pub struct RunArgs {
     /// Truth map (per pixel of the image, integer labels) to score the segmentations against.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Replace the run already in the output folder (only the files a run
+    /// writes are removed).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// Arguments of `phyvae train`. Unset options come from `--config` (when
@@ -373,7 +377,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderBackend>,
     /// Continue the run in OUT from its last checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
 }
 

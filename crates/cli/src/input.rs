@@ -3,8 +3,9 @@
 
 use anyhow::{Context, Result};
 use ndarray::Array2;
-use phyvae_data::patches::{PatchGrid, labels_at_patch_centres};
+use phyvae_data::patches::{PatchGrid, PatchSet, labels_at_patch_centres};
 use phyvae_data::{Image, io};
+use phyvae_run::config::DataConfig;
 use std::path::{Path, PathBuf};
 
 use crate::cli::InputArgs;
@@ -72,4 +73,18 @@ pub fn read_truth(path: Option<&PathBuf>, grid: &PatchGrid) -> Result<Option<Arr
     Ok(Some(
         labels_at_patch_centres(t.view(), grid).context("truth map does not match the image")?,
     ))
+}
+
+/// Cuts the patches with a progress line (nothing is written: a run that
+/// fails here leaves no folder behind).
+pub fn patches_for(
+    img: &phyvae_data::Image,
+    d: &DataConfig,
+    progress: Progress,
+) -> Result<PatchSet> {
+    let st = progress.step("cutting patches");
+    let grid = PatchGrid::new(img.rows(), img.cols(), d.window, d.step)?;
+    let patches = PatchSet::from_image(img, grid, d.scaling(), d.level)?;
+    st.done();
+    Ok(patches)
 }

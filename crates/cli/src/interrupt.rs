@@ -2,6 +2,7 @@
 //! the current batch (the last whole epoch's checkpoint is kept and the
 //! command says how to resume); a second one ends the process at once.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,4 +25,22 @@ pub fn flag() -> Arc<AtomicBool> {
         // No handler: Ctrl-C keeps its default effect.
     }
     flag
+}
+
+/// The error of an interrupted training (`e` is
+/// `ModelError::Interrupted`), saying what was kept and how to resume.
+pub fn explain(e: phyvae_model::ModelError, image: &Path, out: &Path) -> anyhow::Error {
+    let what = match e {
+        phyvae_model::ModelError::Interrupted { epochs_done: 0 } => {
+            "no epoch was completed, so there is no checkpoint: start the run again".to_owned()
+        }
+        phyvae_model::ModelError::Interrupted { epochs_done } => format!(
+            "the checkpoint of epoch {epochs_done} is kept; continue with: \
+             phyvae train {} --out {} --resume",
+            image.display(),
+            out.display()
+        ),
+        _ => String::new(),
+    };
+    anyhow::Error::from(e).context(what)
 }

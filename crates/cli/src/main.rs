@@ -106,7 +106,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 fn run_error_code(e: &phyvae_run::RunError) -> u8 {
     use phyvae_run::RunError as R;
     match e {
-        R::InvalidParameter { .. } | R::Imaging(_) => 4,
+        R::InvalidParameter { .. } | R::Imaging(_) | R::Occupied { .. } => 4,
         R::Read { .. } | R::BadFile { .. } => 3,
         R::Write(_) | R::Busy { .. } => 5,
         _ => 1,

@@ -400,3 +400,36 @@ fn a_run_folder_in_use_is_refused() {
     drop(held);
     ok(&args);
 }
+
+/// A folder that holds a run is not trained into again by accident: without
+/// `--resume` or `--overwrite` the command is refused and the run is left as
+/// it was; `--overwrite` replaces the run's files and nothing else, so no
+/// file of the old run survives into the new one.
+#[test]
+fn a_folder_holding_a_run_needs_overwrite_and_keeps_no_stale_file() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("run");
+    let mut args = vec!["train", s(&img), "--out", s(&out), "--snapshot-every", "1"];
+    args.extend(SMALL);
+    ok(&args);
+    assert!(out.join("snapshots/latents_epoch_0002.npy").is_file());
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    let config = std::fs::read(out.join("config.toml")).unwrap();
+    let mut again = vec!["train", s(&img), "--out", s(&out)];
+    again.extend(SMALL);
+    again.pop();
+    again.push("1");
+    let o = phyvae(&again);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("already holds a run"), "{err}");
+    assert_eq!(std::fs::read(out.join("config.toml")).unwrap(), config);
+    again.push("--overwrite");
+    ok(&again);
+    assert!(!out.join("snapshots/latents_epoch_0002.npy").exists());
+    assert!(out.join("notes.txt").is_file());
+    let hist = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(hist.lines().count(), 2, "{hist}");
+}

@@ -36,6 +36,15 @@ pub enum RunError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The output folder already holds a run, and the command was not told
+    /// to continue it or to replace it.
+    #[error(
+        "{dir} already holds a run: continue it with --resume, replace it with --overwrite, or choose another --out"
+    )]
+    Occupied {
+        /// The run folder.
+        dir: PathBuf,
+    },
     /// Another process is writing into the run folder.
     #[error(
         "{dir} is in use by another phyvae process ({holder}): wait for it, or choose another --out"

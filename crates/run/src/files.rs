@@ -66,6 +66,28 @@ pub const FIGURES_DIR: &str = "figures";
 /// `.phyvae.lock`: held by the process writing the run (its pid inside).
 pub const LOCK: &str = ".phyvae.lock";
 
+/// Every file and folder a run writes at the top of its folder.
+pub const RUN_ENTRIES: [&str; 18] = [
+    CONFIG,
+    METRICS,
+    HISTORY,
+    MODEL,
+    MODEL_JSON,
+    LATENTS,
+    LATENTS_SD,
+    TRUTH_GRID,
+    INPUT_PNG,
+    MANIFOLD,
+    MANIFOLD_PNG,
+    LATENT_HIST,
+    SEGMENTATION_DIR,
+    RESULT_DIR,
+    SNAPSHOTS_DIR,
+    CHECKPOINT_DIR,
+    REPORT,
+    FIGURES_DIR,
+];
+
 /// The exclusive hold of one process on a run folder, released when dropped
 /// (or when the process ends, however it ends).
 #[derive(Debug)]
@@ -159,6 +181,39 @@ impl RunDir {
         Ok(RunLock { _file: file })
     }
 
+    /// Whether the folder holds (part of) a run: any file or folder a run
+    /// writes, other than the lock.
+    #[must_use]
+    pub fn holds_run(&self) -> bool {
+        RUN_ENTRIES.iter().any(|name| self.file(name).exists())
+    }
+
+    /// Removes every file and folder a run writes (and nothing else) from
+    /// the folder; returns how many entries went.
+    ///
+    /// # Errors
+    /// [`RunError::Write`] naming the entry that could not be removed.
+    pub fn remove_run(&self) -> crate::Result<usize> {
+        let mut removed = 0;
+        for name in RUN_ENTRIES {
+            let p = self.file(name);
+            let gone = match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                Ok(_) => std::fs::remove_file(&p),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => Err(e),
+            };
+            gone.map_err(|source| {
+                RunError::Write(phyvae_data::DataError::Write {
+                    path: p.clone(),
+                    source,
+                })
+            })?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// The epoch of a snapshot file name (`latents_epoch_0012.npy` gives 12).
     #[must_use]
     pub fn snapshot_epoch(file_name: &str) -> Option<usize> {
@@ -214,5 +269,21 @@ mod tests {
         }
         drop(held);
         run.lock().unwrap();
+    }
+
+    #[test]
+    fn a_run_is_removed_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::new(d.path());
+        assert!(!run.holds_run());
+        std::fs::write(run.file("notes.txt"), b"mine").unwrap();
+        assert!(!run.holds_run());
+        std::fs::write(run.file(CONFIG), b"x").unwrap();
+        std::fs::create_dir_all(run.segmentation("z1")).unwrap();
+        std::fs::write(run.segmentation("z1").join("otsu.npy"), b"x").unwrap();
+        assert!(run.holds_run());
+        assert_eq!(run.remove_run().unwrap(), 2);
+        assert!(!run.holds_run());
+        assert!(run.file("notes.txt").is_file());
     }
 }

@@ -13,14 +13,15 @@ use phyvae_imaging::physics::{sl1_map, sl2_map};
 use phyvae_imaging::pipeline::{Segmentations, VisualizeParams};
 use phyvae_model::infer::{LatentMaps, latent_histogram, manifold2d};
 use phyvae_model::vae::Vae;
+use phyvae_run::RunError;
 use phyvae_run::config::DataConfig;
 use phyvae_run::config::RunConfig;
 use phyvae_run::diagnose::Diagnosis;
-use phyvae_run::files::{self, RunDir};
+use phyvae_run::files::{self, RunDir, RunLock};
 use phyvae_run::history::{self, EpochRecord};
 use phyvae_run::metrics::Metrics;
 
-use crate::cli::InputArgs;
+use crate::cli::{InputArgs, RunArgs};
 use phyvae_report::render;
 
 use crate::commands::report::write_report;
@@ -190,4 +191,26 @@ pub fn create_dir(path: &Path) -> Result<()> {
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Refuses a folder that holds a run (unless resuming it or `--overwrite`),
+/// creates the run folder, takes its lock for as long as the returned guard
+/// lives, removes the run it held with `--overwrite`, removes temporary files an interrupted run left in it, and saves
+/// the image the model sees (after
+/// levelling and scaling) as `input.png` for the report.
+pub fn open_run(dir: &RunDir, patches: &PatchSet, r: &RunArgs, resume: bool) -> Result<RunLock> {
+    if !resume && !r.overwrite && dir.holds_run() {
+        let dir = dir.root().to_path_buf();
+        return Err(RunError::Occupied { dir }.into());
+    }
+    create_dir(dir.root())?;
+    let lock = dir.lock()?;
+    if r.overwrite {
+        dir.remove_run()?;
+    }
+    // What a killed writer left behind.
+    phyvae_data::atomic::remove_stale_temps(dir.root())?;
+    phyvae_data::atomic::remove_stale_temps(&dir.file(files::CHECKPOINT_DIR))?;
+    render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
+    Ok(lock)
 }

@@ -6,54 +6,29 @@ use std::time::Instant;
 
 use anyhow::Result;
 use ndarray::Array2;
-use phyvae_data::patches::{PatchGrid, PatchSet};
+use phyvae_data::patches::PatchSet;
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
 use phyvae_model::train::Trainer;
-use phyvae_report::render;
-use phyvae_run::config::{DataConfig, Method, RunConfig};
+use phyvae_run::config::{Method, RunConfig};
 use phyvae_run::diagnose::{Diagnosis, RunFacts, diagnose};
-use phyvae_run::files::{self, RunDir, RunLock, latent_names};
+use phyvae_run::files::{self, RunDir, latent_names};
 use phyvae_run::metrics::{Metrics, ResultMetrics};
 
 use crate::cli::{EncodeArgs, TrainArgs};
 use crate::commands::classical;
 use crate::commands::output::{
-    base_metrics, create_dir, finish_run, warn_diagnosis, write_config, write_history, write_maps,
-    write_metrics, write_model_figures,
+    base_metrics, create_dir, finish_run, open_run, warn_diagnosis, write_config, write_history,
+    write_maps, write_metrics, write_model_figures,
 };
 use crate::commands::result::{self, informative};
 use crate::device::{device_name, pick_device};
-use crate::input::{read_input, read_truth};
+use crate::input::{patches_for, read_input, read_truth};
 use crate::interrupt;
 use crate::progress::Progress;
 use crate::settings;
 
 /// Patches encoded per batch after training.
 const ENCODE_BATCH: usize = 256;
-
-/// Cuts the patches with a progress line (nothing is written: a run that
-/// fails here leaves no folder behind).
-fn patches_for(img: &phyvae_data::Image, d: &DataConfig, progress: Progress) -> Result<PatchSet> {
-    let st = progress.step("cutting patches");
-    let grid = PatchGrid::new(img.rows(), img.cols(), d.window, d.step)?;
-    let patches = PatchSet::from_image(img, grid, d.scaling(), d.level)?;
-    st.done();
-    Ok(patches)
-}
-
-/// Creates the run folder, takes its lock for as long as the returned guard
-/// lives, removes temporary files an interrupted run left in it, and saves
-/// the image the model sees (after
-/// levelling and scaling) as `input.png` for the report.
-fn open_run(dir: &RunDir, patches: &PatchSet) -> Result<RunLock> {
-    create_dir(dir.root())?;
-    let lock = dir.lock()?;
-    // What a killed writer left behind.
-    phyvae_data::atomic::remove_stale_temps(dir.root())?;
-    phyvae_data::atomic::remove_stale_temps(&dir.file(files::CHECKPOINT_DIR))?;
-    render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
-    Ok(lock)
-}
 
 /// Encodes every patch with a progress bar.
 fn encode_all(
@@ -123,7 +98,7 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     };
     let patches = patches_for(&img, &cfg.data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
-    let _lock = open_run(&dir, &patches)?;
+    let _lock = open_run(&dir, &patches, &a.run, a.resume)?;
     if !a.resume {
         write_config(&dir, &cfg)?;
     }
@@ -154,18 +129,8 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
         metrics.result = Some(ResultMetrics::none("training diverged"));
         write_metrics(&dir, &metrics)?;
     }
-    if let Err(e @ phyvae_model::ModelError::Interrupted { epochs_done }) = outcome {
-        let what = if epochs_done == 0 {
-            "no epoch was completed, so there is no checkpoint: start the run again".to_owned()
-        } else {
-            format!(
-                "the checkpoint of epoch {epochs_done} is kept; continue with: \
-                 phyvae train {} --out {} --resume",
-                a.input.image.display(),
-                dir.root().display()
-            )
-        };
-        return Err(anyhow::Error::from(e).context(what));
+    if let Err(e @ phyvae_model::ModelError::Interrupted { .. }) = outcome {
+        return Err(interrupt::explain(e, &a.input.image, dir.root()));
     }
     outcome?;
     let train_secs = train_start.elapsed().as_secs_f64();
@@ -225,7 +190,7 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let dir = RunDir::new(&a.run.out);
     let patches = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
-    let _lock = open_run(&dir, &patches)?;
+    let _lock = open_run(&dir, &patches, &a.run, false)?;
     let maps = encode_all(&model, &patches, progress)?;
     let kind = model.config().kind;
     let names = latent_names(&kind.special_names(), model.config().n_latent);
