@@ -353,8 +353,9 @@ fn ctrl_c_keeps_the_checkpoint_and_the_run_resumes_to_the_same_bits() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(ckpt.is_file(), "no checkpoint within 60 s");
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // The shell's own `kill`: no procps needed.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .unwrap();
     assert!(killed.success());
