@@ -14,33 +14,34 @@ pub const EXIT_CODE: u8 = 130;
 pub fn flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&flag);
-    let installed = ctrlc::set_handler(move || {
+    // Where no handler can be installed, Ctrl-C keeps its default effect.
+    let _ = ctrlc::set_handler(move || {
         if seen.swap(true, Ordering::SeqCst) {
             eprintln!("interrupted again: stopping now");
             std::process::exit(i32::from(EXIT_CODE));
         }
         eprintln!("interrupted: stopping after the current batch (Ctrl-C again to stop now)");
     });
-    if installed.is_err() {
-        // No handler: Ctrl-C keeps its default effect.
-    }
     flag
 }
 
-/// The error of an interrupted training (`e` is
-/// `ModelError::Interrupted`), saying what was kept and how to resume.
-pub fn explain(e: phyvae_model::ModelError, image: &Path, out: &Path) -> anyhow::Error {
-    let what = match e {
-        phyvae_model::ModelError::Interrupted { epochs_done: 0 } => {
-            "no epoch was completed, so there is no checkpoint: start the run again".to_owned()
-        }
-        phyvae_model::ModelError::Interrupted { epochs_done } => format!(
+/// The error of a training interrupted after `epochs_done` whole epochs
+/// (`e`), saying what was kept and how to resume.
+pub fn explain(
+    e: phyvae_model::ModelError,
+    epochs_done: usize,
+    image: &Path,
+    out: &Path,
+) -> anyhow::Error {
+    let what = if epochs_done == 0 {
+        "no epoch was completed, so there is no checkpoint: start the run again".to_owned()
+    } else {
+        format!(
             "the checkpoint of epoch {epochs_done} is kept; continue with: \
              phyvae train {} --out {} --resume",
             image.display(),
             out.display()
-        ),
-        _ => String::new(),
+        )
     };
     anyhow::Error::from(e).context(what)
 }

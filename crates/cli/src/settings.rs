@@ -18,44 +18,45 @@ use crate::cli::TrainArgs;
 /// boundary-evolution strip): one every `epochs / SNAPSHOTS` epochs.
 const SNAPSHOTS: usize = 5;
 
-/// `--model`: a VAE architecture, or the classical baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `--model`: a VAE architecture ([`ModelKind`], by its name), or `fft`,
+/// the classical baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelArg {
-    /// Plain VAE, fully connected decoder.
-    Vanilla,
-    /// Shift-invariant VAE (sh-VAE), the paper's model.
-    Shift,
-    /// Rotation-invariant VAE.
-    Rotation,
-    /// Scale-invariant VAE.
-    Scale,
-    /// Shift and rotation.
-    ShiftRotation,
-    /// Shift and scale.
-    ShiftScale,
-    /// Rotation and scale.
-    RotationScale,
-    /// Shift, rotation and scale.
-    ShiftRotationScale,
+    /// A VAE of this architecture.
+    Vae(ModelKind),
     /// The classical baseline: sliding-window FFT magnitude, PCA, clustering; no training.
     Fft,
+}
+
+/// Every `--model` value: the architectures, then the baseline.
+static MODEL_ARGS: std::sync::LazyLock<Vec<ModelArg>> = std::sync::LazyLock::new(|| {
+    ModelKind::ALL
+        .into_iter()
+        .map(ModelArg::Vae)
+        .chain([ModelArg::Fft])
+        .collect()
+});
+
+impl ValueEnum for ModelArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &MODEL_ARGS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self {
+            ModelArg::Vae(k) => clap::builder::PossibleValue::new(k.name()),
+            ModelArg::Fft => clap::builder::PossibleValue::new("fft"),
+        })
+    }
 }
 
 impl ModelArg {
     /// The method and, for a VAE, its architecture.
     fn split(self) -> (Method, Option<ModelKind>) {
-        let kind = match self {
-            ModelArg::Fft => return (Method::Fft, None),
-            ModelArg::Vanilla => ModelKind::Vanilla,
-            ModelArg::Shift => ModelKind::Shift,
-            ModelArg::Rotation => ModelKind::Rotation,
-            ModelArg::Scale => ModelKind::Scale,
-            ModelArg::ShiftRotation => ModelKind::ShiftRotation,
-            ModelArg::ShiftScale => ModelKind::ShiftScale,
-            ModelArg::RotationScale => ModelKind::RotationScale,
-            ModelArg::ShiftRotationScale => ModelKind::ShiftRotationScale,
-        };
-        (Method::Vae, Some(kind))
+        match self {
+            ModelArg::Vae(k) => (Method::Vae, Some(k)),
+            ModelArg::Fft => (Method::Fft, None),
+        }
     }
 }
 

@@ -146,8 +146,7 @@ pub enum Scaling {
 /// Background levelling applied to the image before scaling
 /// ([`phyvae_imaging::background`]).
 ///
-/// Named in settings and on the command line `none`, `plane`, `plane-lines`
-/// ([`Levelling::name`], [`std::str::FromStr`]).
+/// Named in settings and on the command line `none`, `plane`, `plane-lines`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -162,39 +161,6 @@ pub enum Levelling {
     #[serde(rename = "plane-lines")]
     #[cfg_attr(feature = "clap", value(name = "plane-lines"))]
     PlanePlusLines,
-}
-
-impl Levelling {
-    /// Every levelling, in the order of [`Levelling::NAMES`].
-    pub const ALL: [Levelling; 3] = [Levelling::None, Levelling::Plane, Levelling::PlanePlusLines];
-    /// The names of [`Levelling::ALL`].
-    pub const NAMES: [&'static str; 3] = ["none", "plane", "plane-lines"];
-
-    /// `none`, `plane` or `plane-lines`.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Levelling::None => Self::NAMES[0],
-            Levelling::Plane => Self::NAMES[1],
-            Levelling::PlanePlusLines => Self::NAMES[2],
-        }
-    }
-}
-
-impl std::str::FromStr for Levelling {
-    type Err = crate::DataError;
-
-    /// Parses [`Levelling::name`].
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.name() == s)
-            .ok_or_else(|| crate::DataError::InvalidParameter {
-                name: "level",
-                value: s.to_string(),
-                rule: "one of none, plane, plane-lines",
-            })
-    }
 }
 
 /// The patches of one image on a [`PatchGrid`], without the patch stack.

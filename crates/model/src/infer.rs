@@ -456,10 +456,10 @@ mod tests {
         assert!(manifold2d(&m, 1).is_err());
     }
 
-    #[test]
-    fn save_and_load_give_the_same_encoder() {
+    /// A small sh-VAE drawn from `seed`, saved in a fresh folder.
+    fn saved_model(seed: u64) -> (tempfile::TempDir, Vae, DataConfig) {
         let dir = tempfile::tempdir().unwrap();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let cfg = ModelConfig {
             window: 4,
             hidden: 8,
@@ -472,6 +472,12 @@ mod tests {
             ..DataConfig::default()
         };
         save_model(&m, dir.path(), &data).unwrap();
+        (dir, m, data)
+    }
+
+    #[test]
+    fn save_and_load_give_the_same_encoder() {
+        let (dir, m, data) = saved_model(4);
         let (back, d2) = load_model(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(d2, data);
         assert_eq!(back.config(), m.config());
@@ -488,20 +494,7 @@ mod tests {
 
     #[test]
     fn damaged_or_non_finite_weights_are_refused_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let cfg = ModelConfig {
-            window: 4,
-            hidden: 8,
-            ..ModelConfig::default()
-        };
-        let m = Vae::new(&cfg, &Device::Cpu, &mut rng).unwrap();
-        let data = DataConfig {
-            window: 4,
-            step: 2,
-            ..DataConfig::default()
-        };
-        save_model(&m, dir.path(), &data).unwrap();
+        let (dir, _, _) = saved_model(5);
         let jtext = std::fs::read_to_string(dir.path().join(MODEL_JSON)).unwrap();
         let wpath = dir.path().join(MODEL_FILE);
         let good = std::fs::read(&wpath).unwrap();

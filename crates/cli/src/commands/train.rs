@@ -129,8 +129,13 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
         metrics.result = Some(ResultMetrics::none("training diverged"));
         write_metrics(&dir, &metrics)?;
     }
-    if let Err(e @ phyvae_model::ModelError::Interrupted { .. }) = outcome {
-        return Err(interrupt::explain(e, &a.input.image, dir.root()));
+    if let Err(e @ phyvae_model::ModelError::Interrupted { epochs_done }) = outcome {
+        return Err(interrupt::explain(
+            e,
+            epochs_done,
+            &a.input.image,
+            dir.root(),
+        ));
     }
     outcome?;
     let train_secs = train_start.elapsed().as_secs_f64();

@@ -1,7 +1,7 @@
 //! The bilateral filter with its weights frozen at an image, as a dense linear
 //! operator (to differentiate the phy-VAE SL1 loss with constant weights).
 
-use super::skimage::{color_bin, color_lut_for, skimage_spatial_weights};
+use super::skimage::{SkimageTables, color_bin};
 use super::{BilateralMode, BilateralParams, colour_variance};
 use crate::error::check_finite;
 use crate::numeric::min_max;
@@ -101,16 +101,14 @@ fn skimage_operator<T: Real>(
             value: win.to_string(),
             rule: "window too large to pad the image",
         })?;
-    let spatial = skimage_spatial_weights::<T>(win, params.sigma_spatial);
-    let shift = lo < T::zero();
-    let max_value = if shift { hi - lo } else { hi };
-    #[allow(clippy::cast_precision_loss)]
-    let dist_scale = T::c(params.bins as f64) / max_value;
-    let shifted: Vec<T> = img
-        .iter()
-        .map(|&v| if shift { v - lo } else { v })
-        .collect();
-    let color = color_lut_for(&shifted, params.bins, sigma_color_sq, hi, dist_scale);
+    let SkimageTables {
+        spatial,
+        shift,
+        dist_scale,
+        shifted,
+        color,
+        ..
+    } = SkimageTables::new(img, params, (lo, hi), sigma_color_sq);
     let max_bin = params.bins - 1;
     // The first minimum, row-major: the pixel whose value scikit-image shifts by.
     let argmin = img.iter().position(|&v| v == lo).unwrap_or(0);

@@ -211,6 +211,55 @@ impl<T: Real> SkimageKernel<'_, T> {
     }
 }
 
+/// What scikit-image's bilateral filter derives from the image before it
+/// filters: the spatial weights of the window, the shift of a negative image
+/// to 0, the colour-bin scale and the colour table. The filter and its dense
+/// operator both start from these.
+pub(super) struct SkimageTables<T> {
+    /// Spatial weights of the `win x win` window, row-major.
+    pub spatial: Vec<T>,
+    /// Whether the image is shifted by its minimum (it has negative values).
+    pub shift: bool,
+    /// The largest value after the shift.
+    pub max_value: T,
+    /// Colour bins per unit of value.
+    pub dist_scale: T,
+    /// The image after the shift, row-major.
+    pub shifted: Vec<T>,
+    /// Colour weight of each bin.
+    pub color: Vec<T>,
+}
+
+impl<T: Real> SkimageTables<T> {
+    /// The tables of `img`, whose minimum and maximum are `lo` and `hi`.
+    pub(super) fn new(
+        img: ArrayView2<'_, T>,
+        params: &BilateralParams,
+        (lo, hi): (T, T),
+        sigma_color_sq: T,
+    ) -> Self {
+        let spatial = skimage_spatial_weights::<T>(params.window(), params.sigma_spatial);
+        let shift = lo < T::zero();
+        let max_value = if shift { hi - lo } else { hi };
+        #[allow(clippy::cast_precision_loss)]
+        let dist_scale = T::c(params.bins as f64) / max_value;
+        let shifted: Vec<T> = img
+            .iter()
+            .map(|&v| if shift { v - lo } else { v })
+            .collect();
+        // The colour table uses the unshifted maximum; the bin scale the shifted one.
+        let color = color_lut_for(&shifted, params.bins, sigma_color_sq, hi, dist_scale);
+        Self {
+            spatial,
+            shift,
+            max_value,
+            dist_scale,
+            shifted,
+            color,
+        }
+    }
+}
+
 /// [`BilateralMode::Skimage`](super::BilateralMode::Skimage) on a finite, non-constant image.
 pub(super) fn skimage_bilateral<T: Real>(
     img: ArrayView2<'_, T>,
@@ -233,17 +282,14 @@ pub(super) fn skimage_bilateral<T: Real>(
         .ok_or_else(too_large)?;
     win.checked_mul(win).ok_or_else(too_large)?;
 
-    let spatial = skimage_spatial_weights::<T>(win, params.sigma_spatial);
-    let shift = lo < T::zero();
-    let max_value = if shift { hi - lo } else { hi };
-    #[allow(clippy::cast_precision_loss)]
-    let dist_scale = T::c(params.bins as f64) / max_value;
-    let shifted: Vec<T> = img
-        .iter()
-        .map(|&v| if shift { v - lo } else { v })
-        .collect();
-    // The colour table uses the unshifted maximum; the bin scale the shifted one.
-    let color = color_lut_for(&shifted, params.bins, sigma_color_sq, hi, dist_scale);
+    let SkimageTables {
+        spatial,
+        shift,
+        max_value,
+        dist_scale,
+        shifted,
+        color,
+    } = SkimageTables::new(img, params, (lo, hi), sigma_color_sq);
 
     // cval = 0 is not shifted.
     let mut padded = vec![T::zero(); padded_len];
