@@ -7,7 +7,9 @@
 //! disk (`fsync`), then renames it over the target. A reader, or a run killed
 //! mid-write, sees either the old file or the whole new one. On any error the
 //! temporary file is removed and the target is left untouched; the error
-//! ([`AtomicWriteError`]) names the target.
+//! ([`AtomicWriteError`]) names the target. Each write passes four fault
+//! points (the hidden `fault` module): the temporary file created, filled,
+//! synced, and renamed.
 //!
 //! - [`write_atomic`]: the content comes from a closure writing to a buffered
 //!   writer;
@@ -30,6 +32,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::fault;
 
 /// A failed atomic write of `path` (the target, not the temporary file).
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +69,11 @@ pub fn write_atomic(
     let tmp = temp_sibling(path);
     let filled = (|| -> std::io::Result<()> {
         let file = File::options().write(true).create_new(true).open(&tmp)?;
+        fault::point_file("write.created", path);
         let mut w = BufWriter::new(file);
         write(&mut w)?;
         w.flush()?;
+        fault::point_file("write.filled", path);
         let file = w
             .into_inner()
             .map_err(std::io::IntoInnerError::into_error)?;
@@ -98,7 +104,9 @@ pub fn write_atomic_with(
     let tmp = temp_sibling(path);
     let filled = (|| -> std::io::Result<()> {
         drop(File::options().write(true).create_new(true).open(&tmp)?);
+        fault::point_file("write.created", path);
         save(&tmp)?;
+        fault::point_file("write.filled", path);
         File::options().write(true).open(&tmp)?.sync_all()
     })();
     commit(path, &tmp, filled)
@@ -107,16 +115,21 @@ pub fn write_atomic_with(
 /// Renames the filled temporary file `tmp` over `path`, or removes it if
 /// filling or renaming failed.
 fn commit(path: &Path, tmp: &Path, filled: std::io::Result<()>) -> Result<(), AtomicWriteError> {
-    filled
-        .and_then(|()| std::fs::rename(tmp, path))
-        .map_err(|source| {
-            // Best effort: the temporary file may not exist if creating it failed.
-            let _ = std::fs::remove_file(tmp);
-            AtomicWriteError {
-                path: path.to_path_buf(),
-                source,
-            }
-        })
+    let renamed = filled.and_then(|()| {
+        fault::point_file("write.synced", path);
+        std::fs::rename(tmp, path)
+    });
+    if renamed.is_ok() {
+        fault::point_file("write.renamed", path);
+    }
+    renamed.map_err(|source| {
+        // Best effort: the temporary file may not exist if creating it failed.
+        let _ = std::fs::remove_file(tmp);
+        AtomicWriteError {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// A fresh temporary name beside `path`: `.<name>.<pid>.<n>.tmp`.
@@ -153,6 +166,19 @@ fn is_temp_name(name: &str) -> bool {
 /// # Errors
 /// When `dir` cannot be listed or a temporary file cannot be removed.
 pub fn remove_stale_temps(dir: &Path) -> Result<usize, AtomicWriteError> {
+    remove_temps(dir, false)
+}
+
+/// As [`remove_stale_temps`], in `dir` and every folder below it (symbolic
+/// links are not followed).
+///
+/// # Errors
+/// As [`remove_stale_temps`].
+pub fn remove_stale_temps_below(dir: &Path) -> Result<usize, AtomicWriteError> {
+    remove_temps(dir, true)
+}
+
+fn remove_temps(dir: &Path, below: bool) -> Result<usize, AtomicWriteError> {
     let err = |source| AtomicWriteError {
         path: dir.to_path_buf(),
         source,
@@ -166,7 +192,10 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize, AtomicWriteError> {
     for entry in entries {
         let entry = entry.map_err(err)?;
         let name = entry.file_name();
-        if entry.file_type().map_err(err)?.is_file() && is_temp_name(&name.to_string_lossy()) {
+        let kind = entry.file_type().map_err(err)?;
+        if below && kind.is_dir() {
+            removed += remove_temps(&entry.path(), true)?;
+        } else if kind.is_file() && is_temp_name(&name.to_string_lossy()) {
             std::fs::remove_file(entry.path()).map_err(|source| AtomicWriteError {
                 path: entry.path(),
                 source,
@@ -293,5 +322,27 @@ mod tests {
         left.sort();
         assert_eq!(left, [".hidden", "latents.npy", "x.tmp"]);
         assert_eq!(remove_stale_temps(&dir.path().join("absent")).unwrap(), 0);
+    }
+
+    #[test]
+    fn stale_temporary_files_below_a_folder_are_removed_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("segmentation/z1");
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in [
+            dir.path().join(".a.npy.1.0.tmp"),
+            sub.join(".otsu.npy.1.1.tmp"),
+            sub.join("otsu.npy"),
+        ] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+        assert_eq!(listing(&sub), [".otsu.npy.1.1.tmp", "otsu.npy"]);
+        assert_eq!(remove_stale_temps_below(dir.path()).unwrap(), 1);
+        assert_eq!(listing(&sub), ["otsu.npy"]);
+        assert_eq!(
+            remove_stale_temps_below(&dir.path().join("absent")).unwrap(),
+            0
+        );
     }
 }

@@ -14,6 +14,8 @@
 
 pub mod atomic;
 mod error;
+#[doc(hidden)]
+pub mod fault;
 mod image;
 pub mod io;
 pub mod patches;
