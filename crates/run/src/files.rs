@@ -214,6 +214,28 @@ impl RunDir {
         Ok(removed)
     }
 
+    /// Removes the temporary files a killed writer left in the folder and in
+    /// the run's subfolders (`segmentation/<latent>/`, `checkpoint/`,
+    /// `figures/`, ...), and nowhere else; returns how many.
+    ///
+    /// # Errors
+    /// [`RunError::Write`] naming the folder that could not be listed or the
+    /// file that could not be removed.
+    pub fn remove_stale_temps(&self) -> crate::Result<usize> {
+        use phyvae_data::atomic::{remove_stale_temps, remove_stale_temps_below};
+        let as_run_error = |e: phyvae_data::atomic::AtomicWriteError| {
+            RunError::Write(phyvae_data::DataError::from(e))
+        };
+        let mut removed = remove_stale_temps(&self.root).map_err(as_run_error)?;
+        for name in RUN_ENTRIES {
+            let p = self.file(name);
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                removed += remove_stale_temps_below(&p).map_err(as_run_error)?;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The epoch of a snapshot file name (`latents_epoch_0012.npy` gives 12).
     #[must_use]
     pub fn snapshot_epoch(file_name: &str) -> Option<usize> {
@@ -269,6 +291,30 @@ mod tests {
         }
         drop(held);
         run.lock().unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_go_from_the_run_and_its_folders_only() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::new(d.path());
+        let seg = run.segmentation("z1");
+        let mine = run.file("notes");
+        for dir in [&seg, &mine] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let stale = [
+            run.file(".config.toml.7.0.tmp"),
+            seg.join(".otsu.npy.7.1.tmp"),
+            run.file(FIGURES_DIR).join(".loss.png.7.2.tmp"),
+        ];
+        std::fs::create_dir_all(run.file(FIGURES_DIR)).unwrap();
+        let kept = mine.join(".a.txt.7.3.tmp");
+        for f in stale.iter().chain([&kept]) {
+            std::fs::write(f, b"x").unwrap();
+        }
+        assert_eq!(run.remove_stale_temps().unwrap(), 3);
+        assert!(stale.iter().all(|f| !f.exists()));
+        assert!(kept.is_file());
     }
 
     #[test]
