@@ -92,6 +92,7 @@ pub fn encode_patches_with_progress(
         }
         start += b;
         progress(start, total);
+        phyvae_data::fault::point("encode.batch");
     }
     Ok(LatentMaps { mean, sd })
 }

@@ -358,6 +358,7 @@ impl<'p> Trainer<'p> {
             self.history.push(record);
             self.epochs_done += 1;
             let epoch = self.epochs_done;
+            phyvae_data::fault::point("train.epoch");
             if let Some(r) = self.history.last() {
                 on_event(TrainEvent::EpochFinished(r));
             }
@@ -461,6 +462,7 @@ impl<'p> Trainer<'p> {
                 batch: bi,
                 loss: step.loss,
             });
+            phyvae_data::fault::point("train.batch");
             if self
                 .stop
                 .as_ref()

@@ -1014,6 +1014,7 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
     })?;
     progress("writing figures");
     for f in report.figures() {
+        phyvae_data::fault::point("report.figure");
         write_bytes_atomic(&fdir.join(format!("{}.png", f.name)), &f.png)?;
     }
     Ok(report)
@@ -1024,6 +1025,7 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
 /// # Errors
 /// [`ReportError::Io`] with `path`.
 pub fn write_html(path: &Path, html: &str) -> Result<()> {
+    phyvae_data::fault::point("report.page");
     Ok(write_bytes_atomic(path, html.as_bytes())?)
 }
 
