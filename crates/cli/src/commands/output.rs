@@ -88,6 +88,7 @@ pub fn write_maps(
         per_map.insert(name.clone(), entry);
         segs.push(seg);
         step.bar().inc(1);
+        phyvae_data::fault::point("segment.map");
     }
     step.done();
     Ok((per_map, segs))
@@ -131,6 +132,7 @@ pub fn finish_run(
     metrics.report = Some(dir.file(files::REPORT));
     metrics.seconds = t0.elapsed().as_secs_f64();
     write_metrics(dir, &metrics)?;
+    phyvae_data::fault::point("report.start");
     write_report(&[dir.root().to_path_buf()], None, progress)?;
     print_json(&serde_json::to_value(&metrics)?)
 }
@@ -195,10 +197,11 @@ pub fn print_json(value: &serde_json::Value) -> Result<()> {
 
 /// Refuses a folder that holds a run (unless resuming it or `--overwrite`),
 /// creates the run folder, takes its lock for as long as the returned guard
-/// lives, removes the run it held with `--overwrite`, removes temporary files an interrupted run left in it, and saves
-/// the image the model sees (after
-/// levelling and scaling) as `input.png` for the report.
-pub fn open_run(dir: &RunDir, patches: &PatchSet, r: &RunArgs, resume: bool) -> Result<RunLock> {
+/// lives, removes the run it held with `--overwrite`, and removes the
+/// temporary files an interrupted run left in it. A folder holding only the
+/// lock and temporary files (a run killed before it wrote `config.toml`)
+/// holds no run.
+pub fn open_run(dir: &RunDir, r: &RunArgs, resume: bool) -> Result<RunLock> {
     if !resume && !r.overwrite && dir.holds_run() {
         let dir = dir.root().to_path_buf();
         return Err(RunError::Occupied { dir }.into());
@@ -209,8 +212,13 @@ pub fn open_run(dir: &RunDir, patches: &PatchSet, r: &RunArgs, resume: bool) -> 
         dir.remove_run()?;
     }
     // What a killed writer left behind.
-    phyvae_data::atomic::remove_stale_temps(dir.root())?;
-    phyvae_data::atomic::remove_stale_temps(&dir.file(files::CHECKPOINT_DIR))?;
-    render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
+    dir.remove_stale_temps()?;
     Ok(lock)
+}
+
+/// Saves the image the model sees (after levelling and scaling) as
+/// `input.png` for the report.
+pub fn write_input(dir: &RunDir, patches: &PatchSet) -> Result<()> {
+    render::write_grey_png(&dir.file(files::INPUT_PNG), patches.scaled_image())?;
+    Ok(())
 }

@@ -18,7 +18,7 @@ use crate::cli::{EncodeArgs, TrainArgs};
 use crate::commands::classical;
 use crate::commands::output::{
     base_metrics, create_dir, finish_run, open_run, warn_diagnosis, write_config, write_history,
-    write_maps, write_metrics, write_model_figures,
+    write_input, write_maps, write_metrics, write_model_figures,
 };
 use crate::commands::result::{self, informative};
 use crate::device::{device_name, pick_device};
@@ -98,14 +98,19 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     };
     let patches = patches_for(&img, &cfg.data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
-    let _lock = open_run(&dir, &patches, &a.run, a.resume)?;
+    let _lock = open_run(&dir, &a.run, a.resume)?;
+    // config.toml first: a folder without it holds no run, and a run killed
+    // before it was written starts again without --resume.
     if !a.resume {
         write_config(&dir, &cfg)?;
     }
+    write_input(&dir, &patches)?;
     if cfg.method == Method::Fft {
         return classical::run(a, &img, &cfg, &patches, truth.as_ref(), t0, progress);
     }
-    let trainer = if a.resume {
+    // A run killed before its first checkpoint resumes from the start, with
+    // the recorded settings.
+    let trainer = if a.resume && ckpt.join(files::CHECKPOINT).is_file() {
         Trainer::resume(&ckpt, &patches, &device)?
     } else {
         Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?
@@ -138,6 +143,7 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
         ));
     }
     outcome?;
+    phyvae_data::fault::point("run.trained");
     let train_secs = train_start.elapsed().as_secs_f64();
     let epochs_run = trainer.epochs_done() - done_before;
     let history = trainer.history().to_vec();
@@ -145,6 +151,7 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let model = trainer.into_model();
     save_model(&model, dir.root(), &cfg.data)?;
     let maps = encode_all(&model, &patches, progress)?;
+    phyvae_data::fault::point("run.encoded");
     write_model_figures(&dir, &model, &maps)?;
     let facts = RunFacts {
         names: &names,
@@ -195,7 +202,8 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let dir = RunDir::new(&a.run.out);
     let patches = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
-    let _lock = open_run(&dir, &patches, &a.run, false)?;
+    let _lock = open_run(&dir, &a.run, false)?;
+    write_input(&dir, &patches)?;
     let maps = encode_all(&model, &patches, progress)?;
     let kind = model.config().kind;
     let names = latent_names(&kind.special_names(), model.config().n_latent);
