@@ -574,8 +574,8 @@ impl<'p> Trainer<'p> {
         let mut sums = EpochSums::new(self.model.config().n_total());
         for (bi, idx) in batches.iter().enumerate() {
             let step = self.train_batch(&plan, bi, idx, &mut rng)?;
-            let largest = sums.add(idx.len(), &step.terms, step.psi, step.loss)?;
-            if let Some(what) = self.watch.check(sums.recon_mean(), largest) {
+            let rms = sums.add(idx.len(), &step.terms, step.psi, step.loss)?;
+            if let Some(what) = self.watch.check(sums.recon_mean(), rms) {
                 return Err(ModelError::RanAway {
                     epoch: e + 1,
                     batch: bi,
@@ -833,11 +833,12 @@ impl EpochSums {
         }
     }
 
-    /// Adds a batch of `b` patches; returns the largest `|encoder mean|` in it.
+    /// Adds a batch of `b` patches; returns the largest over the latents of
+    /// the root mean square of their encoder means over the batch.
     fn add(&mut self, b: usize, terms: &LossTerms, psi: f32, loss: f32) -> Result<f64> {
         let scalar =
             |t: &Tensor| -> Result<f64> { t.to_scalar::<f32>().map(f64::from).ctx("loss terms") };
-        let largest = self.latents.add(&terms.z_mean, &terms.z_sd)?;
+        let rms = self.latents.add(&terms.z_mean, &terms.z_sd)?;
         let w = b as f64;
         self.recon += w * scalar(&terms.recon)?;
         self.kl += w * scalar(&terms.kl)?;
@@ -845,7 +846,7 @@ impl EpochSums {
         self.psi += w * f64::from(psi);
         self.total += w * f64::from(loss);
         self.count += b;
-        Ok(largest)
+        Ok(rms)
     }
 
     /// The mean reconstruction term per patch of the batches so far.
@@ -893,7 +894,8 @@ impl LatentStats {
     }
 
     /// Adds a batch of encoder means and standard deviations, `(B, L)` each;
-    /// returns the largest `|mean|` (infinite when a mean is not finite).
+    /// returns the largest over the latents of the root mean square of their
+    /// means over the batch (infinite when a mean is not finite).
     fn add(&mut self, mean: &Tensor, sd: &Tensor) -> Result<f64> {
         let l = self.kl.len();
         let mu: Vec<f32> = mean
@@ -904,15 +906,13 @@ impl LatentStats {
             .flatten_all()
             .and_then(|t| t.to_vec1())
             .ctx("latent statistics")?;
-        let mut largest = 0.0f64;
+        let mut batch_sq = vec![0.0f64; l];
+        let mut rows = 0usize;
         for (m_row, s_row) in mu.chunks_exact(l).zip(sd.chunks_exact(l)) {
+            rows += 1;
             for j in 0..l {
                 let m = f64::from(m_row[j]);
-                largest = if m.is_finite() {
-                    largest.max(m.abs())
-                } else {
-                    f64::INFINITY
-                };
+                batch_sq[j] += m * m;
                 let s = f64::from(s_row[j]);
                 self.kl[j] += 0.5 * (m * m + s * s - 2.0 * s.ln() - 1.0);
                 self.sum[j] += m;
@@ -920,7 +920,17 @@ impl LatentStats {
             }
             self.count += 1;
         }
-        Ok(largest)
+        let rows = rows.max(1) as f64;
+        Ok(batch_sq
+            .iter()
+            .map(|q| {
+                if q.is_finite() {
+                    (q / rows).sqrt()
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .fold(0.0, f64::max))
     }
 
     fn kl(&self) -> Vec<f64> {

@@ -1087,8 +1087,10 @@ mod tests {
         // 5 on at the second.
         let at: Vec<f64> = (0..6).map(|e| c.lr_at(e)).collect();
         assert_eq!(at, vec![1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4]);
-        let mut run = RunConfig::default();
-        run.train = c.clone();
+        let run = RunConfig {
+            train: c.clone(),
+            ..RunConfig::default()
+        };
         let text = toml::to_string(&run).unwrap();
         assert!(text.contains("[[train.lr_changes]]"), "{text}");
         let back: RunConfig = toml::from_str(&text).unwrap();
