@@ -376,7 +376,10 @@ pub struct TrainArgs {
     /// Decoder implementation.
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderBackend>,
-    /// Continue the run in OUT from its last checkpoint.
+    /// Continue the run in OUT from its last checkpoint. Its recorded
+    /// settings hold; only more epochs (`--epochs`, `--steps`) and a lower
+    /// `--lr` (from the next epoch on) may be given, and config.toml,
+    /// history.csv and metrics.json record them.
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
 }

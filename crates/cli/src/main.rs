@@ -91,7 +91,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             return match e {
                 M::Settings(e) => run_error_code(e),
                 M::Interrupted { .. } => interrupt::EXIT_CODE,
-                M::InvalidParameter { .. } | M::ShapeMismatch { .. } | M::Diverged { .. } => 4,
+                M::InvalidParameter { .. }
+                | M::ShapeMismatch { .. }
+                | M::Diverged { .. }
+                | M::RanAway { .. } => 4,
                 M::BadFile { .. } => 3,
                 M::Io { action, .. } if *action == "reading" => 3,
                 M::Io { .. } => 5,

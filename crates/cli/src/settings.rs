@@ -139,19 +139,37 @@ pub fn resolve(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     let c = base(a, img)?;
     let fresh = a.config.is_none();
     let measured = c.auto.as_ref().filter(|_| fresh).map(|s| s.steps);
-    let mut c = apply_flags(c, a, img, measured, fresh)?;
+    let mut c = apply_flags(c, a, img, measured, fresh, false)?;
     c.input = Some(input_record(a, img));
     Ok(c)
 }
 
-/// The recorded configuration of the run in `--out`, for `--resume`: the
-/// image must be the one the run was trained on, and no flag may contradict
-/// the recorded settings.
+/// What `--resume` changes in the recorded run: the only changes it takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResumeChanges {
+    /// A new total of epochs (`--epochs`, or `--steps` as whole epochs),
+    /// when it differs from the recorded one; the trainer refuses fewer
+    /// than it has done.
+    pub epochs: Option<usize>,
+    /// A learning rate lower than the run's current one, for the epochs
+    /// from the next on.
+    pub lr: Option<f64>,
+}
+
+/// The recorded configuration of the run in `--out`, for `--resume`, and
+/// the changes asked for: the image must be the one the run was trained on,
+/// and no flag may contradict the recorded settings, except a new length
+/// (`--epochs` or `--steps`) and a lower `--lr`.
 ///
 /// # Errors
-/// When config.toml cannot be read, the image differs, or flags contradict
-/// the run (each conflict named, with both values).
-pub fn resume(a: &TrainArgs, img: &phyvae_data::Image, path: &Path) -> Result<RunConfig> {
+/// When config.toml cannot be read, the image differs, flags contradict the
+/// run (each conflict named, with both values), or `--lr` is higher than
+/// the run's current rate.
+pub fn resume(
+    a: &TrainArgs,
+    img: &phyvae_data::Image,
+    path: &Path,
+) -> Result<(RunConfig, ResumeChanges)> {
     let recorded = read_config(path).with_context(|| {
         format!(
             "--resume needs the config.toml of the interrupted run ({}); \
@@ -176,16 +194,56 @@ pub fn resume(a: &TrainArgs, img: &phyvae_data::Image, path: &Path) -> Result<Ru
             now.fingerprint
         );
     }
-    let wanted = apply_flags(recorded.clone(), a, img, None, false)?;
+    let wanted = apply_flags(recorded.clone(), a, img, None, false, true)?;
     let conflicts = differences(&recorded, &wanted);
     if !conflicts.is_empty() {
         bail!(
             "--resume continues the recorded run, and these options contradict it: {}. \
-             Drop them, or start a new run in another folder",
+             Drop them, or start a new run in another folder (only more --epochs or \
+             --steps and a lower --lr may be given)",
             conflicts.join(", ")
         );
     }
-    Ok(recorded)
+    let t = &recorded.train;
+    let epochs = epochs_asked(a, img, &recorded, None)?.filter(|&e| e != t.epochs);
+    let current = t.lr_changes.last().map_or(t.lr, |c| c.lr);
+    let lr = match a.lr {
+        Some(v) if v > current => {
+            return Err(phyvae_run::RunError::InvalidParameter {
+                name: "lr",
+                value: format!("{v} (the run's current rate is {current})"),
+                rule: "--resume takes only a lower learning rate: a higher one can throw the \
+                       trained model out of the minimum it has found; start a new run for it",
+            }
+            .into());
+        }
+        Some(v) if v < current => Some(v),
+        _ => None,
+    };
+    Ok((recorded, ResumeChanges { epochs, lr }))
+}
+
+/// The epochs the command line asks for: `--epochs`, else `--steps` (or the
+/// `measured` steps) as the whole epochs that cover them on `c`'s patch
+/// grid and batch size; `None` when neither is given.
+fn epochs_asked(
+    a: &TrainArgs,
+    img: &phyvae_data::Image,
+    c: &RunConfig,
+    measured: Option<usize>,
+) -> Result<Option<usize>> {
+    Ok(match (a.epochs, a.steps.or(measured)) {
+        (Some(e), _) => Some(e),
+        (None, Some(steps)) => {
+            let grid = PatchGrid::new(img.rows(), img.cols(), c.data.window, c.data.step)?;
+            Some(auto::epochs_for_steps(
+                steps,
+                grid.len(),
+                c.train.batch_size,
+            ))
+        }
+        (None, None) => None,
+    })
 }
 
 /// The settings (dotted `config.toml` paths) in which `b` differs from `a`,
@@ -230,13 +288,15 @@ fn differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
 
 /// Applies the command line's flags to `c` and checks the result. `measured`:
 /// the optimiser steps chosen from the image (a fresh run without
-/// `--epochs`); `fresh`: the snapshot interval follows the epoch count.
+/// `--epochs`); `fresh`: the snapshot interval follows the epoch count;
+/// `resuming`: the length and the learning rate are left to [`resume`].
 fn apply_flags(
     mut c: RunConfig,
     a: &TrainArgs,
     img: &phyvae_data::Image,
     measured: Option<usize>,
     fresh: bool,
+    resuming: bool,
 ) -> Result<RunConfig> {
     if let Some(m) = a.model {
         let (method, kind) = m.split();
@@ -261,17 +321,10 @@ fn apply_flags(
     set(&mut c.data.level, a.level);
     set(&mut c.train.batch_size, a.batch);
     // The length: --epochs, else --steps (or the measured steps) as whole epochs.
-    let epochs = match (a.epochs, a.steps.or(measured)) {
-        (Some(e), _) => Some(e),
-        (None, Some(steps)) => {
-            let grid = PatchGrid::new(img.rows(), img.cols(), c.data.window, c.data.step)?;
-            Some(auto::epochs_for_steps(
-                steps,
-                grid.len(),
-                c.train.batch_size,
-            ))
-        }
-        (None, None) => None,
+    let epochs = if resuming {
+        None
+    } else {
+        epochs_asked(a, img, &c, measured)?
     };
     if let Some(v) = epochs {
         c.train.epochs = v;
@@ -282,7 +335,9 @@ fn apply_flags(
             *ramp_epochs = (*ramp_epochs).min(v).max(1);
         }
     }
-    set(&mut c.train.lr, a.lr);
+    if !resuming {
+        set(&mut c.train.lr, a.lr);
+    }
     set(&mut c.train.seed, a.seed);
     if let Some(v) = &a.beta {
         c.train.beta = BetaSchedule::parse(v, c.train.epochs)?;

@@ -177,18 +177,98 @@ fn a_physics_term_that_flattens_the_maps_is_named() {
     assert!(report.contains("flattened-by-psi"));
 }
 
+/// Runs `phyvae train`, which must stop with exit code 4; returns its
+/// stderr.
+fn train_stopped(img: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["train", s(img), "--out", s(out), "--snapshot-every", "0"];
+    args.extend(extra);
+    let o = phyvae(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(4), "phyvae {args:?}: {stderr}");
+    stderr
+}
+
 #[test]
 fn a_run_that_ran_away_is_named() {
     let d = tempfile::tempdir().unwrap();
     two_phase(d.path());
     let img = d.path().join("image.npy");
     let out = d.path().join("run");
-    // Adam at a rate of 10 throws the encoder's means far outside the prior.
-    let (m, stderr, report) = train(&img, &out, &["--lr", "10", "--steps", "100"]);
+    // Adam at a rate of 10 throws the encoder's means far outside the prior
+    // within the first epoch: training stops there, before any checkpoint.
+    let stderr = train_stopped(&img, &out, &["--lr", "10", "--steps", "100"]);
+    assert!(stderr.contains("ran away at epoch 1"), "{stderr}");
+    assert!(
+        stderr.contains("no checkpoint was written; start again with a lower --lr"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is kept"), "{stderr}");
+    assert!(!out.join("checkpoint/checkpoint.safetensors").exists());
+    let m = metrics(&out);
     assert_eq!(kinds(&m), vec!["ran-away"], "{}", m["diagnosis"]);
-    assert!(stderr.contains("ran away"), "{stderr}");
-    assert!(report.contains("This run failed"));
     assert!(m["result"]["map"].is_null());
+    assert_eq!(
+        m["result"]["reason"], "training ran away",
+        "{}",
+        m["result"]
+    );
+    assert!(!out.join("latents.npy").exists(), "no map is drawn");
+}
+
+/// A run that runs away after healthy epochs (here a rate raised from epoch
+/// 2 on in its config.toml) stops in that epoch; the checkpoint of the
+/// epoch before is kept, named in the message, and resumes at a lower rate.
+#[test]
+fn a_run_that_ran_away_later_keeps_the_last_good_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    common::synth("two-phase", 96, 2, d.path());
+    let img = d.path().join("image.npy");
+    let small = [
+        "--window", "16", "--step", "8", "--hidden", "16", "--batch", "16",
+    ];
+    let a = d.path().join("a");
+    let mut args = vec!["--epochs", "1"];
+    args.extend(small);
+    train(&img, &a, &args);
+    let config = std::fs::read_to_string(a.join("config.toml"))
+        .unwrap()
+        .replace("epochs = 1\n", "epochs = 3\n");
+    let config = format!("{config}\n[[train.lr_changes]]\nepoch = 2\nlr = 10.0\n");
+    let cfg_path = d.path().join("raised.toml");
+    std::fs::write(&cfg_path, config).unwrap();
+    let out = d.path().join("run");
+    let stderr = train_stopped(&img, &out, &["--config", s(&cfg_path)]);
+    let ckpt = out.join("checkpoint").join("checkpoint.safetensors");
+    assert!(stderr.contains("ran away at epoch 2"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the checkpoint of epoch 1, the last good one, is kept in {}",
+            ckpt.display()
+        )),
+        "{stderr}"
+    );
+    assert!(ckpt.is_file());
+    assert_eq!(kinds(&metrics(&out)), vec!["ran-away"]);
+    // It resumes from that checkpoint at a lower rate, and completes.
+    let m = common::ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&out),
+        "--resume",
+        "--lr",
+        "0.001",
+    ]);
+    assert_eq!(m["epochs"], 3);
+    assert!(!kinds(&m).contains(&"ran-away".to_owned()), "{m}");
+    let hist = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    let lr: Vec<&str> = hist
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert_eq!(lr.len(), 3, "{hist}");
+    assert_eq!(&lr[1..], ["0.001", "0.001"], "{hist}");
 }
 
 #[test]

@@ -178,6 +178,117 @@ fn resume_refuses_another_image_and_contradicting_flags() {
     assert_eq!(std::fs::read(run.join("latents.npy")).unwrap(), latents);
 }
 
+/// `--resume` takes more epochs and a lower rate, and records them: the lr
+/// column of history.csv, config.toml (which then reproduces the resumed run
+/// bit for bit), the commands in metrics.json and the report. A higher rate
+/// and fewer epochs than done are refused, and the run is left as it was.
+#[test]
+fn resume_takes_more_epochs_and_a_lower_rate_and_records_them() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let a = d.path().join("a");
+    let mut args = vec!["train", s(&img), "--out", s(&a)];
+    args.extend(SMALL);
+    args.extend(["--lr", "0.004"]);
+    ok(&args);
+    let latents = std::fs::read(a.join("latents.npy")).unwrap();
+    let refused = |extra: &[&str], text: &str| {
+        let mut args = vec!["train", s(&img), "--out", s(&a), "--resume"];
+        args.extend(extra);
+        let o = phyvae(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(4), "{extra:?}: {err}");
+        assert!(err.contains(text), "{extra:?}: {err}");
+        assert_eq!(std::fs::read(a.join("latents.npy")).unwrap(), latents);
+        let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+        assert!(
+            !cfg.contains("lr_changes") && cfg.contains("epochs = 2"),
+            "{cfg}"
+        );
+    };
+    refused(&["--lr", "0.01"], "only a lower learning rate");
+    refused(&["--lr", "0.01"], "current rate is 0.004");
+    refused(&["--epochs", "1"], "1 (2 already done)");
+
+    // Two more epochs at half the rate.
+    let m = ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&a),
+        "--resume",
+        "--epochs",
+        "4",
+        "--lr",
+        "0.002",
+    ]);
+    assert_eq!(m["epochs"], 4);
+    let hist = std::fs::read_to_string(a.join("history.csv")).unwrap();
+    let lines: Vec<&str> = hist.lines().collect();
+    assert!(lines[0].starts_with("epoch,beta,lr,"), "{hist}");
+    let lr: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert_eq!(lr, ["0.004", "0.004", "0.002", "0.002"], "{hist}");
+    let cfg: toml::Table = std::fs::read_to_string(a.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(cfg["train"]["epochs"].as_integer(), Some(4));
+    assert_eq!(cfg["train"]["lr"].as_float(), Some(0.004));
+    let change = &cfg["train"]["lr_changes"].as_array().unwrap()[..];
+    assert_eq!(change.len(), 1, "{change:?}");
+    assert_eq!(change[0]["epoch"].as_integer(), Some(3));
+    assert_eq!(change[0]["lr"].as_float(), Some(0.002));
+    let commands = m["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 2, "{m}");
+    assert!(!commands[0].to_string().contains("--resume"), "{m}");
+    assert!(commands[1].to_string().contains("\"--resume\""), "{m}");
+    assert!(commands[1].to_string().contains("\"0.002\""), "{m}");
+    let report = std::fs::read_to_string(a.join("report.html")).unwrap();
+    assert!(report.contains("Commands that made this run"), "report");
+    assert!(report.contains("--resume --epochs 4 --lr 0.002"), "report");
+
+    // Its config.toml trains the same run in one go.
+    let b = d.path().join("b");
+    ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&b),
+        "--config",
+        s(&a.join("config.toml")),
+    ]);
+    for f in ["latents.npy", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+
+    // --steps on resume: the whole epochs that cover them (11 x 11 patches
+    // in batches of 16: 8 steps an epoch, so 40 steps are 5 epochs).
+    let m = ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&a),
+        "--resume",
+        "--steps",
+        "40",
+    ]);
+    assert_eq!(m["epochs"], 5);
+    assert_eq!(m["commands"].as_array().unwrap().len(), 3, "{m}");
+    let hist = std::fs::read_to_string(a.join("history.csv")).unwrap();
+    assert_eq!(
+        hist.lines().last().unwrap().split(',').nth(2),
+        Some("0.002")
+    );
+}
+
 /// The work of a step is split by patch and by fixed blocks, never by
 /// thread: a run on one thread and the same run on two give the same bits.
 /// (Window 20: 400 pixel rows per patch, two of the decoder's row blocks.)

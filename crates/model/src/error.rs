@@ -56,10 +56,11 @@ pub enum ModelError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Training produced a non-finite loss or parameter.
+    /// Training produced a non-finite loss or parameter; the epoch in which
+    /// it happened wrote no checkpoint.
     #[error(
-        "training diverged at epoch {epoch}, batch {batch}: {what} is not finite; \
-         the last good checkpoint is kept (try a smaller learning rate)"
+        "training diverged at epoch {epoch}, batch {batch}: {what} is not finite; {}",
+        kept_note(.epochs_done, .checkpoint)
     )]
     Diverged {
         /// Epoch (1-based) in which it happened.
@@ -68,6 +69,30 @@ pub enum ModelError {
         batch: usize,
         /// Which quantity: "loss", "Psi", or a parameter name.
         what: String,
+        /// Whole epochs trained before it (and held by `checkpoint`).
+        epochs_done: usize,
+        /// The checkpoint of the last good epoch, when one was written.
+        checkpoint: Option<PathBuf>,
+    },
+    /// Training ran away while its values were still finite (encoder means
+    /// far outside the prior, or a reconstruction term far above its best:
+    /// `phyvae_run::diagnose::RunawayWatch`); the epoch in which it happened
+    /// wrote no checkpoint.
+    #[error(
+        "training ran away at epoch {epoch}, batch {batch}: {what}; {}",
+        kept_note(.epochs_done, .checkpoint)
+    )]
+    RanAway {
+        /// Epoch (1-based) in which it happened.
+        epoch: usize,
+        /// Batch (0-based) within the epoch.
+        batch: usize,
+        /// What was seen, in words.
+        what: String,
+        /// Whole epochs trained before it (and held by `checkpoint`).
+        epochs_done: usize,
+        /// The checkpoint of the last good epoch, when one was written.
+        checkpoint: Option<PathBuf>,
     },
     /// Training was asked to stop (e.g. Ctrl-C) and stopped after a batch;
     /// the checkpoint of the last whole epoch is kept.
@@ -96,6 +121,19 @@ impl From<phyvae_run::RunError> for ModelError {
             }
             other => ModelError::Settings(other),
         }
+    }
+}
+
+/// What a run stopped by [`ModelError::Diverged`] or [`ModelError::RanAway`]
+/// left to continue from, in words.
+fn kept_note(epochs_done: &usize, checkpoint: &Option<PathBuf>) -> String {
+    match checkpoint {
+        Some(path) if *epochs_done > 0 => format!(
+            "the checkpoint of epoch {epochs_done}, the last good one, is kept in {}; \
+             continue from it with a lower learning rate (--resume --lr)",
+            path.display()
+        ),
+        _ => "no checkpoint was written; start again with a lower --lr".to_string(),
     }
 }
 

@@ -58,6 +58,30 @@ impl Adam {
         Ok(Self { lr, step: 0, m, v })
     }
 
+    /// The learning rate of the next updates.
+    #[must_use]
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Sets the learning rate of the next updates; the moments and the step
+    /// count are kept (a rate that changes between epochs, as
+    /// `TrainConfig::lr_changes` records).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] when `lr` is not positive and finite.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(ModelError::InvalidParameter {
+                name: "lr",
+                value: lr.to_string(),
+                rule: "must be positive and finite",
+            });
+        }
+        self.lr = lr;
+        Ok(())
+    }
+
     /// Number of updates made so far (`t`).
     #[must_use]
     pub fn steps(&self) -> u64 {

@@ -28,6 +28,19 @@
 //! parameters, the Adam moments and the trainer state (JSON, as a byte tensor),
 //! written to a temporary file and renamed, so a killed run leaves the last
 //! complete checkpoint.
+//!
+//! Divergence: a non-finite loss or gradient stops training
+//! ([`ModelError::Diverged`]), and so does a run that runs away while its
+//! values are finite ([`ModelError::RanAway`], the rule of
+//! [`RunawayWatch`]). Either way the epoch in which it happened writes no
+//! checkpoint, and the error says which checkpoint is left, if any.
+//!
+//! Changes on resume: [`Trainer::set_epochs`] (more epochs) and
+//! [`Trainer::set_learning_rate`] (a new rate from the next epoch on, kept in
+//! `TrainConfig::lr_changes`). Each epoch sets Adam's rate to
+//! `TrainConfig::lr_at`, so a fresh run from the changed configuration trains
+//! the same bits as the resumed one. A beta ramp keeps its length when epochs
+//! are added: the added epochs train at the ramp's end value.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,7 +63,10 @@ use crate::params::{load_tensors, save_tensors_atomic};
 use crate::physics::{PsiGraph, batch_maps, combine, psi_faithful};
 use crate::vae::{LossTerms, Vae, standard_normal};
 use crate::{ModelError, Result};
-use phyvae_run::config::{ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt};
+use phyvae_run::config::{
+    LrChange, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt,
+};
+use phyvae_run::diagnose::RunawayWatch;
 use phyvae_run::history::EpochRecord;
 
 /// Name of the byte tensor holding the trainer state inside a checkpoint.
@@ -106,6 +122,10 @@ struct TrainerState {
     adam_steps: u64,
     history: Vec<EpochRecord>,
     grid: (usize, usize),
+    /// The command lines that shaped the run (empty in checkpoints written
+    /// before they were recorded).
+    #[serde(default)]
+    commands: Vec<Vec<String>>,
 }
 
 /// Trains a [`Vae`] on the patches of one image.
@@ -118,6 +138,12 @@ pub struct Trainer<'p> {
     history: Vec<EpochRecord>,
     epochs_done: usize,
     checkpoint_dir: Option<PathBuf>,
+    /// Whether `checkpoint_dir` holds a checkpoint (of `epochs_done`).
+    checkpoint_written: bool,
+    /// The command lines that shaped the run, kept in the checkpoint.
+    commands: Vec<Vec<String>>,
+    /// The runaway rule, fed every finished epoch.
+    watch: RunawayWatch,
     /// Set from outside (e.g. on Ctrl-C) to stop after the current batch.
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     fused: Option<FusedDecoder>,
@@ -207,6 +233,7 @@ impl<'p> Trainer<'p> {
         let rows = train.batch_size.min(patches.len()).max(1);
         let fused = model.fused_workspace(train.decoder, rows)?;
         let x_buf = vec![0.0f32; rows * cfg.n_pixels()];
+        let watch = RunawayWatch::new(cfg.n_pixels(), &history);
         let tile_buf = if psi_graph.is_some() {
             vec![0.0f32; train.batch_size * cfg.n_pixels()]
         } else {
@@ -220,6 +247,9 @@ impl<'p> Trainer<'p> {
             history,
             epochs_done,
             checkpoint_dir: None,
+            checkpoint_written: false,
+            commands: Vec::new(),
+            watch,
             stop: None,
             fused,
             psi_graph,
@@ -294,15 +324,23 @@ impl<'p> Trainer<'p> {
         fresh.store().assign_from(&params)?;
         let mut adam = Adam::new(fresh.store(), state.train.lr)?;
         adam.restore(fresh.store(), &tensors, state.adam_steps)?;
+        let mut history = state.history;
+        // Checkpoints written before the rate was recorded: the rate the
+        // configuration gave each epoch.
+        for r in history.iter_mut().filter(|r| r.lr == 0.0) {
+            r.lr = state.train.lr_at(r.epoch.saturating_sub(1));
+        }
         let mut t = Self::assemble(
             fresh,
             state.train,
             patches,
-            state.history,
+            history,
             state.epochs_done,
             Some(adam),
         )?;
         t.checkpoint_dir = Some(dir.to_path_buf());
+        t.checkpoint_written = true;
+        t.commands = state.commands;
         Ok(t)
     }
 
@@ -330,18 +368,94 @@ impl<'p> Trainer<'p> {
         self.epochs_done
     }
 
-    /// The training configuration.
+    /// The training configuration (with the changes made on resume).
     #[must_use]
     pub fn train_config(&self) -> &TrainConfig {
         &self.train
+    }
+
+    /// The command lines that shaped the run, as set by
+    /// [`set_commands`](Self::set_commands) and kept in the checkpoint
+    /// (empty for a checkpoint written before they were recorded).
+    #[must_use]
+    pub fn commands(&self) -> &[Vec<String>] {
+        &self.commands
+    }
+
+    /// Sets the command lines that shaped the run (the first that started
+    /// it, then each resume); the next checkpoint keeps them.
+    pub fn set_commands(&mut self, commands: Vec<Vec<String>>) {
+        self.commands = commands;
+    }
+
+    /// Sets the run's total number of epochs, e.g. more epochs for a
+    /// resumed run. A beta ramp keeps its length (added epochs train at its
+    /// end value). A physics warm-up that follows the epoch count (gradient
+    /// mode without `warmup_epochs`) is pinned at its current length
+    /// (`warmup_epochs` set), so that the epochs already trained and a fresh
+    /// run from the changed configuration agree.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] when `epochs` is below the epochs
+    /// already done, or the configuration with it breaks a rule.
+    pub fn set_epochs(&mut self, epochs: usize) -> Result<()> {
+        if epochs < self.epochs_done {
+            return Err(ModelError::InvalidParameter {
+                name: "epochs",
+                value: format!("{epochs} ({} already done)", self.epochs_done),
+                rule: "a resumed run can add epochs, not take back those it has done",
+            });
+        }
+        let mut train = self.train.clone();
+        if train.physics.kind != PhysicsKind::None && epochs != train.epochs {
+            train.physics.warmup_epochs = Some(train.physics_warmup());
+        }
+        train.epochs = epochs;
+        train.validate(self.model.config())?;
+        self.train = train;
+        Ok(())
+    }
+
+    /// Trains from the next epoch (`epochs_done + 1`) on at learning rate
+    /// `lr`, recorded in `TrainConfig::lr_changes` (replacing any change
+    /// recorded for that epoch or later).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] when `lr` is not positive and finite.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        let epoch = self.epochs_done + 1;
+        let mut train = self.train.clone();
+        train.lr_changes.retain(|c| c.epoch < epoch);
+        train.lr_changes.push(LrChange { epoch, lr });
+        train.validate(self.model.config())?;
+        self.train = train;
+        Ok(())
+    }
+
+    /// Writes the checkpoint now (parameters, optimiser state, the
+    /// configuration with its changes, the commands), when the trainer has
+    /// a checkpoint folder; a no-op otherwise. A resume that changed the
+    /// run calls it so that its checkpoint and its config.toml agree before
+    /// the next epoch ends.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] or [`ModelError::BadFile`] when it cannot be written.
+    pub fn save_checkpoint(&mut self) -> Result<()> {
+        if let Some(dir) = self.checkpoint_dir.clone() {
+            self.write_checkpoint(&dir.join(phyvae_run::files::CHECKPOINT))?;
+            self.checkpoint_written = true;
+        }
+        Ok(())
     }
 
     /// Trains until the configured number of epochs is done.
     ///
     /// # Errors
     /// [`ModelError::Diverged`] on a non-finite loss or gradient (parameters
-    /// are left as they were before that batch; the checkpoint of the last
-    /// complete epoch stays on disk), other [`ModelError`]s on failures.
+    /// are left as they were before that batch), [`ModelError::RanAway`]
+    /// when the run ran away while finite; either way the checkpoint of the
+    /// last complete epoch, if one was written, stays on disk as it was.
+    /// Other [`ModelError`]s on failures.
     pub fn run(&mut self, on_event: &mut dyn FnMut(TrainEvent<'_>)) -> Result<()> {
         let left = self.train.epochs.saturating_sub(self.epochs_done);
         self.run_epochs(left, on_event)
@@ -355,6 +469,7 @@ impl<'p> Trainer<'p> {
         let end = (self.epochs_done + n).min(self.train.epochs);
         while self.epochs_done < end {
             let record = self.epoch(self.epochs_done, on_event)?;
+            self.watch.epoch_done(record.recon);
             self.history.push(record);
             self.epochs_done += 1;
             let epoch = self.epochs_done;
@@ -370,6 +485,7 @@ impl<'p> Trainer<'p> {
             if let Some(dir) = self.checkpoint_dir.clone() {
                 let path = dir.join(phyvae_run::files::CHECKPOINT);
                 self.write_checkpoint(&path)?;
+                self.checkpoint_written = true;
                 on_event(TrainEvent::CheckpointWritten { epoch, path: &path });
             }
         }
@@ -397,6 +513,7 @@ impl<'p> Trainer<'p> {
             adam_steps: self.adam.steps(),
             history: self.history.clone(),
             grid: (g.gh(), g.gw()),
+            commands: self.commands.clone(),
         };
         let json = serde_json::to_vec(&state).map_err(|e| ModelError::BadFile {
             path: path.to_path_buf(),
@@ -447,6 +564,8 @@ impl<'p> Trainer<'p> {
         let mut rng = stream_rng(self.train.seed, e as u64 + 1);
         let batches = self.batches(&mut rng);
         let beta = self.train.beta.at(e);
+        let lr = self.train.lr_at(e);
+        self.adam.set_lr(lr)?;
         on_event(TrainEvent::EpochStarted {
             epoch: e + 1,
             epochs: self.train.epochs,
@@ -456,7 +575,16 @@ impl<'p> Trainer<'p> {
         let mut sums = EpochSums::new(self.model.config().n_total());
         for (bi, idx) in batches.iter().enumerate() {
             let step = self.train_batch(&plan, bi, idx, &mut rng)?;
-            sums.add(idx.len(), &step.terms, step.psi, step.loss)?;
+            let rms = sums.add(idx.len(), &step.terms, step.psi, step.loss)?;
+            if let Some(what) = self.watch.check(sums.recon_mean(), rms) {
+                return Err(ModelError::RanAway {
+                    epoch: e + 1,
+                    batch: bi,
+                    what,
+                    epochs_done: self.epochs_done,
+                    checkpoint: self.kept_checkpoint(),
+                });
+            }
             on_event(TrainEvent::BatchDone {
                 epoch: e + 1,
                 batch: bi,
@@ -473,7 +601,15 @@ impl<'p> Trainer<'p> {
                 });
             }
         }
-        Ok(sums.record(e, beta, start.elapsed().as_secs_f64()))
+        Ok(sums.record(e, beta, lr, start.elapsed().as_secs_f64()))
+    }
+
+    /// The checkpoint file a stopped run leaves, when one was written.
+    fn kept_checkpoint(&self) -> Option<PathBuf> {
+        self.checkpoint_dir
+            .as_ref()
+            .filter(|_| self.checkpoint_written)
+            .map(|d| d.join(phyvae_run::files::CHECKPOINT))
     }
 
     /// What stays the same over the batches of epoch `e`.
@@ -603,6 +739,8 @@ impl<'p> Trainer<'p> {
             epoch: e + 1,
             batch: bi,
             what: what.to_string(),
+            epochs_done: self.epochs_done,
+            checkpoint: self.kept_checkpoint(),
         };
         let loss_value: f32 = loss.to_scalar().ctx("loss")?;
         if !loss_value.is_finite() {
@@ -697,11 +835,12 @@ impl EpochSums {
         }
     }
 
-    /// Adds a batch of `b` patches.
-    fn add(&mut self, b: usize, terms: &LossTerms, psi: f32, loss: f32) -> Result<()> {
+    /// Adds a batch of `b` patches; returns the largest over the latents of
+    /// the root mean square of their encoder means over the batch.
+    fn add(&mut self, b: usize, terms: &LossTerms, psi: f32, loss: f32) -> Result<f64> {
         let scalar =
             |t: &Tensor| -> Result<f64> { t.to_scalar::<f32>().map(f64::from).ctx("loss terms") };
-        self.latents.add(&terms.z_mean, &terms.z_sd)?;
+        let rms = self.latents.add(&terms.z_mean, &terms.z_sd)?;
         let w = b as f64;
         self.recon += w * scalar(&terms.recon)?;
         self.kl += w * scalar(&terms.kl)?;
@@ -709,15 +848,21 @@ impl EpochSums {
         self.psi += w * f64::from(psi);
         self.total += w * f64::from(loss);
         self.count += b;
-        Ok(())
+        Ok(rms)
     }
 
-    /// The record of epoch `e` (0-based): the per-patch means.
-    fn record(self, e: usize, beta: f32, seconds: f64) -> EpochRecord {
+    /// The mean reconstruction term per patch of the batches so far.
+    fn recon_mean(&self) -> f64 {
+        self.recon / self.count.max(1) as f64
+    }
+
+    /// The record of epoch `e` (0-based), trained at `lr`: the per-patch means.
+    fn record(self, e: usize, beta: f32, lr: f64, seconds: f64) -> EpochRecord {
         let n = self.count.max(1) as f64;
         EpochRecord {
             epoch: e + 1,
             beta,
+            lr,
             recon: self.recon / n,
             kl: self.kl / n,
             elbo: self.elbo / n,
@@ -750,8 +895,10 @@ impl LatentStats {
         }
     }
 
-    /// Adds a batch of encoder means and standard deviations, `(B, L)` each.
-    fn add(&mut self, mean: &Tensor, sd: &Tensor) -> Result<()> {
+    /// Adds a batch of encoder means and standard deviations, `(B, L)` each;
+    /// returns the largest over the latents of the root mean square of their
+    /// means over the batch (infinite when a mean is not finite).
+    fn add(&mut self, mean: &Tensor, sd: &Tensor) -> Result<f64> {
         let l = self.kl.len();
         let mu: Vec<f32> = mean
             .flatten_all()
@@ -761,9 +908,13 @@ impl LatentStats {
             .flatten_all()
             .and_then(|t| t.to_vec1())
             .ctx("latent statistics")?;
+        let mut batch_sq = vec![0.0f64; l];
+        let mut rows = 0usize;
         for (m_row, s_row) in mu.chunks_exact(l).zip(sd.chunks_exact(l)) {
+            rows += 1;
             for j in 0..l {
                 let m = f64::from(m_row[j]);
+                batch_sq[j] += m * m;
                 let s = f64::from(s_row[j]);
                 self.kl[j] += 0.5 * (m * m + s * s - 2.0 * s.ln() - 1.0);
                 self.sum[j] += m;
@@ -771,7 +922,17 @@ impl LatentStats {
             }
             self.count += 1;
         }
-        Ok(())
+        let rows = rows.max(1) as f64;
+        Ok(batch_sq
+            .iter()
+            .map(|q| {
+                if q.is_finite() {
+                    (q / rows).sqrt()
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .fold(0.0, f64::max))
     }
 
     fn kl(&self) -> Vec<f64> {

@@ -1,6 +1,7 @@
 //! End-to-end training on small synthetic images: the loss falls, the phases
-//! separate, runs are reproducible, a resumed run is bit-identical, and a
-//! diverging run stops with a typed error.
+//! separate, runs are reproducible, a resumed run is bit-identical (also
+//! with more epochs and a lower rate), and a diverging or runaway run stops
+//! with a typed error that names the checkpoint it leaves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -13,7 +14,9 @@ use phyvae_imaging::threshold::otsu;
 use phyvae_model::ModelError;
 use phyvae_model::infer::encode_patches;
 use phyvae_model::train::Trainer;
-use phyvae_run::config::{BetaSchedule, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig};
+use phyvae_run::config::{
+    BetaSchedule, LrChange, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig,
+};
 use phyvae_run::files::CHECKPOINT as CHECKPOINT_FILE;
 use phyvae_run::history::EpochRecord;
 
@@ -199,6 +202,137 @@ fn divergence_stops_with_a_typed_error_and_keeps_the_checkpoint() {
     for (name, v) in params_of(&t) {
         assert!(v.iter().all(|x| x.is_finite()), "{name}");
     }
+}
+
+#[test]
+fn a_run_that_runs_away_in_its_first_epoch_says_no_checkpoint_exists() {
+    let (img, _) = two_lattices();
+    let ps = patches(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = train(3);
+    cfg.lr = 10.0; // Finite but far too large: the encoder means run away.
+    let mut t = Trainer::new(&model(), &cfg, &ps, &Device::Cpu)
+        .unwrap()
+        .with_checkpoints(dir.path())
+        .unwrap();
+    let err = t.run(&mut |_| {}).unwrap_err();
+    let ModelError::RanAway {
+        epoch,
+        epochs_done,
+        checkpoint,
+        ..
+    } = &err
+    else {
+        panic!("not a runaway: {err}");
+    };
+    assert_eq!((*epoch, *epochs_done, checkpoint), (1, 0, &None), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("no checkpoint was written; start again with a lower --lr"),
+        "{text}"
+    );
+    assert!(!text.contains("is kept"), "{text}");
+    assert!(!dir.path().join(CHECKPOINT_FILE).exists());
+}
+
+#[test]
+fn a_run_that_runs_away_later_keeps_the_last_good_checkpoint_and_names_it() {
+    let (img, _) = two_lattices();
+    let ps = patches(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = train(4);
+    // Two healthy epochs, then a rate that throws the model off.
+    cfg.lr_changes = vec![LrChange { epoch: 3, lr: 10.0 }];
+    let mut t = Trainer::new(&model(), &cfg, &ps, &Device::Cpu)
+        .unwrap()
+        .with_checkpoints(dir.path())
+        .unwrap();
+    let err = t.run(&mut |_| {}).unwrap_err();
+    let path = dir.path().join(CHECKPOINT_FILE);
+    let ModelError::RanAway {
+        epoch,
+        epochs_done,
+        checkpoint,
+        ..
+    } = &err
+    else {
+        panic!("not a runaway: {err}");
+    };
+    assert_eq!(
+        (*epoch, *epochs_done, checkpoint.as_deref()),
+        (3, 2, Some(path.as_path())),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the checkpoint of epoch 2, the last good one, is kept in {}",
+            path.display()
+        )),
+        "{text}"
+    );
+    // The epoch that ran away wrote no checkpoint: it holds epoch 2, with
+    // the healthy history.
+    let back = Trainer::resume(dir.path(), &ps, &Device::Cpu).unwrap();
+    assert_eq!(back.epochs_done(), 2);
+    assert_eq!(back.history().len(), 2);
+    assert!(
+        back.history().iter().all(|r| r.lr == cfg.lr),
+        "{:?}",
+        back.history()
+    );
+}
+
+#[test]
+fn more_epochs_and_a_lower_rate_on_resume_equal_a_run_with_that_change() {
+    let (img, _) = two_lattices();
+    let ps = patches(&img);
+    let lower = 1e-3;
+    // One run of 4 epochs whose rate drops at epoch 3.
+    let mut cfg = train(4);
+    cfg.beta = BetaSchedule::Ramp {
+        start: 0.05,
+        end: 1.0,
+        ramp_epochs: 2,
+    };
+    let mut planned = cfg.clone();
+    planned.lr_changes = vec![LrChange {
+        epoch: 3,
+        lr: lower,
+    }];
+    let mut full = Trainer::new(&model(), &planned, &ps, &Device::Cpu).unwrap();
+    full.run(&mut |_| {}).unwrap();
+    let lrs: Vec<f64> = full.history().iter().map(|r| r.lr).collect();
+    assert_eq!(lrs, vec![cfg.lr, cfg.lr, lower, lower]);
+
+    // A 2-epoch run, resumed with 2 more epochs at the lower rate.
+    let dir = tempfile::tempdir().unwrap();
+    let mut short = cfg.clone();
+    short.epochs = 2;
+    let mut first = Trainer::new(&model(), &short, &ps, &Device::Cpu)
+        .unwrap()
+        .with_checkpoints(dir.path())
+        .unwrap();
+    first.run(&mut |_| {}).unwrap();
+    drop(first);
+    let mut resumed = Trainer::resume(dir.path(), &ps, &Device::Cpu).unwrap();
+    // Fewer epochs than done is refused, and changes nothing.
+    assert!(matches!(
+        resumed.set_epochs(1),
+        Err(ModelError::InvalidParameter { name: "epochs", .. })
+    ));
+    assert_eq!(resumed.train_config().epochs, 2);
+    resumed.set_epochs(4).unwrap();
+    resumed.set_learning_rate(lower).unwrap();
+    assert_eq!(resumed.train_config(), &planned);
+    resumed.run(&mut |_| {}).unwrap();
+    assert_eq!(params_of(&full), params_of(&resumed));
+    assert_eq!(
+        without_time(full.history()),
+        without_time(resumed.history())
+    );
+    // The added epochs hold the ramp's end value.
+    assert_eq!(resumed.history()[3].beta, 1.0);
 }
 
 #[test]

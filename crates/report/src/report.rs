@@ -283,13 +283,20 @@ fn as_toml<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// The command line that made the run (`metrics.json`'s `command`), with the
-/// program named `phyvae` and arguments holding spaces or quotes quoted.
-fn original_command(run: &RunData) -> Option<String> {
-    let args = &run.metrics.command;
-    if args.is_empty() {
-        return None;
-    }
+/// The command lines that shaped the run (`metrics.json`'s `commands`: the
+/// one that started it, then each `--resume`), each with the program named
+/// `phyvae` and arguments holding spaces or quotes quoted.
+fn original_commands(run: &RunData) -> Vec<String> {
+    run.metrics
+        .commands
+        .iter()
+        .filter(|args| !args.is_empty())
+        .map(|args| quoted(args))
+        .collect()
+}
+
+/// One command line for a shell, the program named `phyvae`.
+fn quoted(args: &[String]) -> String {
     let mut out = vec!["phyvae".to_owned()];
     for a in args.iter().skip(1) {
         if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
@@ -298,7 +305,7 @@ fn original_command(run: &RunData) -> Option<String> {
             out.push(a.to_owned());
         }
     }
-    Some(out.join(" "))
+    out.join(" ")
 }
 
 fn reproduce_command(run: &RunData) -> String {
@@ -951,10 +958,16 @@ pub fn build_run_report(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ru
         items: {
             let mut items = vec![Item::Facts(run_facts(&run, &g))];
             items.extend(settings_items(&run));
-            if let Some(cmd) = original_command(&run) {
-                items.push(Item::Text("Command that made this run:".into()));
-                items.push(Item::Code(cmd));
+            let commands = original_commands(&run);
+            match commands.len() {
+                0 => {}
+                1 => items.push(Item::Text("Command that made this run:".into())),
+                _ => items.push(Item::Text(
+                    "Commands that made this run (the first started it, each later one resumed it):"
+                        .into(),
+                )),
             }
+            items.extend(commands.into_iter().map(Item::Code));
             items.push(Item::Text(
                 "The same run again, from its recorded settings (bit-identical results on the same machine):".into(),
             ));
@@ -1041,13 +1054,25 @@ mod tests {
     }
 
     #[test]
-    fn the_original_command_is_quoted_for_a_shell() {
+    fn the_original_commands_are_quoted_for_a_shell() {
         let run = RunData {
             dir: "r".into(),
             metrics: phyvae_run::metrics::Metrics {
-                command: ["/x/phyvae", "train", "my image.png", "--out", "r"]
+                commands: vec![
+                    ["/x/phyvae", "train", "my image.png", "--out", "r"]
+                        .map(String::from)
+                        .to_vec(),
+                    [
+                        "/x/phyvae",
+                        "train",
+                        "my image.png",
+                        "--out",
+                        "r",
+                        "--resume",
+                    ]
                     .map(String::from)
                     .to_vec(),
+                ],
                 ..phyvae_run::metrics::Metrics::default()
             },
             config: None,
@@ -1063,8 +1088,11 @@ mod tests {
             truth: None,
         };
         assert_eq!(
-            original_command(&run).unwrap(),
-            "phyvae train 'my image.png' --out r"
+            original_commands(&run),
+            vec![
+                "phyvae train 'my image.png' --out r",
+                "phyvae train 'my image.png' --out r --resume"
+            ]
         );
     }
 

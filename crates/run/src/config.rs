@@ -651,6 +651,21 @@ pub struct TrainConfig {
     pub decoder: DecoderBackend,
     /// Encode the full latent maps after every `n`-th epoch (0: never).
     pub snapshot_every: usize,
+    /// Learning rates that replace [`lr`](Self::lr) from a given epoch on,
+    /// in epoch order (written as `[[train.lr_changes]]`; `phyvae train
+    /// --resume --lr` records one). Empty: `lr` for every epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lr_changes: Vec<LrChange>,
+}
+
+/// A learning rate that holds from one epoch on (until the next change).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrChange {
+    /// The first epoch (1-based) trained at this rate.
+    pub epoch: usize,
+    /// The Adam learning rate.
+    pub lr: f64,
 }
 
 impl Default for TrainConfig {
@@ -664,6 +679,7 @@ impl Default for TrainConfig {
             physics: PhysicsConfig::default(),
             decoder: DecoderBackend::Auto,
             snapshot_every: 0,
+            lr_changes: Vec::new(),
         }
     }
 }
@@ -696,6 +712,20 @@ impl TrainConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(invalid("lr", self.lr, "must be positive and finite"));
+        }
+        let mut after = 0;
+        for c in &self.lr_changes {
+            if c.epoch <= after {
+                return Err(invalid(
+                    "lr_changes",
+                    c.epoch,
+                    "the epochs of the learning-rate changes are 1-based and increasing",
+                ));
+            }
+            if !(c.lr.is_finite() && c.lr > 0.0) {
+                return Err(invalid("lr_changes", c.lr, "must be positive and finite"));
+            }
+            after = c.epoch;
         }
         self.beta.validate()?;
         let p = &self.physics;
@@ -745,6 +775,18 @@ impl TrainConfig {
             check_range_floor(p.range_floor)?;
         }
         Ok(())
+    }
+
+    /// The learning rate of epoch `e` (0-based): the last of
+    /// [`lr_changes`](Self::lr_changes) that starts at or before it, else
+    /// [`lr`](Self::lr).
+    #[must_use]
+    pub fn lr_at(&self, e: usize) -> f64 {
+        self.lr_changes
+            .iter()
+            .rev()
+            .find(|c| c.epoch <= e + 1)
+            .map_or(self.lr, |c| c.lr)
     }
 
     /// The number of epochs trained before Psi enters the loss:
@@ -1028,6 +1070,60 @@ mod tests {
         assert_eq!(c.physics_warmup(), 1);
         c.physics.mode = PhysicsMode::Faithful;
         assert_eq!(c.physics_warmup(), 1);
+    }
+
+    #[test]
+    fn lr_changes_hold_from_their_epoch_and_round_trip_through_toml() {
+        let mut c = TrainConfig {
+            lr: 1e-3,
+            ..TrainConfig::default()
+        };
+        assert_eq!((c.lr_at(0), c.lr_at(9)), (1e-3, 1e-3));
+        c.lr_changes = vec![
+            LrChange { epoch: 3, lr: 5e-4 },
+            LrChange { epoch: 5, lr: 1e-4 },
+        ];
+        // Epochs 1 and 2 (0-based 0, 1) at lr, 3 and 4 at the first change,
+        // 5 on at the second.
+        let at: Vec<f64> = (0..6).map(|e| c.lr_at(e)).collect();
+        assert_eq!(at, vec![1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4]);
+        let run = RunConfig {
+            train: c.clone(),
+            ..RunConfig::default()
+        };
+        let text = toml::to_string(&run).unwrap();
+        assert!(text.contains("[[train.lr_changes]]"), "{text}");
+        let back: RunConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.train, c);
+        // No change: nothing written, so older configurations read the same.
+        assert!(
+            !toml::to_string(&RunConfig::default())
+                .unwrap()
+                .contains("lr_changes")
+        );
+    }
+
+    #[test]
+    fn lr_changes_must_be_increasing_and_positive() {
+        let m = ModelConfig::default();
+        let with = |changes: Vec<LrChange>| {
+            let c = TrainConfig {
+                lr_changes: changes,
+                ..TrainConfig::default()
+            };
+            c.validate(&m)
+        };
+        with(vec![LrChange { epoch: 2, lr: 1e-4 }]).unwrap();
+        let e = with(vec![LrChange { epoch: 0, lr: 1e-4 }]).unwrap_err();
+        assert!(e.to_string().contains("lr_changes"), "{e}");
+        let e = with(vec![
+            LrChange { epoch: 3, lr: 1e-4 },
+            LrChange { epoch: 3, lr: 1e-5 },
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("increasing"), "{e}");
+        let e = with(vec![LrChange { epoch: 2, lr: -1.0 }]).unwrap_err();
+        assert!(e.to_string().contains("positive"), "{e}");
     }
 
     fn name_of(e: RunError) -> &'static str {

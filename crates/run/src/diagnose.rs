@@ -41,6 +41,21 @@ pub const RUNAWAY_LATENT: f64 = 20.0;
 /// epoch's (and the last value is above the first epoch's).
 pub const RUNAWAY_RECON_FRACTION: f64 = 0.5;
 
+/// While training ([`RunawayWatch`]): a latent has run away when the root
+/// mean square of its encoder means over a batch exceeds this, five times
+/// [`RUNAWAY_LATENT`]. Wider than the end-of-run bound so that training is
+/// stopped only for a latent far off the prior, at least 5000 nats of KL per
+/// patch, which no healthy run pays; a run that drifts past 20 more slowly is
+/// left to finish and is still named ran away by [`diagnose`] (the
+/// flattened-by-Psi test's run: a whole batch at 20.45 in epoch 10, 57 at
+/// its end).
+pub const RUNAWAY_LATENT_TRAINING: f64 = 100.0;
+
+/// While training ([`RunawayWatch`]): the running mean of an epoch's
+/// reconstruction term has run away when it exceeds this multiple of the best
+/// whole epoch's mean (and has risen by more than `ln 2` nats per pixel).
+pub const RUNAWAY_LOSS_FACTOR: f64 = 10.0;
+
 /// The advice for a run that diverged or ran away.
 const LOWER_LR: &str = "lower the learning rate (--lr), e.g. by a factor of 10";
 
@@ -154,6 +169,24 @@ impl Diagnosis {
                 kind: FindingKind::Diverged,
                 message: format!(
                     "the {what} became non-finite in epoch {epoch}, batch {batch}; no latent map was drawn"
+                ),
+                advice: LOWER_LR.into(),
+            }],
+            latents: Vec::new(),
+        }
+    }
+
+    /// A diagnosis of a run that the trainer stopped because it ran away
+    /// while its values were finite ([`RunawayWatch`]), before any map could
+    /// be drawn; `what` says what was seen.
+    #[must_use]
+    pub fn ran_away(epoch: usize, batch: usize, what: &str) -> Self {
+        Self {
+            ok: false,
+            findings: vec![Finding {
+                kind: FindingKind::RanAway,
+                message: format!(
+                    "{what} in epoch {epoch}, batch {batch}; training stopped and no latent map was drawn"
                 ),
                 advice: LOWER_LR.into(),
             }],
@@ -311,6 +344,82 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
     }
 }
 
+/// Watches a run while it trains and says when it has run away while its
+/// values are still finite, so that the trainer can stop before the epoch's
+/// checkpoint is written. Two signals, both read from values the trainer has
+/// on the host anyway:
+/// - a latent whose encoder means, as a root mean square over a batch's
+///   patches, lie beyond [`RUNAWAY_LATENT_TRAINING`] (from the first epoch
+///   on): a whole batch far off the prior, not one patch for a moment;
+/// - the reconstruction term, from the second epoch on: the running mean over
+///   the current epoch's batches (weighted by their patches, so a small last
+///   batch cannot fire it alone) above [`RUNAWAY_LOSS_FACTOR`] times the best
+///   whole epoch's mean, and higher than it by more than `ln 2` nats per
+///   pixel. The reconstruction term, unlike the total loss, holds neither the
+///   KL scale nor Psi, so a beta ramp or a physics term switching on does not
+///   move it; a healthy run lowers it, and the batches are random samples of
+///   the same patches, so a tenfold rise is no sampling noise. The rise of
+///   `ln 2` per pixel (what a decoder that knows nothing, all logits 0, costs
+///   under the Bernoulli likelihood) keeps the rule meaningful for
+///   likelihoods whose term is near zero or negative.
+///
+/// The gradient norm is not watched: its scale depends on the model size and
+/// the patch window, and no bound fits every run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunawayWatch {
+    /// The lowest whole-epoch mean reconstruction term so far.
+    best: Option<f64>,
+    /// `ln 2` nats times the pixels of a patch.
+    min_rise: f64,
+}
+
+impl RunawayWatch {
+    /// A watch for patches of `n_pixels` pixels, knowing the epochs in
+    /// `history` (a resumed run watches as the uninterrupted one would).
+    #[must_use]
+    pub fn new(n_pixels: usize, history: &[EpochRecord]) -> Self {
+        let mut w = Self {
+            best: None,
+            min_rise: n_pixels as f64 * std::f64::consts::LN_2,
+        };
+        for r in history {
+            w.epoch_done(r.recon);
+        }
+        w
+    }
+
+    /// Records a finished epoch's mean reconstruction term.
+    pub fn epoch_done(&mut self, recon: f64) {
+        if recon.is_finite() {
+            self.best = Some(self.best.map_or(recon, |b| b.min(recon)));
+        }
+    }
+
+    /// `Some(what was seen)` when the run has run away: `recon_so_far` is the
+    /// mean reconstruction term of the current epoch's batches so far,
+    /// `latent_rms` the largest over the latents of the root mean square of
+    /// their encoder means over the latest batch's patches.
+    #[must_use]
+    pub fn check(&self, recon_so_far: f64, latent_rms: f64) -> Option<String> {
+        if latent_rms > RUNAWAY_LATENT_TRAINING {
+            return Some(format!(
+                "the encoder means of a latent reached a root mean square of \
+                 {latent_rms:.3e} over a batch, far beyond a standard-normal prior (bound \
+                 {RUNAWAY_LATENT_TRAINING})"
+            ));
+        }
+        let best = self.best?;
+        let rise = recon_so_far - best;
+        if rise > (RUNAWAY_LOSS_FACTOR - 1.0) * best.abs() && rise > self.min_rise {
+            return Some(format!(
+                "the reconstruction term rose to {recon_so_far:.4e} nats per patch, over \
+                 {RUNAWAY_LOSS_FACTOR} times its best epoch mean ({best:.4e})"
+            ));
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +429,7 @@ mod tests {
         EpochRecord {
             epoch,
             beta: 1.0,
+            lr: 1e-3,
             recon,
             kl: 0.0,
             elbo: recon,
@@ -422,5 +532,95 @@ mod tests {
         m[[0, 0, 2]] = f32::NAN;
         let d = check(m.view(), &[], None);
         assert!(d.has(FindingKind::Diverged), "{d:?}");
+    }
+
+    /// A watch fed a sequence of epochs, each a list of batch
+    /// reconstruction terms (equal batches): the first (epoch, batch), both
+    /// 1-based, at which it fires, with what it saw.
+    fn first_alarm(pixels: usize, epochs: &[&[f64]]) -> Option<(usize, usize, String)> {
+        let mut w = RunawayWatch::new(pixels, &[]);
+        for (e, batches) in epochs.iter().enumerate() {
+            let mut sum = 0.0;
+            for (b, &r) in batches.iter().enumerate() {
+                sum += r;
+                if let Some(what) = w.check(sum / (b + 1) as f64, 1.0) {
+                    return Some((e + 1, b + 1, what));
+                }
+            }
+            w.epoch_done(sum / batches.len() as f64);
+        }
+        None
+    }
+
+    #[test]
+    fn a_healthy_loss_sequence_never_fires() {
+        // Falling, with noisy batches and a bump of 3x (a KL ramp or Psi
+        // switching on moves the total, not this term, but noise can).
+        let epochs: [&[f64]; 4] = [
+            &[700.0, 500.0, 400.0],
+            &[300.0, 350.0, 280.0],
+            &[260.0, 900.0, 250.0],
+            &[240.0, 230.0, 235.0],
+        ];
+        assert_eq!(first_alarm(256, &epochs), None);
+    }
+
+    #[test]
+    fn a_tenfold_rise_fires_in_the_epoch_it_happens_and_never_in_the_first() {
+        // The first epoch has no best to compare with: even a huge rise
+        // within it is no alarm by the loss rule.
+        let epochs: [&[f64]; 3] = [&[100.0, 1e6, 1e9], &[1e6, 1e6], &[1e5]];
+        assert_eq!(first_alarm(16, &epochs), None);
+        // Best epoch mean 200 (epoch 2); in epoch 3 the running mean passes
+        // 10 x 200 = 2000 at the second batch ((1000 + 3100) / 2 = 2050).
+        let epochs: [&[f64]; 3] = [&[400.0, 300.0], &[200.0, 200.0], &[1000.0, 3100.0, 5.0]];
+        let (e, b, what) = first_alarm(16, &epochs).unwrap();
+        assert_eq!((e, b), (3, 2));
+        assert!(
+            what.contains("reconstruction term rose to 2.0500e3"),
+            "{what}"
+        );
+        assert!(what.contains("(2.0000e2)"), "{what}");
+        // Just under the factor: no alarm.
+        let epochs: [&[f64]; 3] = [&[400.0, 300.0], &[200.0, 200.0], &[1000.0, 2999.0]];
+        assert_eq!(first_alarm(16, &epochs), None);
+    }
+
+    #[test]
+    fn a_small_or_negative_best_needs_a_rise_of_ln2_per_pixel() {
+        // Best 1.0 nat per patch of 100 px: 10x is 10 nats, but a rise
+        // below 100 ln 2 = 69.3 nats is no alarm; above it is.
+        let epochs: [&[f64]; 2] = [&[1.0], &[60.0]];
+        assert_eq!(first_alarm(100, &epochs), None);
+        let epochs: [&[f64]; 2] = [&[1.0], &[71.0]];
+        assert_eq!(first_alarm(100, &epochs).map(|a| (a.0, a.1)), Some((2, 1)));
+        // A negative best (a Gaussian term with a small sigma): the rise is
+        // measured against its size, -50 -> 410 is a rise of 460 > 9 x 50.
+        let epochs: [&[f64]; 2] = [&[-50.0], &[410.0]];
+        assert!(first_alarm(16, &epochs).is_some());
+        let epochs: [&[f64]; 2] = [&[-50.0], &[300.0]];
+        assert!(first_alarm(16, &epochs).is_none());
+    }
+
+    #[test]
+    fn encoder_means_beyond_the_prior_fire_from_the_first_batch() {
+        let w = RunawayWatch::new(16, &[]);
+        assert_eq!(w.check(100.0, 20.45), None);
+        assert_eq!(w.check(100.0, 100.0), None);
+        assert!(w.check(100.0, 100.5).is_some());
+        let what = w.check(100.0, 3.2e16).unwrap();
+        assert!(what.contains("root mean square of 3.200e16"), "{what}");
+        assert!(w.check(100.0, f64::from(f32::MAX)).is_some());
+    }
+
+    #[test]
+    fn a_watch_made_from_a_history_continues_where_it_was() {
+        // A resumed run: the best of the history it carries counts.
+        let w = RunawayWatch::new(16, &[record(1, 300.0, vec![]), record(2, 100.0, vec![])]);
+        assert!(w.check(1100.0, 0.0).is_some());
+        assert!(w.check(900.0, 0.0).is_none());
+        let d = Diagnosis::ran_away(3, 7, "the encoder means reached 1e16");
+        assert!(d.has(FindingKind::RanAway) && !d.ok);
+        assert!(d.findings[0].message.contains("epoch 3, batch 7"), "{d:?}");
     }
 }

@@ -16,6 +16,10 @@ pub struct EpochRecord {
     pub epoch: usize,
     /// KL scale used.
     pub beta: f32,
+    /// Adam learning rate used (0 when unknown: checkpoints and
+    /// `history.csv` files written before it was recorded).
+    #[serde(default)]
+    pub lr: f64,
     /// Mean reconstruction term `-log p(x|z)`.
     pub recon: f64,
     /// Mean KL term (before `beta`).
@@ -43,9 +47,13 @@ pub struct EpochRecord {
 }
 
 /// The columns of `history.csv`, in order.
-pub const CSV_COLUMNS: [&str; 8] = [
-    "epoch", "beta", "recon", "kl", "elbo", "psi", "total", "seconds",
+pub const CSV_COLUMNS: [&str; 9] = [
+    "epoch", "beta", "lr", "recon", "kl", "elbo", "psi", "total", "seconds",
 ];
+
+/// The columns [`parse_csv`] may find missing: `lr`, absent from files
+/// written before it was recorded.
+const OPTIONAL_COLUMNS: [&str; 1] = ["lr"];
 
 /// `history.csv`: a header line of [`CSV_COLUMNS`], then one line per epoch
 /// (the per-latent columns stay in `metrics.json` and the checkpoints).
@@ -56,16 +64,17 @@ pub fn to_csv(history: &[EpochRecord]) -> String {
     for r in history {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{}",
-            r.epoch, r.beta, r.recon, r.kl, r.elbo, r.psi, r.total, r.seconds
+            "{},{},{},{},{},{},{},{},{}",
+            r.epoch, r.beta, r.lr, r.recon, r.kl, r.elbo, r.psi, r.total, r.seconds
         );
     }
     s
 }
 
 /// Parses `history.csv` text (columns found by name, in any order; extra
-/// columns ignored; blank lines skipped). `path` only names the file in
-/// errors. The per-latent fields come back empty.
+/// columns ignored; blank lines skipped; a missing `lr` column, as in files
+/// written before it was recorded, reads as 0). `path` only names the file
+/// in errors. The per-latent fields come back empty.
 ///
 /// # Errors
 /// [`RunError::BadFile`] when a column is missing or a field is not a number.
@@ -76,18 +85,19 @@ pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<EpochRecord>> {
     };
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let mut idx = [0_usize; 8];
+    let mut idx = [None; CSV_COLUMNS.len()];
     for (slot, name) in idx.iter_mut().zip(CSV_COLUMNS) {
-        *slot = header
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| bad(format!("no column `{name}`")))?;
+        *slot = header.iter().position(|h| h.trim() == name);
+        if slot.is_none() && !OPTIONAL_COLUMNS.contains(&name) {
+            return Err(bad(format!("no column `{name}`")));
+        }
     }
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(',').collect();
-        let mut v = [0.0_f64; 8];
-        for (slot, &i) in v.iter_mut().zip(&idx) {
+        let mut v = [0.0_f64; CSV_COLUMNS.len()];
+        for (slot, i) in v.iter_mut().zip(&idx) {
+            let Some(i) = *i else { continue };
             *slot = fields
                 .get(i)
                 .and_then(|f| f.trim().parse::<f64>().ok())
@@ -103,12 +113,13 @@ pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<EpochRecord>> {
         rows.push(EpochRecord {
             epoch: v[0] as usize,
             beta: v[1] as f32,
-            recon: v[2],
-            kl: v[3],
-            elbo: v[4],
-            psi: v[5],
-            total: v[6],
-            seconds: v[7],
+            lr: v[2],
+            recon: v[3],
+            kl: v[4],
+            elbo: v[5],
+            psi: v[6],
+            total: v[7],
+            seconds: v[8],
             kl_latent: Vec::new(),
             mean_var: Vec::new(),
         });
@@ -124,6 +135,7 @@ mod tests {
         EpochRecord {
             epoch,
             beta: 0.05,
+            lr: 0.0025,
             recon: 100.5,
             kl: 3.25,
             elbo: 100.6625,
@@ -141,28 +153,44 @@ mod tests {
         let text = to_csv(&h);
         assert_eq!(
             text.lines().next(),
-            Some("epoch,beta,recon,kl,elbo,psi,total,seconds")
+            Some("epoch,beta,lr,recon,kl,elbo,psi,total,seconds")
         );
         assert_eq!(
             text.lines().nth(1),
-            Some("1,0.05,100.5,3.25,100.6625,0,100.6625,1.5")
+            Some("1,0.05,0.0025,100.5,3.25,100.6625,0,100.6625,1.5")
         );
         let back = parse_csv(Path::new("h.csv"), &text).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].epoch, 2);
         assert_eq!(back[1].beta, 0.05);
         assert_eq!(back[1].elbo, 100.6625);
+        assert_eq!(back[1].lr, 0.0025);
         assert!(back[1].kl_latent.is_empty());
     }
 
     #[test]
+    fn a_file_written_before_the_lr_column_reads_with_lr_zero() {
+        let text = "epoch,beta,recon,kl,elbo,psi,total,seconds\n1,0.05,100.5,3.25,100.6625,0,100.6625,1.5\n";
+        let rows = parse_csv(Path::new("h.csv"), text).unwrap();
+        assert_eq!(
+            (rows[0].lr, rows[0].recon, rows[0].seconds),
+            (0.0, 100.5, 1.5)
+        );
+        // An lr column that is there must hold numbers.
+        let text = "epoch,beta,lr,recon,kl,elbo,psi,total,seconds\n1,0.05,x,100.5,3.25,100.6625,0,100.6625,1.5\n";
+        let e = parse_csv(Path::new("h.csv"), text).unwrap_err();
+        assert!(e.to_string().contains("column 2"), "{e}");
+    }
+
+    #[test]
     fn columns_are_found_by_name() {
-        let text = "seconds,total,psi,elbo,kl,recon,beta,epoch,extra\n2,7,6,5,4,3,0.5,3,x\n\n";
+        let text =
+            "seconds,total,psi,elbo,kl,recon,lr,beta,epoch,extra\n2,7,6,5,4,3,0.01,0.5,3,x\n\n";
         let rows = parse_csv(Path::new("h.csv"), text).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(
-            (rows[0].epoch, rows[0].recon, rows[0].seconds),
-            (3, 3.0, 2.0)
+            (rows[0].epoch, rows[0].recon, rows[0].seconds, rows[0].lr),
+            (3, 3.0, 2.0, 0.01)
         );
     }
 
@@ -170,10 +198,10 @@ mod tests {
     fn missing_column_and_bad_number_name_the_problem() {
         let e = parse_csv(Path::new("h.csv"), "epoch,beta\n1,0\n").unwrap_err();
         assert!(e.to_string().contains("no column `recon`"), "{e}");
-        let text = format!("{}\n1,0,x,0,0,0,0,0\n", CSV_COLUMNS.join(","));
+        let text = format!("{}\n1,0,0.1,x,0,0,0,0,0\n", CSV_COLUMNS.join(","));
         let e = parse_csv(Path::new("h.csv"), &text).unwrap_err();
         assert!(
-            e.to_string().contains("line 2: not a number in column 2"),
+            e.to_string().contains("line 2: not a number in column 3"),
             "{e}"
         );
     }

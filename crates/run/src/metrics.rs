@@ -112,6 +112,24 @@ pub struct ResultMetrics {
     pub oracle: Option<Oracle>,
 }
 
+/// Reads `commands` as a list of command lines, or as the single command
+/// line of older files.
+fn one_or_many_commands<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Commands {
+        Many(Vec<Vec<String>>),
+        One(Vec<String>),
+    }
+    Ok(match Commands::deserialize(d)? {
+        Commands::Many(v) => v,
+        Commands::One(v) if v.is_empty() => Vec::new(),
+        Commands::One(v) => vec![v],
+    })
+}
+
 impl ResultMetrics {
     /// No result, with the reason.
     #[must_use]
@@ -129,8 +147,11 @@ impl ResultMetrics {
 pub struct Metrics {
     /// The input image as given.
     pub input: PathBuf,
-    /// The command line that made the run.
-    pub command: Vec<String>,
+    /// The command lines that shaped the run: the one that started it, then
+    /// each `--resume` (read from a file written before resuming was
+    /// recorded, `"command": [...]`, as that one command).
+    #[serde(alias = "command", deserialize_with = "one_or_many_commands")]
+    pub commands: Vec<Vec<String>>,
     /// Rows and columns of the image.
     pub image_shape: [usize; 2],
     /// The image's pixel size, when its file records one.
@@ -250,6 +271,10 @@ mod tests {
         let mut m = Metrics {
             window: 16,
             latents: vec!["dx".into(), "z1".into()],
+            commands: vec![
+                vec!["phyvae".into(), "train".into()],
+                vec!["phyvae".into(), "train".into(), "--resume".into()],
+            ],
             ..Metrics::default()
         };
         m.maps.insert(
@@ -283,6 +308,15 @@ mod tests {
         assert_eq!(m.window, 48);
         assert!(m.maps.is_empty());
         assert!(m.result.is_none() && m.diagnosis.is_none());
+        // Its one command line becomes the list's first.
+        let m = Metrics::parse(
+            Path::new("m.json"),
+            r#"{"command": ["phyvae", "train", "a.png"], "window": 48}"#,
+        )
+        .unwrap();
+        assert_eq!(m.commands, vec![vec!["phyvae", "train", "a.png"]]);
+        let m = Metrics::parse(Path::new("m.json"), r#"{"command": []}"#).unwrap();
+        assert!(m.commands.is_empty());
         let e = Metrics::parse(Path::new("m.json"), "[1]").unwrap_err();
         assert!(
             e.to_string()

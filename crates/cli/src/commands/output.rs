@@ -153,7 +153,7 @@ pub fn base_metrics(
 ) -> Metrics {
     Metrics {
         input: input.image.clone(),
-        command: std::env::args().collect(),
+        commands: vec![std::env::args().collect()],
         image_shape: [img.rows(), img.cols()],
         pixel_size: img.pixel_size.clone(),
         window: data.window,

@@ -91,10 +91,13 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let dir = RunDir::new(&a.run.out);
     let ckpt = dir.file(files::CHECKPOINT_DIR);
     let device = pick_device(&a.run.device)?;
-    let cfg = if a.resume {
+    let (mut cfg, changes) = if a.resume {
         settings::resume(a, &img, &dir.file(files::CONFIG))?
     } else {
-        settings::resolve(a, &img)?
+        (
+            settings::resolve(a, &img)?,
+            settings::ResumeChanges::default(),
+        )
     };
     let patches = patches_for(&img, &cfg.data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
@@ -109,11 +112,23 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
         return classical::run(a, &img, &cfg, &patches, truth.as_ref(), t0, progress);
     }
     // A run killed before its first checkpoint resumes from the start, with
-    // the recorded settings.
-    let trainer = if a.resume && ckpt.join(files::CHECKPOINT).is_file() {
-        Trainer::resume(&ckpt, &patches, &device)?
+    // the recorded settings (and the changes asked for).
+    let trainer = if a.resume {
+        let mut t = if ckpt.join(files::CHECKPOINT).is_file() {
+            Trainer::resume(&ckpt, &patches, &device)?
+        } else {
+            Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?
+        };
+        resume_changes(&mut t, &changes, &dir)?;
+        // config.toml reproduces the run with its changes.
+        cfg.train = t.train_config().clone();
+        write_config(&dir, &cfg)?;
+        t
     } else {
-        Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?
+        let mut t =
+            Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?;
+        t.set_commands(vec![std::env::args().collect()]);
+        t
     };
     let mut trainer = trainer.with_stop(interrupt::flag());
     if cfg.train.snapshot_every > 0 {
@@ -126,12 +141,27 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let n_special = cfg.model.kind.n_special();
     let content = names[n_special..].to_vec();
     let mut metrics = base_metrics(&a.input, &img, &cfg.data, &patches, &names, &content);
-    if let Err(phyvae_model::ModelError::Diverged { epoch, batch, what }) = &outcome {
-        // Say so in metrics.json too; no map is drawn from a diverged model.
-        let diagnosis = Diagnosis::diverged(*epoch, *batch, what);
+    metrics.commands = trainer.commands().to_vec();
+    let stopped = match &outcome {
+        Err(phyvae_model::ModelError::Diverged {
+            epoch, batch, what, ..
+        }) => Some((
+            Diagnosis::diverged(*epoch, *batch, what),
+            "training diverged",
+        )),
+        Err(phyvae_model::ModelError::RanAway {
+            epoch, batch, what, ..
+        }) => Some((
+            Diagnosis::ran_away(*epoch, *batch, what),
+            "training ran away",
+        )),
+        _ => None,
+    };
+    if let Some((diagnosis, reason)) = stopped {
+        // Say so in metrics.json too; no map is drawn from such a model.
         warn_diagnosis(&diagnosis);
         metrics.diagnosis = Some(diagnosis);
-        metrics.result = Some(ResultMetrics::none("training diverged"));
+        metrics.result = Some(ResultMetrics::none(reason));
         write_metrics(&dir, &metrics)?;
     }
     if let Err(e @ phyvae_model::ModelError::Interrupted { epochs_done }) = outcome {
@@ -185,6 +215,39 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     metrics.settings = cfg.auto.clone();
     metrics.device = Some(device_name(&device).to_owned());
     finish_run(&dir, metrics, t0, progress)
+}
+
+/// Applies what `--resume` changes to the resumed trainer (more epochs, a
+/// lower rate from the next epoch on), adds this command line to the run's
+/// commands (those of a checkpoint written before they were recorded are
+/// read from metrics.json when it is there), and writes the checkpoint again
+/// so that it agrees with config.toml if the run stops before its next epoch
+/// ends.
+///
+/// # Errors
+/// When a change is refused (fewer epochs than done) or the checkpoint
+/// cannot be written.
+fn resume_changes(
+    t: &mut Trainer<'_>,
+    changes: &settings::ResumeChanges,
+    dir: &RunDir,
+) -> Result<()> {
+    if let Some(e) = changes.epochs {
+        t.set_epochs(e)?;
+    }
+    if let Some(lr) = changes.lr {
+        t.set_learning_rate(lr)?;
+    }
+    let mut commands = t.commands().to_vec();
+    if commands.is_empty() {
+        commands = Metrics::read(&dir.file(files::METRICS))
+            .map(|m| m.commands)
+            .unwrap_or_default();
+    }
+    commands.push(std::env::args().collect());
+    t.set_commands(commands);
+    t.save_checkpoint()?;
+    Ok(())
 }
 
 /// `phyvae encode --model DIR IMAGE --out DIR2`.
