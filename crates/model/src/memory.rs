@@ -323,7 +323,11 @@ mod tests {
 
     #[test]
     fn parameter_count_matches_the_models_built() {
-        for kind in [ModelKind::Shift, ModelKind::Vanilla, ModelKind::ShiftRotation] {
+        for kind in [
+            ModelKind::Shift,
+            ModelKind::Vanilla,
+            ModelKind::ShiftRotation,
+        ] {
             let model = ModelConfig {
                 kind,
                 ..small_model()
