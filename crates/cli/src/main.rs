@@ -50,18 +50,9 @@ fn message(err: &anyhow::Error) -> String {
 /// 5 = an output could not be written; 130 = interrupted by Ctrl-C; 1 =
 /// anything else. (2 is clap's code for a malformed command line.)
 fn exit_code(err: &anyhow::Error) -> u8 {
-    use phyvae_data::DataError;
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<DataError>() {
-            return match e {
-                DataError::InvalidParameter { .. }
-                | DataError::ImageSmallerThanWindow { .. }
-                | DataError::ConstantImage { .. }
-                | DataError::NonFinitePixel { .. }
-                | DataError::ShapeMismatch { .. } => 4,
-                DataError::Write { .. } => 5,
-                _ => 3,
-            };
+        if let Some(e) = cause.downcast_ref::<phyvae_data::DataError>() {
+            return data_error_code(e);
         }
         if cause
             .downcast_ref::<phyvae_imaging::ImagingError>()
@@ -72,7 +63,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<phyvae_report::ReportError>() {
             use phyvae_report::ReportError as R;
             return match e {
-                R::RunFile { .. } | R::Data(_) => 3,
+                R::Data(e) => data_error_code(e),
+                R::RunFile { .. } => 3,
                 R::Imaging(_) => 4,
                 _ => 5,
             };
@@ -94,7 +86,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 M::InvalidParameter { .. }
                 | M::ShapeMismatch { .. }
                 | M::Diverged { .. }
-                | M::RanAway { .. } => 4,
+                | M::RanAway { .. }
+                | M::OutOfMemory { .. }
+                | M::Imaging(_) => 4,
+                M::Data(e) => data_error_code(e),
                 M::BadFile { .. } => 3,
                 M::Io { action, .. } if *action == "reading" => 3,
                 M::Io { .. } => 5,
@@ -103,6 +98,22 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     1
+}
+
+/// The exit code of a data error: 5 for a failed write, 4 for invalid
+/// parameters or content, 3 for an input that cannot be read.
+fn data_error_code(e: &phyvae_data::DataError) -> u8 {
+    use phyvae_data::DataError;
+    match e {
+        DataError::InvalidParameter { .. }
+        | DataError::ImageSmallerThanWindow { .. }
+        | DataError::ConstantImage { .. }
+        | DataError::NonFinitePixel { .. }
+        | DataError::BeyondFloat32 { .. }
+        | DataError::ShapeMismatch { .. } => 4,
+        DataError::Write { .. } => 5,
+        _ => 3,
+    }
 }
 
 /// The exit code of a settings or run-file error.

@@ -467,6 +467,20 @@ fn info_lists_format_shape_type_and_pixel_size() {
 }
 
 #[test]
+fn convert_refuses_float64_beyond_the_float32_range() {
+    let d = tmp();
+    let input = d.path().join("huge.npy");
+    let a = ndarray::array![[0.0_f64, 1.0], [1e300, 2.0]];
+    phyvae_data::io::write_npy_f64(&input, a.view()).unwrap();
+    let out = d.path().join("out.npy");
+    let err = fails(&["convert", s(&input), s(&out)], 4);
+    assert!(err.contains("huge.npy"), "{err}");
+    assert!(err.contains("row 1, col 0"), "{err}");
+    assert!(err.contains("float32 range"), "{err}");
+    assert!(!out.exists(), "an output was written");
+}
+
+#[test]
 fn convert_writes_the_image_as_float32_npy() {
     let d = tmp();
     let out = d.path().join("go.npy");

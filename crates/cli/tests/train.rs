@@ -545,3 +545,76 @@ fn a_folder_holding_a_run_needs_overwrite_and_keeps_no_stale_file() {
     let hist = std::fs::read_to_string(out.join("history.csv")).unwrap();
     assert_eq!(hist.lines().count(), 2, "{hist}");
 }
+
+/// Settings whose buffers no machine holds are refused before any folder is
+/// created: 45 x 45 = 2025 patches of 256 x 256 px (the batch of 4000 clamped
+/// to them) at hidden width 4096 need 2025 x 3 x 65536 x 4096 floats of
+/// decoder activations alone, 6.5 TB.
+#[test]
+fn settings_needing_more_memory_than_available_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    common::synth("two-phase", 300, 2, d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("r");
+    let o = phyvae(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&out),
+        "--window",
+        "256",
+        "--step",
+        "1",
+        "--batch",
+        "4000",
+        "--hidden",
+        "4096",
+        "--epochs",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("need an estimated"), "{err}");
+    assert!(err.contains(" TB of memory"), "{err}");
+    assert!(err.contains("available"), "{err}");
+    assert!(
+        err.contains("batch 2025 patches")
+            && err.contains("window 256 px")
+            && err.contains("hidden 4096"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused run created {}", out.display());
+}
+
+/// A write that fails for lack of room exits 5 and names the file. The shell
+/// limits the size of any file the process writes (`ulimit -f`, in 512-byte
+/// blocks) and ignores SIGXFSZ, which the binary inherits: a write past the
+/// limit then fails with EFBIG, as on a full disk. 64 blocks (32 KiB) hold
+/// `config.toml` but not the first checkpoint (about 1 MB: the weights of a
+/// window-16, hidden-128 model with its Adam state).
+#[test]
+fn a_write_that_fails_for_lack_of_room_exits_5_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let out = d.path().join("r");
+    let o = std::process::Command::new("sh")
+        .args(["-c", r#"trap "" XFSZ; ulimit -f 64; exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_phyvae"))
+        .args([
+            "train",
+            s(&img),
+            "--out",
+            s(&out),
+            "--window",
+            "16",
+            "--step",
+            "8",
+        ])
+        .args(["--batch", "16", "--epochs", "1", "--hidden", "128"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("checkpoint.safetensors"), "{err}");
+}

@@ -104,6 +104,22 @@ pub enum DataError {
         /// Its value.
         value: f32,
     },
+    /// A finite `f64` pixel is too large in magnitude for `f32` (it would
+    /// round to infinity): the readers hold images as `f32`.
+    #[error(
+        "{path}: pixel (row {row}, col {col}) = {value:e} is beyond the float32 range \
+         (largest magnitude about 3.4e38); rescale the data (e.g. to smaller units) before using it"
+    )]
+    BeyondFloat32 {
+        /// File concerned.
+        path: PathBuf,
+        /// Row of the first such pixel, in the image as read.
+        row: usize,
+        /// Column.
+        col: usize,
+        /// Its value as stored.
+        value: f64,
+    },
     /// Every pixel has the same value, so min-max scaling is undefined.
     #[error("image is constant (every pixel = {value}); nothing to learn from")]
     ConstantImage {

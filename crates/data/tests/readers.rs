@@ -1224,6 +1224,120 @@ fn spiepy_dat_length_must_match_header() {
     assert!(matches!(err, DataError::NotAnImage { .. }), "{err}");
 }
 
+// ---------------------------------------------------------------- float64 beyond float32
+
+/// Each reader of float64 data built here, on a tiny file holding one finite
+/// value too large for `f32`: refused with `BeyondFloat32` naming the file,
+/// the pixel (row, column of the image as read) and the value.
+#[test]
+fn float64_beyond_the_float32_range_is_refused_by_every_reader() {
+    use tiff::encoder::{TiffEncoder, colortype::Gray64Float};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f8 = |v: &[f64]| le(v, f64::to_le_bytes);
+    let f8_be = |v: &[f64]| le(v, f64::to_be_bytes);
+    let mut c = [0.0_f64; 6];
+    c[2] = 1e300; // C order, 2 x 3: index 2 is (0, 2)
+    let mut fortran = [0.0_f64; 6];
+    fortran[4] = 1e300; // Fortran order: (r, c) at r + 2 c, so index 4 is (0, 2)
+    let mut stack = [0.0_f64; 12];
+    stack[9] = -1e300; // (2, 2, 3) C order: frame 1 starts at 6, (1, 0) is 6 + 3
+    let tif = d.join("big.tif");
+    let mut tv = [0.0_f64; 12];
+    tv[6] = 3.5e38; // 4 wide: index 6 is (1, 2)
+    TiffEncoder::new(std::fs::File::create(&tif).unwrap())
+        .unwrap()
+        .write_image::<Gray64Float>(4, 3, &tv)
+        .unwrap();
+    // (file, frame, (row, col) of the refused pixel, its value)
+    let cases = [
+        (
+            write(d, "c.npy", &npy_file("<f8", false, "(2, 3)", &f8(&c))),
+            None,
+            (0, 2),
+            1e300,
+        ),
+        (
+            write(d, "be.npy", &npy_file(">f8", false, "(2, 3)", &f8_be(&c))),
+            None,
+            (0, 2),
+            1e300,
+        ),
+        (
+            write(d, "f.npy", &npy_file("<f8", true, "(2, 3)", &f8(&fortran))),
+            None,
+            (0, 2),
+            1e300,
+        ),
+        (
+            write(
+                d,
+                "s.npy",
+                &npy_file("<f8", false, "(2, 2, 3)", &f8(&stack)),
+            ),
+            Some(1),
+            (1, 0),
+            -1e300,
+        ),
+        (tif, None, (1, 2), 3.5e38),
+        (
+            write(
+                d,
+                "big.dat",
+                &dat_bytes(2, 3, &[0.0, 0.0, 0.0, 0.0, 1e300, 0.0]),
+            ),
+            None,
+            (1, 1),
+            1e300,
+        ),
+    ];
+    for (path, frame, (r, c), v) in cases {
+        let err = read_image(&path, frame).unwrap_err();
+        assert!(
+            matches!(err, DataError::BeyondFloat32 { row, col, value, .. }
+                if (row, col) == (r, c) && value == v),
+            "{}: {err}",
+            path.display()
+        );
+        assert_names_path(&err, &path);
+        assert!(err.to_string().contains("float32 range"), "{err}");
+    }
+}
+
+/// `f32::MAX` itself, stored as float64, is read as `f32::MAX`; 3.5e38, above
+/// it by more than half an f32 ulp (2^103 ~ 1e31), is refused.
+#[test]
+fn float64_at_the_float32_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = f64::from(f32::MAX);
+    let p = write(dir.path(), "max.dat", &dat_bytes(1, 2, &[max, -max]));
+    assert_eq!(pixels(&p, None), [f32::MAX, f32::MIN]);
+    let p = write(dir.path(), "over.dat", &dat_bytes(1, 2, &[max, 3.5e38]));
+    assert!(matches!(
+        read_image(&p, None),
+        Err(DataError::BeyondFloat32 { row: 0, col: 1, .. })
+    ));
+}
+
+/// A float64 NPY read in float64 (the filters' path) keeps values beyond the
+/// float32 range.
+#[test]
+fn float64_npy_read_in_float64_keeps_large_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "w.npy",
+        &npy_file(
+            "<f8",
+            false,
+            "(1, 2)",
+            &le(&[1e300, -2.0], f64::to_le_bytes),
+        ),
+    );
+    let a = phyvae_data::io::read_npy_f64(&p, None).unwrap().unwrap();
+    assert_eq!(a, array![[1e300, -2.0]]);
+}
+
 // ---------------------------------------------------------------- detection and common errors
 
 #[test]

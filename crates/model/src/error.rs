@@ -48,6 +48,20 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
+    /// The run would need more memory than the machine has available
+    /// ([`crate::memory::MemoryEstimate::check`]).
+    #[error(
+        "these settings need an estimated {needed} of memory (an upper bound), more than the \
+         {available} available: {drivers}"
+    )]
+    OutOfMemory {
+        /// The estimate, in decimal units.
+        needed: String,
+        /// What the machine has available, in decimal units.
+        available: String,
+        /// Which settings drive the estimate, and what to lower.
+        drivers: String,
+    },
     /// A model, checkpoint or configuration file is not what it should be.
     #[error("{path}: {reason}")]
     BadFile {

@@ -158,7 +158,7 @@ pub fn normal_quantile(p: f64) -> f64 {
 }
 
 /// Manifold patches decoded at once.
-const MANIFOLD_CHUNK: usize = 8;
+pub(crate) const MANIFOLD_CHUNK: usize = 8;
 
 /// The learned 2-D manifold (pyroVED `manifold2d`): decodes a `d x d` grid of
 /// the first two content latents at standard-normal quantiles (rows:

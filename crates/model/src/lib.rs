@@ -20,6 +20,8 @@
 //! - [`train`]: the trainer (batch order, one step per batch in each physics
 //!   mode, per-epoch records, events, checkpoints, resume).
 //! - [`infer`]: latent maps, manifold, latent histogram, saving and loading models.
+//! - [`memory`]: the memory a run will need, estimated before it allocates,
+//!   and what the machine has available.
 //! - `batch` (inside the crate): a batch of patches copied into one tensor, for
 //!   the trainer and [`infer`].
 
@@ -28,6 +30,7 @@ pub mod decoder;
 pub mod encoder;
 mod error;
 pub mod infer;
+pub mod memory;
 pub mod optim;
 pub mod params;
 pub mod physics;

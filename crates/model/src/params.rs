@@ -181,15 +181,19 @@ impl ParamStore {
 /// either the old file or the new one; on error no temporary file is left.
 ///
 /// # Errors
-/// [`ModelError::Framework`] when serialising fails, [`ModelError::Io`]
-/// (naming `path`) when writing, syncing or renaming fails.
+/// [`ModelError::Io`] (naming `path`) when writing, syncing or renaming fails
+/// (a full disk, a file-size limit, no permission), including a write that
+/// fails inside the serialiser; [`ModelError::Framework`] when serialising
+/// fails for another reason.
 pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let mut framework = None;
     let written = write_atomic_with(path, |tmp| {
         candle_core::safetensors::save(tensors, tmp).map_err(|e| {
-            let io = std::io::Error::other(e.to_string());
-            framework = Some(e);
-            io
+            io_cause(&e).unwrap_or_else(|| {
+                let io = std::io::Error::other(e.to_string());
+                framework = Some(e);
+                io
+            })
         })
     });
     match (framework, written) {
@@ -199,6 +203,23 @@ pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Re
         }),
         (None, written) => Ok(written?),
     }
+}
+
+/// The operating-system error behind a framework error, if there is one
+/// (candle reports a failed write as its `Io` variant, or as a safetensors
+/// error whose source is the I/O error), with its kind and message.
+fn io_cause(e: &candle_core::Error) -> Option<std::io::Error> {
+    if let candle_core::Error::Io(io) = e {
+        return Some(std::io::Error::new(io.kind(), io.to_string()));
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(std::io::Error::new(io.kind(), io.to_string()));
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Reads every tensor of a safetensors file onto `device`.

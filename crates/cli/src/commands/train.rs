@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::Result;
 use ndarray::Array2;
 use phyvae_data::patches::PatchSet;
+use phyvae_model::Device;
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
+use phyvae_model::memory::{self, MemoryEstimate};
 use phyvae_model::train::Trainer;
 use phyvae_run::config::{Method, RunConfig};
 use phyvae_run::diagnose::{Diagnosis, RunFacts, diagnose};
@@ -27,8 +29,20 @@ use crate::interrupt;
 use crate::progress::Progress;
 use crate::settings;
 
-/// Patches encoded per batch after training.
-const ENCODE_BATCH: usize = 256;
+/// Patches encoded per batch after training (the memory estimate assumes it).
+const ENCODE_BATCH: usize = memory::ENCODE_BATCH;
+
+/// Refuses a run whose estimated memory exceeds what the machine has
+/// available; skipped on a GPU (whose memory this does not see) and where
+/// the available memory cannot be read.
+fn check_memory(estimate: &MemoryEstimate, device: &Device) -> Result<()> {
+    if device.is_cpu()
+        && let Some(available) = memory::available_bytes()
+    {
+        estimate.check(available)?;
+    }
+    Ok(())
+}
 
 /// Encodes every patch with a progress bar.
 fn encode_all(
@@ -101,6 +115,10 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     };
     let patches = patches_for(&img, &cfg.data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
+    if cfg.method != Method::Fft {
+        let need = MemoryEstimate::train(&cfg.model, &cfg.train, img.pixels.dim(), patches.len());
+        check_memory(&need, &device)?;
+    }
     let _lock = open_run(&dir, &a.run, a.resume)?;
     // config.toml first: a folder without it holds no run, and a run killed
     // before it was written starts again without --resume.
@@ -265,6 +283,8 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let dir = RunDir::new(&a.run.out);
     let patches = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
+    let need = MemoryEstimate::encode(model.config(), img.pixels.dim(), patches.len());
+    check_memory(&need, &device)?;
     let _lock = open_run(&dir, &a.run, false)?;
     write_input(&dir, &patches)?;
     let maps = encode_all(&model, &patches, progress)?;

@@ -43,7 +43,7 @@
 //! length are kept, and [`read_dm`] reads the requested frame alone.
 
 use super::bounded::Bounded;
-use super::util::{ImageInfo, luminance, malformed, nm, unit_in_nm, unsupported};
+use super::util::{ImageInfo, luminance, malformed, narrow_pixels, nm, unit_in_nm, unsupported};
 use crate::{DataError, Image, PixelSize, Result};
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
@@ -1066,7 +1066,7 @@ impl DmFile<'_> {
         let mut raw = vec![0_u8; usize::try_from(frame_bytes).map_err(|_| too_big())?];
         self.source
             .read_into(&self.path, offset, &mut raw, "pixel data")?;
-        let values = convert(l.kind, &raw, self.little_endian);
+        let values = convert(&self.path, l.kind, &raw, self.little_endian, l.cols)?;
         let pixels = Array2::from_shape_vec((l.rows, l.cols), values)
             .map_err(|e| malformed(&self.path, DM_FORMAT, e))?;
         Ok(Image {
@@ -1079,15 +1079,30 @@ impl DmFile<'_> {
 
 /// Converts raw pixels of `kind` to `f32` (integers exactly up to 2^24,
 /// `f64` rounded to nearest, binary as 0 or 1, BGRA as the luminance of R, G,
-/// B).
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-fn convert(kind: PixelKind, raw: &[u8], little: bool) -> Vec<f32> {
+/// B), row-major with `cols` columns.
+///
+/// # Errors
+/// [`DataError::BeyondFloat32`] for a finite `f64` value too large for `f32`.
+#[allow(clippy::cast_precision_loss)]
+fn convert(
+    path: &Path,
+    kind: PixelKind,
+    raw: &[u8],
+    little: bool,
+    cols: usize,
+) -> Result<Vec<f32>> {
     fn each<const N: usize>(raw: &[u8], little: bool, f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
         raw.chunks_exact(N)
             .filter_map(|c| ordered::<N>(c, little).map(&f))
             .collect()
     }
-    match kind {
+    if kind == PixelKind::F64 {
+        let values = raw
+            .chunks_exact(8)
+            .filter_map(|c| ordered::<8>(c, little).map(f64::from_le_bytes));
+        return narrow_pixels(path, values, cols);
+    }
+    Ok(match kind {
         PixelKind::U8 => raw.iter().map(|&b| f32::from(b)).collect(),
         PixelKind::I8 => raw.iter().map(|&b| f32::from(b.cast_signed())).collect(),
         PixelKind::Binary => raw.iter().map(|&b| f32::from(u8::from(b != 0))).collect(),
@@ -1096,14 +1111,15 @@ fn convert(kind: PixelKind, raw: &[u8], little: bool) -> Vec<f32> {
         PixelKind::I32 => each(raw, little, |b| i32::from_le_bytes(b) as f32),
         PixelKind::U32 => each(raw, little, |b| u32::from_le_bytes(b) as f32),
         PixelKind::F32 => each(raw, little, f32::from_le_bytes),
-        PixelKind::F64 => each(raw, little, |b| f64::from_le_bytes(b) as f32),
+        // Decoded above.
+        PixelKind::F64 => Vec::new(),
         // Byte order B, G, R, A whatever the file's byte order (RosettaSciIO).
         PixelKind::Bgra => raw
             .chunks_exact(4)
             .filter_map(|c| c.first_chunk::<4>())
             .map(|&[b, g, r, _a]| luminance(f64::from(r), f64::from(g), f64::from(b)))
             .collect(),
-    }
+    })
 }
 
 /// Opens `path` as a [`DmFile`] read on demand.
@@ -1448,6 +1464,38 @@ mod tests {
             f.image(3),
             Err(DataError::NoSuchFrame { frames: 3, .. })
         ));
+    }
+
+    #[test]
+    fn float64_beyond_the_float32_range_is_refused() {
+        // 2 rows x 3 cols ([x=3, y=2]) float64, both byte orders; row-major,
+        // so element 4 is (row 1, col 1).
+        for b in [&LE3, &BE4] {
+            let one = |v: [f64; 6]| {
+                let pixels: Vec<u8> = v
+                    .iter()
+                    .flat_map(|x| {
+                        if b.little {
+                            x.to_le_bytes()
+                        } else {
+                            x.to_be_bytes()
+                        }
+                    })
+                    .collect();
+                let img = b.image("d", 12, &[3, 2], T::Array(enc::DOUBLE, 6, pixels), &[]);
+                let bytes = b.file(&[("ImageList", T::Group(vec![("", img)]))]);
+                parse_dm(&bytes, p()).unwrap().image(0)
+            };
+            let err = one([0.0, 0.0, 0.0, 0.0, -3.5e38, 1e300]).unwrap_err();
+            assert!(
+                matches!(err, DataError::BeyondFloat32 { row: 1, col: 1, value, .. } if value == -3.5e38),
+                "{err}"
+            );
+            let max = f64::from(f32::MAX);
+            let img = one([max, 0.5, 0.0, 0.0, 0.0, 0.0]).unwrap();
+            assert_eq!(img.pixels[(0, 0)], f32::MAX);
+            assert_eq!(img.pixels[(0, 1)], 0.5);
+        }
     }
 
     #[test]

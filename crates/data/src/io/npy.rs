@@ -7,7 +7,7 @@
 //! and a newline so that the data starts on a multiple of 64 bytes, then the raw
 //! elements.
 
-use super::util::{file_len, io_error, malformed, unsupported};
+use super::util::{file_len, io_error, malformed, narrow_pixels, unsupported};
 use crate::atomic::write_atomic;
 use crate::{DataError, Image, Result};
 use ndarray::{ArrayD, ArrayView2, ArrayView3, IxDyn, ShapeBuilder};
@@ -484,6 +484,8 @@ impl Elem for f32 {
     fn from_f32(v: f32) -> Self {
         v
     }
+    // `read_npy` narrows float64 data with `narrow_pixels` instead, which
+    // refuses values beyond the f32 range.
     fn from_f64(v: f64) -> Self {
         v as f32
     }
@@ -580,7 +582,8 @@ fn read_bytes(path: &Path, file: &mut File, offset: u64, len: u64) -> Result<Vec
 /// trailing bytes); [`DataError::Unsupported`] (bool, complex, object, string,
 /// structured dtypes, naming the dtype; unknown versions);
 /// [`DataError::NotAnImage`] (0-D, 1-D, 4-D or more, or a zero-sized image
-/// dimension); [`DataError::NoSuchFrame`].
+/// dimension); [`DataError::NoSuchFrame`]; [`DataError::BeyondFloat32`] for a
+/// finite `f8` value too large for `f32` ([`read_npy_f64`] reads it in `f64`).
 ///
 /// # Example
 /// ```
@@ -595,7 +598,14 @@ fn read_bytes(path: &Path, file: &mut File, offset: u64, len: u64) -> Result<Vec
 pub fn read_npy(path: &Path, frame: Option<usize>) -> Result<Image> {
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
     let h = read_header(path, &mut file)?;
-    let pixels = read_plane::<f32>(path, &mut file, &h, frame)?;
+    let pixels = if h.dtype.kind == Kind::F64 {
+        let wide = read_plane::<f64>(path, &mut file, &h, frame)?;
+        let values = narrow_pixels(path, wide.iter().copied(), wide.ncols())?;
+        ndarray::Array2::from_shape_vec(wide.dim(), values)
+            .map_err(|e| malformed(path, FORMAT, e))?
+    } else {
+        read_plane::<f32>(path, &mut file, &h, frame)?
+    };
     Ok(Image {
         pixels,
         pixel_size: None,

@@ -5,7 +5,7 @@
 //! little-endian `f64` values in row-major order. There is no magic and no
 //! calibration.
 
-use super::util::{file_len, io_error, malformed, single_frame};
+use super::util::{file_len, io_error, malformed, narrow_pixels, single_frame};
 use crate::{DataError, Image, Result};
 use std::fs::File;
 use std::io::Read;
@@ -21,13 +21,15 @@ const PIXEL_LEN: u64 = 8;
 ///
 /// The file length must be exactly `8 + 8 * rows * cols`, checked before any
 /// pixel memory is allocated. Values are rounded from `f64` to `f32`; heights in
-/// metres (~`1e-9`) keep their ~7 significant digits. `frame` must be `None` or
+/// metres (~`1e-9`) keep their ~7 significant digits; a finite value too large
+/// for `f32` is refused rather than turned into infinity. `frame` must be `None` or
 /// `Some(0)`. `pixel_size` is `None` (the format has no calibration).
 ///
 /// # Errors
 /// [`DataError::Io`]; [`DataError::Malformed`] (shorter than the header, length
 /// not matching the header); [`DataError::NotAnImage`] (zero rows or columns);
-/// [`DataError::NoSuchFrame`] for a frame other than 0.
+/// [`DataError::NoSuchFrame`] for a frame other than 0;
+/// [`DataError::BeyondFloat32`] for a finite value too large for `f32`.
 ///
 /// # Example
 /// ```
@@ -82,15 +84,12 @@ pub fn read_spiepy_dat(path: &Path, frame: Option<usize>) -> Result<Image> {
     single_frame(path, frame)?;
     let mut bytes = vec![0_u8; rows * cols * 8];
     file.read_exact(&mut bytes).map_err(|e| io_error(path, e))?;
-    #[allow(clippy::cast_possible_truncation)]
-    let values: Vec<f32> = bytes
-        .chunks_exact(8)
-        .map(|b| {
-            let mut a = [0_u8; 8];
-            a.copy_from_slice(b);
-            f64::from_le_bytes(a) as f32
-        })
-        .collect();
+    let stored = bytes.chunks_exact(8).map(|b| {
+        let mut a = [0_u8; 8];
+        a.copy_from_slice(b);
+        f64::from_le_bytes(a)
+    });
+    let values = narrow_pixels(path, stored, cols)?;
     let pixels = ndarray::Array2::from_shape_vec((rows, cols), values)
         .map_err(|e| malformed(path, FORMAT, e))?;
     Ok(Image {

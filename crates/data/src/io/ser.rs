@@ -55,7 +55,7 @@
 //! in file order). Spectrum series are listed but are not images.
 
 use super::bounded::Bounded;
-use super::util::{ImageInfo, malformed, nm, unsupported};
+use super::util::{ImageInfo, malformed, narrow_pixels, nm, unsupported};
 use crate::{DataError, Image, PixelSize, Result};
 use std::path::{Path, PathBuf};
 
@@ -699,14 +699,16 @@ impl Series {
         // Checked against the file length by `element`.
         let n_bytes = element.count() * element.dtype.size();
         let raw = src.take(path, element.data_at, n_bytes, "the image values")?;
-        let stored = decode(element.dtype, &raw);
-        let row_len = cols;
-        let values: Vec<f32> = stored
-            .chunks_exact(row_len)
+        // Rows are stored bottom first: flip them, then decode in image order.
+        // `raw` holds exactly `rows` rows (rows > 0 checked above).
+        let row_bytes = raw.len() / rows;
+        let flipped: Vec<u8> = raw
+            .chunks_exact(row_bytes)
             .rev()
             .flatten()
             .copied()
             .collect();
+        let values = decode(path, element.dtype, &flipped, cols)?;
         let pixels = ndarray::Array2::from_shape_vec((rows, cols), values)
             .map_err(|e| malformed(path, FORMAT, e))?;
         Ok(Image {
@@ -802,14 +804,21 @@ fn read_text(
     Ok((text, at + u64::from(len)))
 }
 
-/// Decodes little-endian values to `f32` (complex types give an empty vector;
-/// callers reject them first).
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-fn decode(dtype: SerDtype, raw: &[u8]) -> Vec<f32> {
+/// Decodes little-endian values, row-major with `cols` columns, to `f32`
+/// (complex types give an empty vector; callers reject them first).
+///
+/// # Errors
+/// [`DataError::BeyondFloat32`] for a finite `f64` value too large for `f32`.
+#[allow(clippy::cast_precision_loss)]
+fn decode(path: &Path, dtype: SerDtype, raw: &[u8], cols: usize) -> Result<Vec<f32>> {
     fn each<const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
         raw.chunks_exact(N).map(|c| f(array(c))).collect()
     }
-    match dtype {
+    if dtype == SerDtype::F64 {
+        let values = raw.chunks_exact(8).map(|c| f64::from_le_bytes(array(c)));
+        return narrow_pixels(path, values, cols);
+    }
+    Ok(match dtype {
         SerDtype::U8 => raw.iter().map(|&b| f32::from(b)).collect(),
         SerDtype::I8 => raw.iter().map(|&b| f32::from(b.cast_signed())).collect(),
         SerDtype::U16 => each(raw, |b| f32::from(u16::from_le_bytes(b))),
@@ -817,9 +826,8 @@ fn decode(dtype: SerDtype, raw: &[u8]) -> Vec<f32> {
         SerDtype::U32 => each(raw, |b| u32::from_le_bytes(b) as f32),
         SerDtype::I32 => each(raw, |b| i32::from_le_bytes(b) as f32),
         SerDtype::F32 => each(raw, f32::from_le_bytes),
-        SerDtype::F64 => each(raw, |b| f64::from_le_bytes(b) as f32),
-        SerDtype::Complex64 | SerDtype::Complex128 => Vec::new(),
-    }
+        SerDtype::F64 | SerDtype::Complex64 | SerDtype::Complex128 => Vec::new(),
+    })
 }
 
 /// The first `N` bytes of `c` (zero-padded if shorter; never panics).
@@ -1066,6 +1074,30 @@ mod tests {
             .flat_map(|x| x.to_le_bytes())
             .collect();
         assert_eq!(one(8, f64s), [0.1_f32, -2.5]);
+    }
+
+    #[test]
+    fn float64_beyond_the_float32_range_is_refused() {
+        // 2 rows x 3 cols, stored bottom row first: stored index 1 of the
+        // bottom row is image (row 1, col 1).
+        let f64s = |v: &[f64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let one = |v: &[f64]| {
+            let bytes = build(
+                SER_VERSION_OFFSETS_32,
+                1,
+                &[Elem::Image(8, 3, 2, 1e-9, 1e-9, f64s(v))],
+            );
+            parse_ser(&bytes, p()).unwrap().image(None)
+        };
+        let err = one(&[0.0, 1e300, 0.0, 0.0, 0.0, 0.0]).unwrap_err();
+        assert!(
+            matches!(err, DataError::BeyondFloat32 { row: 1, col: 1, value, .. } if value == 1e300),
+            "{err}"
+        );
+        let max = f64::from(f32::MAX);
+        let img = one(&[0.0, 0.0, 0.0, max, -max, 0.0]).unwrap();
+        assert_eq!(img.pixels[(0, 0)], f32::MAX);
+        assert_eq!(img.pixels[(0, 1)], f32::MIN);
     }
 
     #[test]

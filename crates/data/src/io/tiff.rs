@@ -1,7 +1,7 @@
 //! TIFF reading through the `tiff` crate.
 
 use super::util::{
-    decode_budget, file_len, io_error, luminance, malformed, nm, unit_in_nm, unsupported,
+    decode_budget, file_len, io_error, luma, malformed, narrow_pixels, nm, unit_in_nm, unsupported,
 };
 use crate::{DataError, Image, PixelSize, Result};
 use ::tiff::decoder::ifd::Value;
@@ -144,7 +144,7 @@ pub fn read_tiff(path: &Path, frame: Option<usize>) -> Result<Image> {
     }
     let pixel_size = calibration(&mut dec);
     let decoded = dec.read_image().map_err(|e| tiff_error(path, e))?;
-    let values = to_grey(&decoded, w * h, samples)
+    let values = to_grey(path, &decoded, w * h, samples, w)?
         .ok_or_else(|| malformed(path, FORMAT, "decoded data shorter than the image"))?;
     let pixels =
         ndarray::Array2::from_shape_vec((h, w), values).map_err(|e| malformed(path, FORMAT, e))?;
@@ -216,34 +216,59 @@ fn has_extra_samples(dec: &mut Reader) -> bool {
     matches!(dec.find_tag(Tag::ExtraSamples), Ok(Some(_)))
 }
 
-/// Converts the decoded samples to grey `f32`; `None` if too short.
-fn to_grey(decoded: &DecodingResult, n: usize, samples: usize) -> Option<Vec<f32>> {
-    #[allow(clippy::cast_possible_truncation)]
-    fn grey<T: Copy>(v: &[T], n: usize, samples: usize, f: impl Fn(T) -> f64) -> Option<Vec<f32>> {
+/// Converts the decoded samples to grey `f32`, row-major with `cols` columns;
+/// `Ok(None)` if too short.
+///
+/// # Errors
+/// [`DataError::BeyondFloat32`] when a `float64` page holds a finite grey value
+/// (a sample, or the luminance of an RGB pixel) too large for `f32`.
+fn to_grey(
+    path: &Path,
+    decoded: &DecodingResult,
+    n: usize,
+    samples: usize,
+    cols: usize,
+) -> Result<Option<Vec<f32>>> {
+    /// Grey values (the first sample, or the luminance of the first three) in
+    /// `f64`, each passed through `out`.
+    fn grey<T: Copy, O>(
+        v: &[T],
+        n: usize,
+        samples: usize,
+        f: impl Fn(T) -> f64,
+        out: impl Fn(f64) -> O,
+    ) -> Option<Vec<O>> {
         let v = v.get(..n.checked_mul(samples)?)?;
-        let out = if samples <= 2 {
-            v.iter().step_by(samples).map(|&x| f(x) as f32).collect()
+        let values = if samples <= 2 {
+            v.iter().step_by(samples).map(|&x| out(f(x))).collect()
         } else {
             v.chunks_exact(samples)
-                .map(|p| luminance(f(p[0]), f(p[1]), f(p[2])))
+                .map(|p| out(luma(f(p[0]), f(p[1]), f(p[2]))))
                 .collect()
         };
-        Some(out)
+        Some(values)
     }
+    #[allow(clippy::cast_possible_truncation)]
+    let f32_of = |x: f64| x as f32;
     #[allow(clippy::cast_precision_loss)]
-    match decoded {
-        DecodingResult::U8(v) => grey(v, n, samples, f64::from),
-        DecodingResult::U16(v) => grey(v, n, samples, f64::from),
-        DecodingResult::U32(v) => grey(v, n, samples, f64::from),
-        DecodingResult::U64(v) => grey(v, n, samples, |x| x as f64),
-        DecodingResult::I8(v) => grey(v, n, samples, f64::from),
-        DecodingResult::I16(v) => grey(v, n, samples, f64::from),
-        DecodingResult::I32(v) => grey(v, n, samples, f64::from),
-        DecodingResult::I64(v) => grey(v, n, samples, |x| x as f64),
-        DecodingResult::F16(v) => grey(v, n, samples, |x| f64::from(x.to_f32())),
-        DecodingResult::F32(v) => grey(v, n, samples, f64::from),
-        DecodingResult::F64(v) => grey(v, n, samples, |x| x),
-    }
+    let values = match decoded {
+        DecodingResult::U8(v) => grey(v, n, samples, f64::from, f32_of),
+        DecodingResult::U16(v) => grey(v, n, samples, f64::from, f32_of),
+        DecodingResult::U32(v) => grey(v, n, samples, f64::from, f32_of),
+        DecodingResult::U64(v) => grey(v, n, samples, |x| x as f64, f32_of),
+        DecodingResult::I8(v) => grey(v, n, samples, f64::from, f32_of),
+        DecodingResult::I16(v) => grey(v, n, samples, f64::from, f32_of),
+        DecodingResult::I32(v) => grey(v, n, samples, f64::from, f32_of),
+        DecodingResult::I64(v) => grey(v, n, samples, |x| x as f64, f32_of),
+        DecodingResult::F16(v) => grey(v, n, samples, |x| f64::from(x.to_f32()), f32_of),
+        DecodingResult::F32(v) => grey(v, n, samples, f64::from, f32_of),
+        DecodingResult::F64(v) => {
+            return grey(v, n, samples, |x| x, |x| x)
+                .map(|g| narrow_pixels(path, g, cols))
+                .transpose();
+        }
+    };
+    Ok(values)
 }
 
 /// A rational/float tag value as `f64`.
@@ -333,12 +358,16 @@ mod tests {
 
     #[test]
     fn grey_conversion_drops_alpha_and_weights_rgb() {
+        let p = Path::new("a.tif");
         let v = DecodingResult::U8(vec![10, 99, 20, 98]);
-        assert_eq!(to_grey(&v, 2, 2), Some(vec![10.0, 20.0]));
+        assert_eq!(to_grey(p, &v, 2, 2, 2).unwrap(), Some(vec![10.0, 20.0]));
         // 0.2125 * 100 + 0.7154 * 200 + 0.0721 * 40 = 21.25 + 143.08 + 2.884 = 167.214
         let v = DecodingResult::U16(vec![100, 200, 40]);
-        let g = to_grey(&v, 1, 3).unwrap();
+        let g = to_grey(p, &v, 1, 3, 1).unwrap().unwrap();
         assert!((g[0] - 167.214).abs() < 1e-4);
-        assert_eq!(to_grey(&DecodingResult::U8(vec![1, 2]), 3, 1), None);
+        assert_eq!(
+            to_grey(p, &DecodingResult::U8(vec![1, 2]), 3, 1, 3).unwrap(),
+            None
+        );
     }
 }

@@ -43,10 +43,47 @@ pub const LUMA_G: f64 = 0.7154;
 /// Weight of blue in the luminance (see [`LUMA_R`]).
 pub const LUMA_B: f64 = 0.0721;
 
-/// Luminance of one RGB sample triple, computed in `f64`, rounded to `f32`.
+/// Luminance of one RGB sample triple, in `f64`.
+pub(crate) fn luma(r: f64, g: f64, b: f64) -> f64 {
+    LUMA_R * r + LUMA_G * g + LUMA_B * b
+}
+
+/// Luminance of one RGB sample triple, computed in `f64`, rounded to `f32`
+/// (for integer samples, whose luminance always fits).
 #[allow(clippy::cast_possible_truncation)]
 pub(crate) fn luminance(r: f64, g: f64, b: f64) -> f32 {
-    (LUMA_R * r + LUMA_G * g + LUMA_B * b) as f32
+    luma(r, g, b) as f32
+}
+
+/// The nearest `f32` of `v`, or `None` when `v` is finite but rounds to an
+/// infinite `f32` (`|v| >= f32::MAX + half an ulp`, about 3.4028236e38).
+/// NaN and infinities pass through unchanged (later checks report them).
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn f64_to_f32(v: f64) -> Option<f32> {
+    let x = v as f32;
+    (x.is_finite() || !v.is_finite()).then_some(x)
+}
+
+/// Rounds the `f64` pixels of an image, given in row-major order with `cols`
+/// columns, to `f32`, refusing the first finite value beyond the `f32` range
+/// ([`DataError::BeyondFloat32`] naming `path`, its row, column and value).
+pub(crate) fn narrow_pixels(
+    path: &Path,
+    values: impl IntoIterator<Item = f64>,
+    cols: usize,
+) -> Result<Vec<f32>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            f64_to_f32(v).ok_or_else(|| DataError::BeyondFloat32 {
+                path: path.to_path_buf(),
+                row: i.checked_div(cols).unwrap_or(0),
+                col: i.checked_rem(cols).unwrap_or(i),
+                value: v,
+            })
+        })
+        .collect()
 }
 
 /// Length of one `unit` in nanometres, for the unit spellings found in
@@ -150,6 +187,40 @@ mod tests {
         assert_eq!(luminance(200.0, 200.0, 200.0), 200.0);
         // 0.2125 * 255 = 54.1875
         assert_eq!(luminance(255.0, 0.0, 0.0), 54.1875);
+    }
+
+    #[test]
+    fn f64_beyond_f32_range_is_refused() {
+        // f32::MAX = (2 - 2^-23) 2^127 is representable; 3.5e38 > 2^128 ~ 3.4028237e38
+        // rounds to infinity; halfway (2^128 - 2^103) rounds to even, i.e. up to 2^128.
+        let max = f64::from(f32::MAX);
+        assert_eq!(f64_to_f32(max), Some(f32::MAX));
+        assert_eq!(f64_to_f32(-max), Some(f32::MIN));
+        assert_eq!(f64_to_f32(3.5e38), None);
+        assert_eq!(f64_to_f32(-3.5e38), None);
+        assert_eq!(f64_to_f32(2_f64.powi(128) - 2_f64.powi(103)), None);
+        // One f64 ulp (2^75 there) below that halfway point rounds down to f32::MAX.
+        let below_half = 2_f64.powi(128) - 2_f64.powi(103) - 2_f64.powi(75);
+        assert_eq!(f64_to_f32(below_half), Some(f32::MAX));
+        assert_eq!(f64_to_f32(1e300), None);
+        assert_eq!(f64_to_f32(f64::INFINITY), Some(f32::INFINITY));
+        assert!(f64_to_f32(f64::NAN).is_some_and(f32::is_nan));
+        assert_eq!(f64_to_f32(0.5), Some(0.5));
+    }
+
+    #[test]
+    fn narrow_pixels_names_the_first_pixel_beyond_range() {
+        // Row-major with 3 columns: flat index 4 is (row 1, col 1).
+        let err =
+            narrow_pixels(Path::new("a.dat"), [1.0, 2.0, 3.0, 4.0, -1e300, 1e300], 3).unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::BeyondFloat32 { row: 1, col: 1, value, .. } if value == -1e300
+        ));
+        assert_eq!(
+            narrow_pixels(Path::new("a.dat"), [1.0, -2.5], 2).unwrap(),
+            vec![1.0_f32, -2.5]
+        );
     }
 
     #[test]

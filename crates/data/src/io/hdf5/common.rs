@@ -7,7 +7,8 @@
 //! for) lives in the parent module, which imports them and this one.
 
 use crate::io::util::{
-    ImageInfo, decode_budget, io_error, luminance, malformed, nm, unit_in_nm, unsupported,
+    ImageInfo, decode_budget, io_error, luminance, malformed, narrow_pixels, nm, unit_in_nm,
+    unsupported,
 };
 use crate::{DataError, PixelSize, Result};
 use hdf5_reader::error::Error as H5Error;
@@ -220,14 +221,17 @@ pub(super) enum Num {
 }
 
 impl Num {
-    /// Nearest `f32` (integers exact up to 2^24, `f64` rounded once).
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    fn to_f32(self) -> f32 {
+    /// The pixel value handed to [`narrow_pixels`]: integers rounded to their
+    /// nearest `f32` (exact up to 2^24) and widened back, which is lossless;
+    /// floats as stored, so a `f64` is rounded once, and refused there when
+    /// beyond the `f32` range.
+    #[allow(clippy::cast_precision_loss)]
+    fn to_pixel(self) -> f64 {
         match self {
-            Num::Signed(v) => v as f32,
-            Num::Unsigned(v) => v as f32,
-            Num::Single(v) => v,
-            Num::Double(v) => v as f32,
+            Num::Signed(v) => f64::from(v as f32),
+            Num::Unsigned(v) => f64::from(v as f32),
+            Num::Single(v) => f64::from(v),
+            Num::Double(v) => v,
         }
     }
 
@@ -478,17 +482,18 @@ impl Elem {
         }
     }
 
-    /// The grey value of the element in `b` (`None` if `b` is too short).
-    fn grey(self, b: &[u8]) -> Option<f32> {
+    /// The grey value of the element in `b` (`None` if `b` is too short), as
+    /// [`Num::to_pixel`] gives it.
+    fn grey(self, b: &[u8]) -> Option<f64> {
         match self {
-            Elem::Scalar(s) => s.decode(b).map(Num::to_f32),
+            Elem::Scalar(s) => s.decode(b).map(Num::to_pixel),
             Elem::Rgb {
                 offsets, channel, ..
             } => {
                 let c = |i: usize| -> Option<f64> {
                     Some(channel.decode(b.get(*offsets.get(i)?..)?)?.to_f64())
                 };
-                Some(luminance(c(0)?, c(1)?, c(2)?))
+                Some(f64::from(luminance(c(0)?, c(1)?, c(2)?)))
             }
         }
     }
@@ -554,14 +559,15 @@ pub(super) fn dtype_name(dt: &Datatype) -> String {
 }
 
 /// One pixel as the decoder hands it over: [`Elem`] applied to each stored
-/// element (the decoder does the layout, chunking and decompression).
+/// element (the decoder does the layout, chunking and decompression), still
+/// in `f64` so that a float64 value beyond the `f32` range can be refused.
 #[derive(Debug, Clone, Copy)]
-struct Px(f32);
+struct Px(f64);
 
 impl H5Type for Px {
     fn hdf5_type() -> Datatype {
         Datatype::FloatingPoint {
-            size: 4,
+            size: 8,
             byte_order: ByteOrder::LittleEndian,
         }
     }
@@ -815,10 +821,9 @@ pub(super) fn read_frame(
         .read_slice::<Px>(&SliceInfo { selections })
         .map_err(|e| src.err(format, e))?
         .into_dimensionality::<Ix2>()
-        .map_err(|e| src.malformed(format, e))?
-        .mapv(|p| p.0);
+        .map_err(|e| src.malformed(format, e))?;
     let arr = if plan.layout == Layout::ColsRowsFrames {
-        arr.reversed_axes().as_standard_layout().into_owned()
+        arr.reversed_axes()
     } else {
         arr
     };
@@ -832,7 +837,9 @@ pub(super) fn read_frame(
             ),
         ));
     }
-    Ok(arr)
+    // `iter` walks the (possibly transposed) view in row-major image order.
+    let values = narrow_pixels(src.path, arr.iter().map(|p| p.0), cols)?;
+    Array2::from_shape_vec((rows, cols), values).map_err(|e| src.malformed(format, e))
 }
 
 #[cfg(test)]
@@ -873,8 +880,8 @@ mod tests {
         let f = Scalar::Float { size: 8, big: true };
         assert_eq!(f.decode(&1.5_f64.to_be_bytes()), Some(Num::Double(1.5)));
         // 2^24 + 1 is not an f32: rounds to 2^24 (ties to even).
-        assert_eq!(Num::Unsigned(16_777_217).to_f32(), 16_777_216.0);
-        assert_eq!(Num::Signed(-7).to_f32(), -7.0);
+        assert_eq!(Num::Unsigned(16_777_217).to_pixel(), 16_777_216.0);
+        assert_eq!(Num::Signed(-7).to_pixel(), -7.0);
     }
 
     fn int(size: u8, signed: bool) -> Datatype {

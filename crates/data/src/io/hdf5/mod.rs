@@ -559,15 +559,21 @@ mod file_tests {
     /// A Berkeley EMD file written big-endian: a (3, 2) int16 array (the
     /// transpose of a 2 x 3 image) with dim1 in nm and dim2 in Å.
     fn berkeley() -> Vec<u8> {
-        let be = ByteOrder::BigEndian;
         let i2_be = Datatype::FixedPoint {
             size: 2,
             signed: true,
-            byte_order: be,
+            byte_order: ByteOrder::BigEndian,
         };
         let stored: [i16; 6] = [-1, 2, 3, 4, 5, 600];
         let raw: Vec<u8> = stored.iter().flat_map(|v| v.to_be_bytes()).collect();
-        let data = DatasetBuilder::new("signals/img/data", i2_be, vec![3, 2]).raw_data(raw);
+        berkeley_with(i2_be, raw)
+    }
+
+    /// As [`berkeley`], with a (3, 2) array of element type `dtype` whose
+    /// big-endian bytes are `raw`.
+    fn berkeley_with(dtype: Datatype, raw: Vec<u8>) -> Vec<u8> {
+        let be = ByteOrder::BigEndian;
+        let data = DatasetBuilder::new("signals/img/data", dtype, vec![3, 2]).raw_data(raw);
         let dim1 = DatasetBuilder::typed_with_order::<f64>("signals/img/dim1", vec![3], be)
             .data(&[1.0_f64, 1.5, 2.0])
             .unwrap()
@@ -627,6 +633,34 @@ mod file_tests {
                 .unwrap()
                 .pixels,
             img.pixels
+        );
+    }
+
+    #[test]
+    fn float64_beyond_the_float32_range_is_refused() {
+        let f8_be = Datatype::FloatingPoint {
+            size: 8,
+            byte_order: ByteOrder::BigEndian,
+        };
+        let file = |stored: [f64; 6]| {
+            let raw: Vec<u8> = stored.iter().flat_map(|v| v.to_be_bytes()).collect();
+            berkeley_with(f8_be.clone(), raw)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // Stored (3, 2), the image its transpose: stored (2, 0) is image (row 0, col 2).
+        let p = write(&dir, "big.emd", &file([0.0, 0.0, 0.0, 0.0, 1e300, 0.0]));
+        let err = read_hdf5_image(&p, None, None).unwrap_err();
+        assert!(
+            matches!(err, DataError::BeyondFloat32 { row: 0, col: 2, value, .. } if value == 1e300),
+            "{err}"
+        );
+        assert!(err.to_string().contains("big.emd"), "{err}");
+        let max = f64::from(f32::MAX);
+        let p = write(&dir, "max.emd", &file([max, 0.5, 0.0, 0.0, -max, 0.0]));
+        let img = read_hdf5_image(&p, None, None).unwrap();
+        assert_eq!(
+            img.pixels,
+            array![[f32::MAX, 0.0, f32::MIN], [0.5, 0.0, 0.0]]
         );
     }
 
