@@ -105,8 +105,10 @@ fn files(root: &Path) -> BTreeMap<String, PathBuf> {
     out
 }
 
-/// `v` without the wall-clock fields (at any depth), and with `--resume`
-/// dropped from the recorded command line.
+/// `v` without the wall-clock fields (at any depth), and its command list
+/// (`commands`, in metrics.json and the checkpoint's state) as the run never
+/// killed has it: the first command without `--resume`, and no later
+/// `--resume` command (each resume appends the command that made it).
 fn untimed(mut v: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
@@ -114,8 +116,11 @@ fn untimed(mut v: Value) -> Value {
                 for k in ["seconds", "training_seconds", "patches_per_second"] {
                     m.remove(k);
                 }
-                if let Some(Value::Array(cmd)) = m.get_mut("command") {
-                    cmd.retain(|a| a != "--resume");
+                if let Some(Value::Array(cmds)) = m.get_mut("commands") {
+                    cmds.truncate(1);
+                    if let Some(Value::Array(first)) = cmds.first_mut() {
+                        first.retain(|a| a != "--resume");
+                    }
                 }
                 m.values_mut().for_each(strip);
             }
@@ -165,11 +170,25 @@ fn tensors(bytes: &[u8]) -> BTreeMap<String, (Value, Vec<u8>)> {
         .collect()
 }
 
-/// `report.html` without its wall-clock times: the wall time and throughput
-/// facts, the seconds column of the loss table, and `--resume` in the
-/// command line.
+/// `report.html` without its wall-clock times (the wall time and throughput
+/// facts, the seconds column of the loss table), and its list of commands as
+/// the run never killed has it: `--resume` dropped, and the resuming
+/// command, then the same line as the first, listed once.
 fn untimed_html(html: &str) -> String {
     let mut h = html.replace(" --resume", "");
+    let many = "<p class=\"note\">Commands that made this run (the first started it, each later one resumed it):</p>";
+    if let Some(at) = h.find(many) {
+        h.replace_range(
+            at..at + many.len(),
+            "<p class=\"note\">Command that made this run:</p>",
+        );
+        let start = at + h[at..].find("<pre>").unwrap();
+        let len = h[start..].find("</pre>").unwrap() + "</pre>".len();
+        let block = h[start..start + len].to_owned();
+        while h[start + len..].starts_with(&block) {
+            h.replace_range(start + len..start + 2 * len, "");
+        }
+    }
     for fact in ["wall time", "training throughput"] {
         let th = format!("<th>{fact}</th><td>");
         let start = h.find(&th).unwrap() + th.len();
