@@ -618,3 +618,78 @@ fn a_write_that_fails_for_lack_of_room_exits_5_naming_the_file() {
     assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(err.contains("checkpoint.safetensors"), "{err}");
 }
+
+/// Trains on `pixels` with a 16 px window every 4 px and checks that the run
+/// ends with its metrics, its result and its report, and that every map holds
+/// each multi-Otsu segmentation or says why it was skipped.
+fn trains_to_the_end(pixels: ndarray::Array2<f32>, what: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("image.npy");
+    phyvae_data::io::write_npy_f32(&img, pixels.view()).unwrap();
+    let out = d.path().join("run");
+    let m = ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&out),
+        "--window",
+        "16",
+        "--step",
+        "4",
+        "--hidden",
+        "16",
+        "--epochs",
+        "2",
+    ]);
+    assert!(out.join("report.html").is_file(), "{what}: no report");
+    assert!(m["result"].is_object(), "{what}: no result entry");
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let active = |name: &str| {
+        m["diagnosis"]["latents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == name && l["active"] == true)
+    };
+    let mut skipped = 0;
+    for (name, entry) in m["maps"].as_object().unwrap() {
+        for k in ["multiotsu3", "multiotsu4"] {
+            let file = out.join("segmentation").join(name).join(format!("{k}.npy"));
+            let why = entry["skipped"][k].as_str();
+            assert!(
+                file.is_file() != why.is_some(),
+                "{what}: {name}/{k}: file {} and reason {why:?}",
+                file.is_file()
+            );
+            if let Some(why) = why {
+                assert!(why.contains("distinct histogram levels"), "{why}");
+                skipped += 1;
+                // The report segments active content maps only, and says
+                // when one of their segmentations was skipped.
+                if name.starts_with('z') && active(name) {
+                    assert!(report.contains(&format!("of {name}: skipped (")), "{what}");
+                }
+            }
+        }
+    }
+    assert!(skipped > 0, "{what}: nothing was skipped: {}", m["maps"]);
+}
+
+#[test]
+fn a_grid_of_four_patches_ends_with_metrics_and_a_report() {
+    // A 20 x 20 image, 16 px windows every 4 px: a 2 x 2 grid, so each
+    // latent map has at most four distinct values, too few for some
+    // multi-Otsu class counts.
+    let pixels =
+        ndarray::Array2::from_shape_fn((20, 20), |(r, c)| ((r * 7 + c * 13) % 17) as f32 / 17.0);
+    trains_to_the_end(pixels, "2 x 2 grid");
+}
+
+#[test]
+fn a_nearly_uniform_image_ends_with_metrics_and_a_report() {
+    // 64 x 64 px of 1.0 but one pixel 1e-6 higher: after scaling, one patch
+    // in many differs, so the maps hold very few distinct levels.
+    let mut pixels = ndarray::Array2::from_elem((64, 64), 1.0_f32);
+    pixels[[3, 3]] = 1.0 + 1e-6;
+    trains_to_the_end(pixels, "nearly uniform image");
+}

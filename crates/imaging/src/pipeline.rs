@@ -193,8 +193,13 @@ pub struct Segmentations {
     /// Binary Otsu labels, 1 where `denoised > threshold_otsu(denoised)`.
     pub otsu: Array2<i32>,
     /// Multi-Otsu labels `0..classes` per requested class count, in the order of
-    /// [`VisualizeParams::multiotsu_classes`].
+    /// [`VisualizeParams::multiotsu_classes`], without the skipped ones.
     pub multiotsu: Vec<(usize, Array2<i32>)>,
+    /// The requested multi-Otsu class counts that were skipped, each with the
+    /// reason: the denoised map holds fewer distinct histogram levels than the
+    /// count needs (a map of very few cells, or a nearly uniform one), where
+    /// scikit-image raises instead.
+    pub skipped: Vec<(usize, String)>,
     /// Chan-Vese labels, 1 where the final level set is `> 0`.
     pub chanvese: Array2<i32>,
     /// Whether the map was flat (`max - min <= flat_threshold`). A flat map carries no
@@ -234,8 +239,9 @@ impl Segmentations {
 ///
 /// # Errors
 /// [`ImagingError::EmptyImage`] / [`ImagingError::NonFinite`] for an empty or non-finite
-/// map; [`ImagingError::TooFewLevels`] if the denoised map has fewer occupied histogram
-/// bins than a requested multi-Otsu class count (scikit-image raises there too).
+/// map. A requested multi-Otsu class count for which the denoised map has too few
+/// occupied histogram bins is not an error (scikit-image raises there): it is left
+/// out of [`Segmentations::multiotsu`] and listed in [`Segmentations::skipped`].
 ///
 /// # Example
 /// ```
@@ -271,26 +277,32 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
                 .map(|&c| (c, zeros.clone()))
                 .collect(),
             chanvese: zeros,
+            skipped: Vec::new(),
             flat: true,
         });
     }
     let normalised = map.mapv(|v| (v - lo) / range);
     let denoised = denoise_bilateral(normalised.view(), &params.bilateral)?;
     let otsu_labels = binarize(denoised.view(), otsu(denoised.view())?);
-    let multiotsu_labels = params
-        .multiotsu_classes
-        .iter()
-        .map(|&c| {
-            Ok((
+    let mut multiotsu_labels = Vec::with_capacity(params.multiotsu_classes.len());
+    let mut skipped = Vec::new();
+    for &c in &params.multiotsu_classes {
+        match multiotsu(denoised.view(), c) {
+            Ok(t) => multiotsu_labels.push((c, digitize(denoised.view(), &t))),
+            Err(ImagingError::TooFewLevels { found, needed, .. }) => skipped.push((
                 c,
-                digitize(denoised.view(), &multiotsu(denoised.view(), c)?),
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+                format!(
+                    "the denoised map has {found} distinct histogram levels, fewer than the {needed} that {c} classes need"
+                ),
+            )),
+            Err(e) => return Err(e),
+        }
+    }
     let cv = chan_vese(denoised.view(), &params.chan_vese)?;
     Ok(Segmentations {
         otsu: otsu_labels,
         multiotsu: multiotsu_labels,
+        skipped,
         chanvese: cv.segmentation.mapv(i32::from),
         denoised,
         flat: false,
@@ -360,6 +372,7 @@ mod tests {
         assert_eq!(seg.chanvese, Array2::<i32>::zeros((2, 2)));
         assert_eq!(seg.multiotsu.len(), 2);
         assert!(seg.multiotsu.iter().all(|(_, l)| l.iter().all(|&v| v == 0)));
+        assert!(seg.skipped.is_empty());
     }
 
     #[test]
@@ -380,6 +393,32 @@ mod tests {
         assert!(seg.multiotsu_labels(3).is_none());
         // The denoised map of a [0, 1] map stays in [0, 1].
         assert!(seg.denoised.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    }
+
+    #[test]
+    fn too_few_levels_skip_that_class_count_only() {
+        // A 1 x 3 map of three distinct values, far apart: after denoising it
+        // still holds three histogram levels, enough for 2 and 3 classes but
+        // not for 4 (multi-Otsu with k classes needs k occupied bins).
+        let map = array![[0.0_f32, 0.5, 1.0]];
+        let p = VisualizeParams::new()
+            .multiotsu_classes(&[3, 4])
+            .sigma_color(0.01)
+            .build()
+            .unwrap();
+        let seg = segment_map(map.view(), &p).unwrap();
+        assert!(!seg.flat);
+        assert_eq!(seg.multiotsu.len(), 1);
+        assert_eq!(seg.multiotsu[0].0, 3);
+        assert_eq!(seg.skipped.len(), 1);
+        assert_eq!(seg.skipped[0].0, 4);
+        assert!(
+            seg.skipped[0].1.contains("3 distinct histogram levels"),
+            "{}",
+            seg.skipped[0].1
+        );
+        let names: Vec<String> = seg.named_labels().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["otsu", "multiotsu3", "chanvese"]);
     }
 
     #[test]

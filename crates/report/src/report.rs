@@ -462,6 +462,16 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
         for (stem, human) in METHODS {
             let p = dir.join(format!("{stem}.npy"));
             if !p.exists() {
+                if let Some(why) = run
+                    .metrics
+                    .maps
+                    .get(name.as_str())
+                    .and_then(|m| m.skipped.get(stem))
+                {
+                    items.push(Item::Text(format!(
+                        "{human} segmentation of {name}: skipped ({why})."
+                    )));
+                }
                 continue;
             }
             let labels = read_labels(&p)?;

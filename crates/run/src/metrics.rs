@@ -55,6 +55,11 @@ pub struct MapMetrics {
     /// SL2 of the whole map, alpha 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sl2: Option<f64>,
+    /// Segmentations that were skipped (`multiotsu4`, ...), each with the
+    /// reason: the denoised map has too few distinct levels for that many
+    /// classes (a grid of very few cells, or a nearly uniform map).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, String>,
 }
 
 /// The best score of any map and segmentation (with a truth map).

@@ -54,6 +54,11 @@ pub fn segment_grid_map(
     let seg = segment_and_write(map, params, dir)?;
     let mut entry = MapMetrics {
         flat: seg.flat,
+        skipped: seg
+            .skipped
+            .iter()
+            .map(|(k, why)| (format!("multiotsu{k}"), why.clone()))
+            .collect(),
         ..MapMetrics::default()
     };
     if let Some(t) = truth {
@@ -78,5 +83,6 @@ pub fn run(a: &SegmentArgs) -> Result<()> {
         "shape": [map.nrows(), map.ncols()],
         "flat": seg.flat,
         "labels": seg.named_labels().iter().map(|(n, _)| format!("{n}.npy")).collect::<Vec<_>>(),
+        "skipped": seg.skipped.iter().map(|(k, why)| (format!("multiotsu{k}"), why.clone())).collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
