@@ -46,9 +46,9 @@ pub const RUNAWAY_RECON_FRACTION: f64 = 0.5;
 /// [`RUNAWAY_LATENT`]. Wider than the end-of-run bound so that training is
 /// stopped only for a latent far off the prior, at least 5000 nats of KL per
 /// patch, which no healthy run pays; a run that drifts past 20 more slowly is
-/// left to finish and is still named ran away by [`diagnose`] (the
-/// flattened-by-Psi test's run: a whole batch at 20.45 in epoch 10, 57 at
-/// its end).
+/// left to finish and is still named ran away by [`diagnose`] (e.g. SL1 in
+/// gradient mode weighted 1000x on the 128 px two-phase test image: a whole
+/// batch at 20.45 in epoch 10, 57 at its end).
 pub const RUNAWAY_LATENT_TRAINING: f64 = 100.0;
 
 /// While training ([`RunawayWatch`]): the running mean of an epoch's
