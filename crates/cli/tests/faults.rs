@@ -30,9 +30,13 @@ struct Point {
 }
 
 /// `phyvae -q train IMAGE --out run ...` in `cwd`, with `env` set and the
-/// fault variables otherwise unset.
+/// fault variables otherwise unset. It runs through `sh`, which sets the
+/// core-file limit to 0 and then becomes phyvae (`exec`), so an abort
+/// leaves no core dump behind and its signal reaches the test unchanged.
 fn train(cwd: &Path, img: &Path, truth: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phyvae"));
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -c 0; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_phyvae"));
     cmd.current_dir(cwd)
         .args(["-q", "train", s(img), "--out", RUN, "--truth", s(truth)])
         .args([
