@@ -882,6 +882,8 @@ struct LatentStats {
     kl: Vec<f64>,
     sum: Vec<f64>,
     sum_sq: Vec<f64>,
+    /// Per latent, the sum of squared means of the latest batch (reused).
+    batch_sq: Vec<f64>,
     count: usize,
 }
 
@@ -891,6 +893,7 @@ impl LatentStats {
             kl: vec![0.0; n],
             sum: vec![0.0; n],
             sum_sq: vec![0.0; n],
+            batch_sq: vec![0.0; n],
             count: 0,
         }
     }
@@ -908,13 +911,11 @@ impl LatentStats {
             .flatten_all()
             .and_then(|t| t.to_vec1())
             .ctx("latent statistics")?;
-        let mut batch_sq = vec![0.0f64; l];
-        let mut rows = 0usize;
+        self.batch_sq.fill(0.0);
         for (m_row, s_row) in mu.chunks_exact(l).zip(sd.chunks_exact(l)) {
-            rows += 1;
             for j in 0..l {
                 let m = f64::from(m_row[j]);
-                batch_sq[j] += m * m;
+                self.batch_sq[j] += m * m;
                 let s = f64::from(s_row[j]);
                 self.kl[j] += 0.5 * (m * m + s * s - 2.0 * s.ln() - 1.0);
                 self.sum[j] += m;
@@ -922,8 +923,9 @@ impl LatentStats {
             }
             self.count += 1;
         }
-        let rows = rows.max(1) as f64;
-        Ok(batch_sq
+        let rows = (mu.len() / l.max(1)).max(1) as f64;
+        Ok(self
+            .batch_sq
             .iter()
             .map(|q| {
                 if q.is_finite() {
