@@ -369,6 +369,10 @@ pub struct TrainArgs {
     /// segmentation (0: none, the paper's pipeline; measured: half a unit cell).
     #[arg(long, allow_negative_numbers = true)]
     pub lowpass: Option<f64>,
+    /// Cut the patches on the regular grid (the paper's) instead of moving
+    /// each onto the measured lattice (see `data.register` in config.toml).
+    #[arg(long)]
+    pub no_register: bool,
     /// Min-max scale each patch on its own (default: the whole image).
     #[arg(long)]
     pub per_patch_norm: bool,

@@ -84,7 +84,8 @@ pub fn patches_for(
 ) -> Result<PatchSet> {
     let st = progress.step("cutting patches");
     let grid = PatchGrid::new(img.rows(), img.cols(), d.window, d.step)?;
-    let patches = PatchSet::from_image(img, grid, d.scaling(), d.level)?;
+    let mut patches = PatchSet::from_image(img, grid, d.scaling(), d.level)?;
+    patches.register(&d.register)?;
     st.done();
     Ok(patches)
 }

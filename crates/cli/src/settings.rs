@@ -126,6 +126,11 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     c.train.batch_size = s.batch;
     c.train.lr = s.lr;
     c.lowpass_px = s.lowpass_px;
+    // |FFT| does not change with the patch's position in the cell: the
+    // baseline needs no registration.
+    if a.model != Some(ModelArg::Fft) {
+        c.data.register.clone_from(&s.register);
+    }
     c.auto = Some(s);
     Ok(c)
 }
@@ -314,6 +319,9 @@ fn apply_flags(
     }
     set(&mut c.data.step, a.step);
     set(&mut c.lowpass_px, a.lowpass);
+    if a.no_register {
+        c.data.register.clear();
+    }
     if a.classes.is_some() {
         c.result.classes = a.classes;
     }

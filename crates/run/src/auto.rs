@@ -14,6 +14,7 @@
 //! | beta | [`BETA`] constant | a ramp to 1 switches the content latents off on noisy images (posterior collapse); a small constant keeps them on |
 //! | batch, learning rate | [`BATCH`], [`LR`] | |
 //! | length | [`STEPS`] optimiser steps, as whole epochs | a small image gives few batches per epoch, so a length in epochs under-trains it |
+//! | registration | the patches' origins moved onto the lattice of the strongest peak and the strongest other peak of a similar period at least 30 degrees away (one peak alone: along it); none without a peak; VAE only | patches of one phase then show the lattice at one position in the cell, so the model need not learn the translation first |
 //! | map low-pass | a Gaussian of [`LOWPASS_CELLS`] `* P` px on every map before segmentation; none without a lattice peak | a map that follows the position of its patch in the lattice oscillates at the lattice period; the low-pass removes that and keeps regions of a few cells |
 //!
 //! Without a lattice peak `P` is taken as [`FALLBACK_PERIOD`]. Every choice
@@ -53,6 +54,12 @@ pub const STEPS: usize = 2000;
 /// `exp(-2 pi^2 / 4)` (a factor of 7e-3) and blurs a boundary by less than the
 /// window of two cells already does.
 pub const LOWPASS_CELLS: f64 = 0.5;
+/// Largest ratio of the periods of the two registration wavevectors: a
+/// second peak of a very different period more likely belongs to another
+/// phase than to the first peak's lattice.
+pub const REGISTER_PERIOD_RATIO: f64 = 1.45;
+/// Smallest angle between the two registration wavevectors, degrees.
+pub const REGISTER_MIN_ANGLE_DEG: f64 = 30.0;
 /// Relative tolerance under which two measured periods are one.
 const PERIOD_TOLERANCE: f64 = 0.08;
 
@@ -69,6 +76,12 @@ pub struct ImageFacts {
     pub cell_px: Option<f64>,
     /// Noise standard deviation over signal standard deviation.
     pub noise_to_signal: f64,
+    /// The wavevectors `[ky, kx]` (cycles per px) of the lattice to register
+    /// the patches to: the strongest peak, and the strongest later one of a
+    /// period within a factor [`REGISTER_PERIOD_RATIO`] and at least
+    /// [`REGISTER_MIN_ANGLE_DEG`] degrees away from it; empty without a peak.
+    #[serde(default)]
+    pub wavevectors: Vec<[f64; 2]>,
 }
 
 impl ImageFacts {
@@ -89,12 +102,28 @@ impl ImageFacts {
         } else {
             0.0
         };
+        let mut wavevectors: Vec<[f64; 2]> = Vec::new();
+        if let Some(first) = m.peaks.first() {
+            wavevectors.push([first.ky, first.kx]);
+            let sin_min = REGISTER_MIN_ANGLE_DEG.to_radians().sin();
+            let second = m.peaks[1..].iter().find(|p| {
+                let ratio = p.period_px / first.period_px;
+                let sin = (first.ky * p.kx - first.kx * p.ky).abs()
+                    / (first.ky.hypot(first.kx) * p.ky.hypot(p.kx));
+                (1.0 / REGISTER_PERIOD_RATIO..=REGISTER_PERIOD_RATIO).contains(&ratio)
+                    && sin >= sin_min
+            });
+            if let Some(p) = second {
+                wavevectors.push([p.ky, p.kx]);
+            }
+        }
         Self {
             rows,
             cols,
             periods_px: m.distinct_periods(PERIOD_TOLERANCE),
             cell_px: m.largest_period(),
             noise_to_signal,
+            wavevectors,
         }
     }
 }
@@ -132,6 +161,9 @@ pub struct AutoSettings {
     /// Standard deviation of the maps' low-pass before segmentation, px (0: none).
     #[serde(default)]
     pub lowpass_px: f64,
+    /// Wavevectors of the patches' lattice registration (empty: none).
+    #[serde(default)]
+    pub register: Vec<[f64; 2]>,
     /// Each choice with its reason.
     pub choices: Vec<Choice>,
 }
@@ -182,6 +214,22 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
     } else {
         "no lattice peak: no lattice-period oscillation to remove, so the paper's pipeline unchanged".to_owned()
     };
+    let register = facts.wavevectors.clone();
+    let register_reason = match register.as_slice() {
+        [] => "no lattice peak: patches on the regular grid".to_owned(),
+        [k] => format!(
+            "one lattice direction (period {:.1} px): each patch's origin moves along it, by less than a period, to where the fringes have one phase",
+            1.0 / k[0].hypot(k[1])
+        ),
+        _ => format!(
+            "lattice peaks of periods {}: each patch's origin moves, by less than a cell, to where the lattice has one phase, so the model need not learn the translation between neighbouring patches",
+            register
+                .iter()
+                .map(|k| format!("{:.1} px", 1.0 / k[0].hypot(k[1])))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    };
     let lattice = if found {
         format!(
             "lattice peaks at {}; unit cell {cell:.1} px",
@@ -214,6 +262,11 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
             ),
         ),
         choice("lowpass_px", lowpass_px, lowpass_reason),
+        choice(
+            "data.register",
+            format!("{register:?}"),
+            register_reason,
+        ),
         choice(
             "train.beta",
             BETA,
@@ -249,6 +302,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
         lr: LR,
         steps: STEPS,
         lowpass_px,
+        register,
         choices,
     }
 }
@@ -283,6 +337,7 @@ mod tests {
             periods_px: cell.into_iter().collect(),
             cell_px: cell,
             noise_to_signal: 0.3,
+            wavevectors: Vec::new(),
         }
     }
 
@@ -294,7 +349,7 @@ mod tests {
         // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
         // quarter of the window, i.e. half a cell.
         assert!((a.shift_prior - 0.5).abs() < 1e-6);
-        assert_eq!(a.choices.len(), 8);
+        assert_eq!(a.choices.len(), 9);
         // Half the 12 px cell.
         assert_eq!(a.lowpass_px, 6.0);
         assert_eq!(choose_(&facts(None, 512)).lowpass_px, 0.0);
@@ -327,10 +382,18 @@ mod tests {
         assert!((cell - 12.0).abs() < 0.2, "cell {cell}");
         let a = choose(&f, None, MAX_WINDOW);
         assert_eq!(a.window, 24);
+        // Registered to the two cosines' wavevectors, (1/12, 0) and (0, 1/12)
+        // in some order and sign.
+        assert_eq!(a.register.len(), 2, "{:?}", a.register);
+        for k in &a.register {
+            let (big, small) = (k[0].abs().max(k[1].abs()), k[0].abs().min(k[1].abs()));
+            assert!((big - 1.0 / 12.0).abs() < 2e-3 && small < 2e-3, "{k:?}");
+        }
         // A constant image has no lattice: the fallback cell.
         let flat = ndarray::Array2::<f32>::zeros((128, 128));
         let f = ImageFacts::measure(flat.view()).unwrap();
         assert_eq!(f.cell_px, None);
+        assert!(choose(&f, None, MAX_WINDOW).register.is_empty());
         assert_eq!(
             choose(&f, None, MAX_WINDOW).window,
             2 * FALLBACK_PERIOD as usize

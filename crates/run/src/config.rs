@@ -823,6 +823,12 @@ pub struct DataConfig {
     pub per_patch_norm: bool,
     /// Background levelling: `none`, `plane`, `plane-lines`.
     pub level: Levelling,
+    /// Lattice registration of the patches: the wavevectors `[ky, kx]`
+    /// (cycles per px, one or two) to which each patch's origin is moved
+    /// ([`phyvae_data::patches::PatchSet::register`]); empty (the default,
+    /// and the paper's): the regular grid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub register: Vec<[f64; 2]>,
 }
 
 impl Default for DataConfig {
@@ -833,6 +839,7 @@ impl Default for DataConfig {
             step: 8,
             per_patch_norm: false,
             level: Levelling::None,
+            register: Vec::new(),
         }
     }
 }
@@ -1047,6 +1054,15 @@ impl RunConfig {
             && !CLASSES.contains(&k)
         {
             return Err(invalid("classes", k, "between 2 and 16"));
+        }
+        if let Err(e) = phyvae_data::patches::check_wavevectors(&self.data.register) {
+            return Err(match e {
+                phyvae_data::DataError::InvalidParameter { name, value, rule } => {
+                    RunError::InvalidParameter { name, value, rule }
+                }
+                // check_wavevectors fails only with InvalidParameter.
+                other => RunError::Write(other),
+            });
         }
         if !(self.lowpass_px.is_finite() && self.lowpass_px >= 0.0) {
             return Err(invalid("lowpass_px", self.lowpass_px, "finite and >= 0"));
@@ -1304,6 +1320,13 @@ mod tests {
         assert_eq!(with(&|c| c.result.classes = Some(1)), "classes");
         assert_eq!(with(&|c| c.result.classes = Some(17)), "classes");
         assert_eq!(with(&|c| c.lowpass_px = -1.0), "lowpass_px");
+        assert_eq!(
+            with(&|c| c.data.register = vec![[0.1, 0.0], [0.2, 0.0]]),
+            "register"
+        );
+        let mut parallel = ok.clone();
+        parallel.data.register = vec![[0.1, 0.0]];
+        parallel.validate().unwrap();
         assert_eq!(with(&|c| c.lowpass_px = f64::NAN), "lowpass_px");
         let mut bad = ok.clone();
         bad.sigma_color = 0.0;
