@@ -53,6 +53,10 @@ fn train_writes_every_output_and_its_config_reproduces_the_run() {
     assert_eq!(hist.lines().count(), 3, "{hist}");
     let ari = &m["maps"]["z1"]["scores"]["otsu"]["ari"];
     assert!(ari.is_number(), "{m}");
+    // The lattice of the image was measured and the patches registered to it.
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    let data = &cfg[cfg.find("[data]").unwrap()..cfg.find("[model]").unwrap()];
+    assert!(data.contains("register = ["), "{cfg}");
 
     // The written configuration reproduces the run bit for bit.
     let b = d.path().join("b");
@@ -79,6 +83,20 @@ fn train_writes_every_output_and_its_config_reproduces_the_run() {
     assert_eq!(
         std::fs::read(a.join("latents.npy")).unwrap(),
         std::fs::read(e.join("latents.npy")).unwrap()
+    );
+
+    // --no-register keeps the paper's grid, and the patches differ.
+    let c = d.path().join("c");
+    let mut args = vec!["train", s(&img), "--out", s(&c), "--no-register"];
+    args.extend(SMALL);
+    args.extend(["--physics", "sl1", "--mode", "gradient"]);
+    ok(&args);
+    let cfg = std::fs::read_to_string(c.join("config.toml")).unwrap();
+    let data = &cfg[cfg.find("[data]").unwrap()..cfg.find("[model]").unwrap()];
+    assert!(!data.contains("register"), "{cfg}");
+    assert_ne!(
+        std::fs::read(a.join("latents.npy")).unwrap(),
+        std::fs::read(c.join("latents.npy")).unwrap()
     );
 }
 

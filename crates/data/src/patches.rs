@@ -853,11 +853,10 @@ mod tests {
         assert!(before.iter().any(|&(r, c)| r % 10 != 0 || c % 10 != 0));
         set.register(&[[0.1, 0.0], [0.0, 0.1]]).unwrap();
         assert_eq!(set.offsets().len(), set.len());
-        for i in 0..set.len() {
+        for (i, &(r0, c0)) in before.iter().enumerate() {
             let (r, c) = set.origin(i).unwrap();
             assert_eq!((r % 10, c % 10), (0, 0), "patch {i} at ({r}, {c})");
             // Less than one cell away from where the grid put it.
-            let (r0, c0) = before[i];
             assert!(r.abs_diff(r0) <= 5 && c.abs_diff(c0) <= 5);
             assert!(r + 20 <= 64 && c + 20 <= 64);
         }
