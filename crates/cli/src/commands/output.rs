@@ -134,6 +134,9 @@ pub fn finish_run(
     write_metrics(dir, &metrics)?;
     phyvae_data::fault::point("report.start");
     write_report(&[dir.root().to_path_buf()], None, progress)?;
+    if !progress.prints_results() {
+        return Ok(());
+    }
     print_json(&serde_json::to_value(&metrics)?)
 }
 
@@ -143,6 +146,7 @@ pub fn write_metrics(dir: &RunDir, metrics: &Metrics) -> Result<()> {
 }
 
 /// The fields of metrics.json every run has.
+#[must_use]
 pub fn base_metrics(
     input: &InputArgs,
     img: &phyvae_data::Image,
@@ -150,10 +154,11 @@ pub fn base_metrics(
     patches: &PatchSet,
     names: &[String],
     content: &[String],
+    progress: Progress,
 ) -> Metrics {
     Metrics {
         input: input.image.clone(),
-        commands: vec![std::env::args().collect()],
+        commands: vec![progress.command()],
         image_shape: [img.rows(), img.cols()],
         pixel_size: img.pixel_size.clone(),
         window: data.window,
