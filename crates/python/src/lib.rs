@@ -85,13 +85,31 @@ fn parse(argv: &[String]) -> PyResult<Cli> {
     })
 }
 
-/// An image from Python: its pixels and calibration.
-fn image_of(pixels: &PyReadonlyArray2<'_, f32>, pixel_size: Option<(f64, f64, String)>) -> Image {
-    Image {
-        pixels: pixels.as_array().to_owned(),
+/// An image from Python: its pixels (a float32 array, or a float64 one
+/// rounded to float32 as the readers do, refusing a value beyond the float32
+/// range) and calibration; `name` stands for the file in messages.
+fn image_of(
+    pixels: Option<&Bound<'_, PyAny>>,
+    pixel_size: Option<(f64, f64, String)>,
+    name: &str,
+) -> PyResult<Option<Image>> {
+    let Some(obj) = pixels else {
+        return Ok(None);
+    };
+    let pixels = if let Ok(a) = obj.extract::<PyReadonlyArray2<'_, f32>>() {
+        a.as_array().to_owned()
+    } else {
+        let a: PyReadonlyArray2<'_, f64> = obj.extract()?;
+        let v = a.as_array();
+        let narrow = phyvae_data::io::narrow_pixels(Path::new(name), v.iter().copied(), v.ncols())
+            .map_err(py_err)?;
+        Array2::from_shape_vec(v.dim(), narrow).map_err(|e| PyValueError::new_err(e.to_string()))?
+    };
+    Ok(Some(Image {
+        pixels,
         pixel_size: pixel_size.map(|(x, y, unit)| PixelSize { x, y, unit }),
         source: None,
-    }
+    }))
 }
 
 /// Where a training stands, shared between the training thread and the
@@ -216,7 +234,7 @@ where
 fn train(
     py: Python<'_>,
     argv: Vec<String>,
-    pixels: Option<PyReadonlyArray2<'_, f32>>,
+    pixels: Option<Bound<'_, PyAny>>,
     pixel_size: Option<(f64, f64, String)>,
     on_progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
@@ -224,7 +242,8 @@ fn train(
     let Command::Train(args) = cli.command else {
         return Err(PyValueError::new_err("not a `phyvae train` command line"));
     };
-    let img = pixels.as_ref().map(|p| image_of(p, pixel_size));
+    let name = args.input.image.display().to_string();
+    let img = image_of(pixels.as_ref(), pixel_size, &name)?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared::default());
     let (stop2, shared2) = (Arc::clone(&stop), Arc::clone(&shared));
@@ -251,14 +270,15 @@ fn train(
 fn encode(
     py: Python<'_>,
     argv: Vec<String>,
-    pixels: Option<PyReadonlyArray2<'_, f32>>,
+    pixels: Option<Bound<'_, PyAny>>,
     pixel_size: Option<(f64, f64, String)>,
 ) -> PyResult<()> {
     let cli = parse(&argv)?;
     let Command::Encode(args) = cli.command else {
         return Err(PyValueError::new_err("not a `phyvae encode` command line"));
     };
-    let img = pixels.as_ref().map(|p| image_of(p, pixel_size));
+    let name = args.input.image.display().to_string();
+    let img = image_of(pixels.as_ref(), pixel_size, &name)?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared::default());
     let stop2 = Arc::clone(&stop);

@@ -110,8 +110,12 @@ pub fn write_model_figures(dir: &RunDir, model: &Vae, maps: &LatentMaps) -> Resu
 }
 
 /// Says on stderr what the diagnosis found (always, even with `--quiet`:
-/// a failed run must not pass unnoticed).
-pub fn warn_diagnosis(d: &Diagnosis) {
+/// a failed run must not pass unnoticed), unless a library caller drives the
+/// run (it reports the findings of metrics.json its own way).
+pub fn warn_diagnosis(d: &Diagnosis, progress: Progress) {
+    if !progress.prints_results() {
+        return;
+    }
     for f in &d.findings {
         eprintln!(
             "warning: {}: {}. Try: {}.",

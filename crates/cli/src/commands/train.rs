@@ -82,7 +82,7 @@ fn maps_and_result(
         progress,
     )?;
     let diagnosis = diagnose(maps.mean.view(), facts);
-    warn_diagnosis(&diagnosis);
+    warn_diagnosis(&diagnosis, progress);
     metrics.maps = per_map.into_iter().collect();
     let candidates = informative(&diagnosis, facts.names, &segs);
     metrics.result = Some(result::pick(
@@ -194,7 +194,7 @@ pub fn train_image(
     };
     if let Some((diagnosis, reason)) = stopped {
         // Say so in metrics.json too; no map is drawn from such a model.
-        warn_diagnosis(&diagnosis);
+        warn_diagnosis(&diagnosis, progress);
         metrics.diagnosis = Some(diagnosis);
         metrics.result = Some(ResultMetrics::none(reason));
         write_metrics(&dir, &metrics)?;
