@@ -106,8 +106,8 @@ def test_settings_and_preset(small, tmp_path):
 def test_help_lists_every_setting():
     doc = phyvae.train.__doc__
     for s in phyvae.SETTINGS:
-        assert f"\n    {s.name} (default " in doc, s.name
-    assert "lr (default None)" in doc and "device (default auto)" in doc
+        assert f"\n    {s.name}=" in doc, s.name
+    assert "lr=None" in doc and "device='auto'" in doc and "(default: 5e-3)" in doc
 
 
 def test_stub_lists_every_setting():

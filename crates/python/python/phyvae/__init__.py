@@ -109,8 +109,9 @@ def train(image, out=None, *, quiet=False, **settings) -> Run:
     :class:`FormatError` / FileNotFoundError for an unreadable image, OSError
     for an output that cannot be written.
 
-    Settings
-    --------
+    Settings (``name=default``; None: chosen by the preset or the image, as
+    the text says)
+    ----------------------------------------------------------------------
     """
     keep = []
     if out is None:

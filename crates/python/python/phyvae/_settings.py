@@ -77,11 +77,12 @@ def command_line(command: str, image: str, out: str, settings: dict) -> list:
 
 
 def settings_doc() -> str:
-    """The list of settings for ``help(phyvae.train)``."""
+    """The list of settings for ``help(phyvae.train)``: ``name=default`` (None:
+    chosen by the preset, as the text after it says), then what it means."""
     lines = []
     for s in SETTINGS:
-        default = s.default if s.default is not None else ("False" if s.is_flag else "None")
-        head = f"{s.name} (default {default})"
+        default = repr(s.default) if s.default is not None else ("False" if s.is_flag else "None")
+        head = f"{s.name}={default}"
         if s.choices:
             head += ": one of " + ", ".join(s.choices)
         lines.append(head)
