@@ -20,11 +20,16 @@ class TrainBar:
     def _open(self, total: int) -> None:
         self._total = total
         try:
-            from tqdm.auto import tqdm
+            import warnings
+
+            with warnings.catch_warnings():
+                # Without ipywidgets tqdm.auto falls back to its text bar, and says so.
+                warnings.simplefilter("ignore")
+                from tqdm.auto import tqdm
         except ImportError:
             self._plain = True
             return
-        self._bar = tqdm(total=total, desc=self._what, unit="batch", file=sys.stderr)
+        self._bar = tqdm(total=total, desc=self._what, unit="batch", file=sys.stderr, mininterval=0.5)
 
     def __call__(self, epoch, epochs, batch, batches, loss, trained) -> None:
         if epochs == 0 or batches == 0:
