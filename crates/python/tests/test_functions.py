@@ -21,6 +21,16 @@ def variants(a):
     yield "reversed-twice", a[::-1][::-1]
 
 
+def test_native_float_arrays_are_not_copied():
+    from phyvae._arrays import real_2d
+
+    a = np.zeros((8, 10), dtype=np.float32)
+    for v in (a, np.asfortranarray(a), a[::2, ::3], a.T, a.astype(np.float64)[1:, :]):
+        assert real_2d(v) is v
+    assert real_2d(a.astype(">f4")).dtype == np.dtype("=f4")
+    assert real_2d(a.astype(np.float64), keep64=False).dtype == np.float32
+
+
 def test_load_png_and_info():
     img = phyvae.load(AU_PNG)
     assert img.data.dtype == np.float32 and img.data.shape == (512, 512)

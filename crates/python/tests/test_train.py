@@ -85,6 +85,10 @@ def test_bit_identical_to_the_command(tmp_path, small_npy, small, cli):
     from_array = phyvae.train(small[0], quiet=True, **TINY)
     assert cli_latents.tobytes() == from_path.latents.tobytes()
     assert cli_latents.tobytes() == from_array.latents.tobytes()
+    # A run folder the command wrote reopens as a Run.
+    from_cli = phyvae.Run.open(tmp_path / "cli")
+    assert from_cli.latents.tobytes() == cli_latents.tobytes()
+    assert from_cli.config["train"]["seed"] == 3 and from_cli.metrics["commands"][0][0].endswith("phyvae")
     # The run records the command that reproduces it.
     cmd = from_path.metrics["commands"][0]
     assert cmd[:2] == ["phyvae", "train"] and "--window=16" in cmd
