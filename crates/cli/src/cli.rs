@@ -162,6 +162,10 @@ pub struct SegmentArgs {
         allow_negative_numbers = true
     )]
     pub sigma_color: f64,
+    /// Standard deviation, in map cells, of a Gaussian low-pass applied
+    /// before the pipeline (0: none, the paper's pipeline).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub lowpass: f64,
 }
 
 /// Arguments of `phyvae physics`.
@@ -362,6 +366,10 @@ pub struct TrainArgs {
     /// Patch step in px (default: a quarter of the window).
     #[arg(long)]
     pub step: Option<usize>,
+    /// Standard deviation in px of the Gaussian low-pass of every map before
+    /// segmentation (0: none, the paper's pipeline; measured: half a unit cell).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lowpass: Option<f64>,
     /// Min-max scale each patch on its own (default: the whole image).
     #[arg(long)]
     pub per_patch_norm: bool,

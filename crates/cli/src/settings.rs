@@ -125,6 +125,7 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     c.train.beta = BetaSchedule::Constant { beta: s.beta };
     c.train.batch_size = s.batch;
     c.train.lr = s.lr;
+    c.lowpass_px = s.lowpass_px;
     c.auto = Some(s);
     Ok(c)
 }
@@ -312,6 +313,7 @@ fn apply_flags(
         c.set_window(w);
     }
     set(&mut c.data.step, a.step);
+    set(&mut c.lowpass_px, a.lowpass);
     if a.classes.is_some() {
         c.result.classes = a.classes;
     }

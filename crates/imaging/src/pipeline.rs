@@ -5,16 +5,21 @@
 //! Everything runs in `f32`, as the authors' latent maps are `float32` tensors and
 //! scikit-image keeps `float32` in `float32`:
 //! 1. if `max - min <= flat_threshold` the map is flat (see [`Segmentations::flat`]);
-//! 2. `zn = (z - min) / (max - min)`;
-//! 3. `den = denoise_bilateral(zn, sigma_color, sigma_spatial)` in scikit-image mode
+//! 2. optionally (a deviation from the paper, off by default), a Gaussian low-pass
+//!    `z = gaussian(z, lowpass_sigma)` ([`crate::filters::gaussian`]): a latent that
+//!    follows the position of its patch in the lattice oscillates at the lattice period
+//!    across the grid, and the bilateral step keeps such an oscillation (it preserves
+//!    edges); a standard deviation of half a unit cell removes it;
+//! 3. `zn = (z - min) / (max - min)`;
+//! 4. `den = denoise_bilateral(zn, sigma_color, sigma_spatial)` in scikit-image mode
 //!    ([`crate::filters::BilateralMode::Skimage`], `mode='constant'`, `cval=0`);
-//! 4. Otsu labels `den > threshold_otsu(den)`; for each class count `c`,
+//! 5. Otsu labels `den > threshold_otsu(den)`; for each class count `c`,
 //!    `numpy.digitize(den, threshold_multiotsu(den, c))`; Chan-Vese labels
 //!    `chan_vese(den) > 0` with scikit-image's defaults.
 
 use crate::chan_vese::{ChanVeseParams, chan_vese};
 use crate::error::check_finite;
-use crate::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral};
+use crate::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral, gaussian};
 use crate::threshold::{MAX_CLASSES, MIN_CLASSES, binarize, digitize, multiotsu, otsu};
 use crate::{ImagingError, Result};
 use ndarray::{Array2, ArrayView2};
@@ -28,6 +33,9 @@ pub const DEFAULT_FLAT_THRESHOLD: f64 = 1e-3;
 pub const DEFAULT_SIGMA_COLOR: f64 = 0.3;
 /// Spatial standard deviation of the denoising, in grid cells.
 pub const DEFAULT_SIGMA_SPATIAL: f64 = 5.0;
+/// Default standard deviation of the Gaussian low-pass before the pipeline, in grid
+/// cells: 0, none (the paper's pipeline).
+pub const DEFAULT_LOWPASS_SIGMA: f64 = 0.0;
 /// Multi-Otsu class counts computed by default.
 pub const DEFAULT_MULTIOTSU_CLASSES: [usize; 2] = [3, 4];
 
@@ -36,13 +44,14 @@ pub const DEFAULT_MULTIOTSU_CLASSES: [usize; 2] = [3, 4];
 #[derive(Debug, Clone, PartialEq)]
 pub struct VisualizeParams {
     flat_threshold: f64,
+    lowpass_sigma: f64,
     bilateral: BilateralParams,
     multiotsu_classes: Vec<usize>,
     chan_vese: ChanVeseParams,
 }
 
 impl Default for VisualizeParams {
-    /// The paper's settings: flat threshold 1e-3, `sigma_color` 0.3, `sigma_spatial` 5,
+    /// The paper's settings: flat threshold 1e-3, no low-pass, `sigma_color` 0.3, `sigma_spatial` 5,
     /// multi-Otsu with 3 and 4 classes, Chan-Vese with scikit-image's defaults (energies
     /// not recorded).
     fn default() -> Self {
@@ -50,6 +59,7 @@ impl Default for VisualizeParams {
         // fallback, which only keeps the pipeline usable, is never taken.
         Self::new().build().unwrap_or_else(|_| Self {
             flat_threshold: DEFAULT_FLAT_THRESHOLD,
+            lowpass_sigma: DEFAULT_LOWPASS_SIGMA,
             bilateral: BilateralParams::paper(),
             multiotsu_classes: DEFAULT_MULTIOTSU_CLASSES.to_vec(),
             chan_vese: ChanVeseParams::default().without_energies(),
@@ -67,6 +77,7 @@ impl VisualizeParams {
     pub fn new() -> VisualizeParamsBuilder {
         VisualizeParamsBuilder {
             flat_threshold: DEFAULT_FLAT_THRESHOLD,
+            lowpass_sigma: DEFAULT_LOWPASS_SIGMA,
             sigma_color: DEFAULT_SIGMA_COLOR,
             sigma_spatial: DEFAULT_SIGMA_SPATIAL,
             multiotsu_classes: DEFAULT_MULTIOTSU_CLASSES.to_vec(),
@@ -78,6 +89,13 @@ impl VisualizeParams {
     #[must_use]
     pub fn flat_threshold(&self) -> f64 {
         self.flat_threshold
+    }
+
+    /// Standard deviation of the Gaussian low-pass before the pipeline, in grid
+    /// cells (0: none).
+    #[must_use]
+    pub fn lowpass_sigma(&self) -> f64 {
+        self.lowpass_sigma
     }
 
     /// The bilateral filter settings (scikit-image mode).
@@ -103,6 +121,7 @@ impl VisualizeParams {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VisualizeParamsBuilder {
     flat_threshold: f64,
+    lowpass_sigma: f64,
     sigma_color: f64,
     sigma_spatial: f64,
     multiotsu_classes: Vec<usize>,
@@ -114,6 +133,14 @@ impl VisualizeParamsBuilder {
     #[must_use]
     pub fn flat_threshold(mut self, flat_threshold: f64) -> Self {
         self.flat_threshold = flat_threshold;
+        self
+    }
+
+    /// Standard deviation of the Gaussian low-pass applied to the map before
+    /// everything else, in grid cells; finite, `>= 0` (0: none).
+    #[must_use]
+    pub fn lowpass_sigma(mut self, sigma: f64) -> Self {
+        self.lowpass_sigma = sigma;
         self
     }
 
@@ -149,13 +176,20 @@ impl VisualizeParamsBuilder {
     ///
     /// # Errors
     /// [`ImagingError::InvalidParameter`] naming the first broken rule: `flat_threshold`
-    /// (finite, >= 0), `sigma_color` (finite, > 0), `sigma_spatial` (finite, > 0),
+    /// (finite, >= 0), `lowpass_sigma` (finite, >= 0), `sigma_color` (finite, > 0), `sigma_spatial` (finite, > 0),
     /// `multiotsu_classes` (each in 2..=5).
     pub fn build(self) -> Result<VisualizeParams> {
         if !(self.flat_threshold.is_finite() && self.flat_threshold >= 0.0) {
             return Err(ImagingError::InvalidParameter {
                 name: "flat_threshold",
                 value: self.flat_threshold.to_string(),
+                rule: "must be finite and >= 0",
+            });
+        }
+        if !(self.lowpass_sigma.is_finite() && self.lowpass_sigma >= 0.0) {
+            return Err(ImagingError::InvalidParameter {
+                name: "lowpass_sigma",
+                value: self.lowpass_sigma.to_string(),
                 rule: "must be finite and >= 0",
             });
         }
@@ -178,6 +212,7 @@ impl VisualizeParamsBuilder {
             .build()?;
         Ok(VisualizeParams {
             flat_threshold: self.flat_threshold,
+            lowpass_sigma: self.lowpass_sigma,
             bilateral,
             multiotsu_classes: self.multiotsu_classes,
             chan_vese: self.chan_vese.without_energies(),
@@ -188,7 +223,8 @@ impl VisualizeParamsBuilder {
 /// The segmentations of one latent map, all of the map's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segmentations {
-    /// The normalised, bilateral-denoised map (all zeros for a flat map).
+    /// The low-passed (when asked), normalised, bilateral-denoised map (all zeros
+    /// for a flat map).
     pub denoised: Array2<f32>,
     /// Binary Otsu labels, 1 where `denoised > threshold_otsu(denoised)`.
     pub otsu: Array2<i32>,
@@ -235,7 +271,8 @@ impl Segmentations {
 }
 
 /// Segments one latent map as the paper's visualisation does (module documentation):
-/// normalise, bilateral-denoise, then Otsu, multi-Otsu and Chan-Vese labels.
+/// low-pass (when [`VisualizeParams::lowpass_sigma`] is above 0), normalise,
+/// bilateral-denoise, then Otsu, multi-Otsu and Chan-Vese labels.
 ///
 /// # Errors
 /// [`ImagingError::EmptyImage`] / [`ImagingError::NonFinite`] for an empty or non-finite
@@ -281,6 +318,20 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
             flat: true,
         });
     }
+    let smoothed;
+    let (map, lo, range) = if params.lowpass_sigma > 0.0 {
+        smoothed = gaussian(map, params.lowpass_sigma)?;
+        let (lo, hi) = smoothed
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        // A low-pass of a map that is not flat keeps a positive range; the
+        // guard only keeps the division finite.
+        (smoothed.view(), lo, (hi - lo).max(f32::MIN_POSITIVE))
+    } else {
+        (map, lo, range)
+    };
     let normalised = map.mapv(|v| (v - lo) / range);
     let denoised = denoise_bilateral(normalised.view(), &params.bilateral)?;
     let otsu_labels = binarize(denoised.view(), otsu(denoised.view())?);
@@ -327,6 +378,7 @@ mod tests {
         // Built through the checked builder (not the fallback of `default`).
         assert_eq!(p, VisualizeParams::new().build().unwrap());
         assert_eq!(p.flat_threshold(), 1e-3);
+        assert_eq!(p.lowpass_sigma(), 0.0);
         assert_eq!(p.bilateral().sigma_color(), SigmaColor::Value(0.3));
         assert_eq!(p.bilateral().sigma_spatial(), 5.0);
         assert_eq!(p.bilateral().mode(), BilateralMode::Skimage);
@@ -339,6 +391,38 @@ mod tests {
     fn rejects_negative_flat_threshold() {
         let r = VisualizeParams::new().flat_threshold(-1e-3).build();
         assert_eq!(invalid_name(r), "flat_threshold");
+    }
+
+    #[test]
+    fn rejects_negative_or_non_finite_lowpass_sigma() {
+        for s in [-0.5, f64::NAN] {
+            let r = VisualizeParams::new().lowpass_sigma(s).build();
+            assert_eq!(invalid_name(r), "lowpass_sigma");
+        }
+    }
+
+    #[test]
+    fn lowpass_removes_a_lattice_oscillation_that_the_bilateral_step_keeps() {
+        // Left half: an oscillation between 0 and 1 along x with a period of two
+        // cells (a latent that follows the lattice phase); right half: a constant
+        // 0.9. The regions differ in their mean (0.5 against 0.9), not in their range.
+        let map =
+            Array2::from_shape_fn((16, 16), |(_, j)| if j < 8 { (j % 2) as f32 } else { 0.9 });
+        let plain = segment_map(map.view(), &VisualizeParams::default()).unwrap();
+        // Without the low-pass, Otsu splits the oscillation itself.
+        assert_ne!(plain.otsu[[8, 2]], plain.otsu[[8, 3]]);
+        let p = VisualizeParams::new().lowpass_sigma(1.0).build().unwrap();
+        let low = segment_map(map.view(), &p).unwrap();
+        assert_eq!(p.lowpass_sigma(), 1.0);
+        // With it, the left half is one class and the right half the other.
+        for i in 0..16 {
+            for j in 0..6 {
+                assert_eq!(low.otsu[[i, j]], low.otsu[[0, 0]], "({i}, {j})");
+            }
+            for j in 10..16 {
+                assert_ne!(low.otsu[[i, j]], low.otsu[[0, 0]], "({i}, {j})");
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use ndarray::{Array2, ArrayView2, Axis, Slice};
-use phyvae_imaging::pipeline::{DEFAULT_SIGMA_COLOR, VisualizeParams, segment_map};
+use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
 
 use crate::ReportError;
 use crate::figure::{self, Extent, Figure};
@@ -845,11 +845,11 @@ fn evolution_section(run: &RunData, progress: &mut dyn FnMut(&str)) -> Result<Ve
             "No snapshots in this run (train with --snapshot-every N to record the latent maps during training).".into(),
         )]);
     }
-    let sigma = run
-        .config
-        .as_ref()
-        .map_or(DEFAULT_SIGMA_COLOR, |c| c.sigma_color);
-    let params = VisualizeParams::new().sigma_color(sigma).build()?;
+    // The run's own segmentation settings (colour sigma, low-pass).
+    let params = match &run.config {
+        Some(c) => c.visualize_params()?,
+        None => VisualizeParams::default(),
+    };
     let mut frames_all: Vec<(usize, &ndarray::Array3<f32>)> =
         run.snapshots.iter().map(|(e, l)| (*e, l)).collect();
     let last_epoch = run.history.last().map_or(0, |r| r.epoch);

@@ -14,6 +14,7 @@
 //! | beta | [`BETA`] constant | a ramp to 1 switches the content latents off on noisy images (posterior collapse); a small constant keeps them on |
 //! | batch, learning rate | [`BATCH`], [`LR`] | |
 //! | length | [`STEPS`] optimiser steps, as whole epochs | a small image gives few batches per epoch, so a length in epochs under-trains it |
+//! | map low-pass | a Gaussian of [`LOWPASS_CELLS`] `* P` px on every map before segmentation; none without a lattice peak | a map that follows the position of its patch in the lattice oscillates at the lattice period; the low-pass removes that and keeps regions of a few cells |
 //!
 //! Without a lattice peak `P` is taken as [`FALLBACK_PERIOD`]. Every choice
 //! carries its reason ([`Choice`]), written to `config.toml` and the report.
@@ -47,6 +48,11 @@ pub const BATCH: usize = 16;
 pub const LR: f64 = 5e-3;
 /// Optimiser steps of a run.
 pub const STEPS: usize = 2000;
+/// Standard deviation of the maps' low-pass before segmentation, in unit
+/// cells: half a cell attenuates an oscillation at the lattice period by
+/// `exp(-2 pi^2 / 4)` (a factor of 7e-3) and blurs a boundary by less than the
+/// window of two cells already does.
+pub const LOWPASS_CELLS: f64 = 0.5;
 /// Relative tolerance under which two measured periods are one.
 const PERIOD_TOLERANCE: f64 = 0.08;
 
@@ -123,6 +129,9 @@ pub struct AutoSettings {
     pub lr: f64,
     /// Optimiser steps (the run trains the whole epochs that cover them).
     pub steps: usize,
+    /// Standard deviation of the maps' low-pass before segmentation, px (0: none).
+    #[serde(default)]
+    pub lowpass_px: f64,
     /// Each choice with its reason.
     pub choices: Vec<Choice>,
 }
@@ -161,6 +170,18 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
         .max(1);
     let step = (window / 4).clamp(MIN_STEP, MAX_STEP);
     let shift_prior = ((cell / window as f64) as f32).clamp(0.05, 1.0);
+    let lowpass_px = if found {
+        (LOWPASS_CELLS * cell * 100.0).round() / 100.0
+    } else {
+        0.0
+    };
+    let lowpass_reason = if found {
+        format!(
+            "{LOWPASS_CELLS} x the cell of {cell:.1} px: removes an oscillation of the maps at the lattice period (a latent that follows the patch's position in the lattice) before segmentation"
+        )
+    } else {
+        "no lattice peak: no lattice-period oscillation to remove, so the paper's pipeline unchanged".to_owned()
+    };
     let lattice = if found {
         format!(
             "lattice peaks at {}; unit cell {cell:.1} px",
@@ -192,6 +213,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
                 "cell / window = {cell:.1} / {window}: a shift latent of +-1 moves the grid by half a cell"
             ),
         ),
+        choice("lowpass_px", lowpass_px, lowpass_reason),
         choice(
             "train.beta",
             BETA,
@@ -226,6 +248,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
         batch: BATCH,
         lr: LR,
         steps: STEPS,
+        lowpass_px,
         choices,
     }
 }
@@ -271,7 +294,10 @@ mod tests {
         // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
         // quarter of the window, i.e. half a cell.
         assert!((a.shift_prior - 0.5).abs() < 1e-6);
-        assert_eq!(a.choices.len(), 7);
+        assert_eq!(a.choices.len(), 8);
+        // Half the 12 px cell.
+        assert_eq!(a.lowpass_px, 6.0);
+        assert_eq!(choose_(&facts(None, 512)).lowpass_px, 0.0);
     }
 
     #[test]

@@ -902,6 +902,12 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Colour sigma of the bilateral denoising before segmentation.
     pub sigma_color: f64,
+    /// Standard deviation in image pixels of the Gaussian low-pass applied to
+    /// every map before segmentation (converted to grid cells by dividing by
+    /// `data.step`); 0: none, the paper's pipeline. See
+    /// [`phyvae_imaging::pipeline`] and [`crate::auto`].
+    #[serde(default)]
+    pub lowpass_px: f64,
     /// The result segmentation.
     #[serde(default)]
     pub result: ResultConfig,
@@ -984,6 +990,7 @@ impl Default for RunConfig {
             model: ModelConfig::default(),
             train: TrainConfig::default(),
             sigma_color: DEFAULT_SIGMA_COLOR,
+            lowpass_px: 0.0,
             result: ResultConfig::default(),
             auto: None,
             input: None,
@@ -993,7 +1000,8 @@ impl Default for RunConfig {
 
 impl RunConfig {
     /// The paper's settings (Biswas et al. 2023): window 48, step 8, k 0.1,
-    /// hidden 128, 2 content latents, beta 0.1 to 1 over 50 epochs.
+    /// hidden 128, 2 content latents, beta 0.1 to 1 over 50 epochs, the
+    /// paper's segmentation pipeline (no low-pass).
     #[must_use]
     pub fn paper() -> Self {
         let mut c = Self::default();
@@ -1040,7 +1048,25 @@ impl RunConfig {
         {
             return Err(invalid("classes", k, "between 2 and 16"));
         }
+        if !(self.lowpass_px.is_finite() && self.lowpass_px >= 0.0) {
+            return Err(invalid("lowpass_px", self.lowpass_px, "finite and >= 0"));
+        }
+        self.visualize_params()?;
         Ok(())
+    }
+
+    /// The segmentation pipeline's parameters of this run: `sigma_color`, and
+    /// the low-pass of `lowpass_px` pixels in grid cells (`lowpass_px / step`).
+    ///
+    /// # Errors
+    /// [`RunError::Imaging`] when `sigma_color` breaks its rule (finite, > 0).
+    pub fn visualize_params(&self) -> Result<phyvae_imaging::pipeline::VisualizeParams> {
+        #[allow(clippy::cast_precision_loss)]
+        let cells = self.lowpass_px / self.data.step.max(1) as f64;
+        Ok(phyvae_imaging::pipeline::VisualizeParams::new()
+            .sigma_color(self.sigma_color)
+            .lowpass_sigma(cells)
+            .build()?)
     }
 
     /// The first epoch (0-based) with the physics term on; `None` without one.
@@ -1277,6 +1303,25 @@ mod tests {
         assert_eq!(with(&|c| c.data.window = 32), "window");
         assert_eq!(with(&|c| c.result.classes = Some(1)), "classes");
         assert_eq!(with(&|c| c.result.classes = Some(17)), "classes");
+        assert_eq!(with(&|c| c.lowpass_px = -1.0), "lowpass_px");
+        assert_eq!(with(&|c| c.lowpass_px = f64::NAN), "lowpass_px");
+        let mut bad = ok.clone();
+        bad.sigma_color = 0.0;
+        assert!(matches!(
+            bad.validate(),
+            Err(RunError::Imaging(
+                phyvae_imaging::ImagingError::InvalidParameter {
+                    name: "sigma_color",
+                    ..
+                }
+            ))
+        ));
+        // 12 px at a step of 8 px is 1.5 grid cells.
+        let mut low = ok.clone();
+        low.lowpass_px = 12.0;
+        low.data.step = 8;
+        assert_eq!(low.visualize_params().unwrap().lowpass_sigma(), 1.5);
+        assert_eq!(ok.visualize_params().unwrap().lowpass_sigma(), 0.0);
         let mut c = ok.clone();
         c.set_window(32);
         c.result.classes = Some(16);

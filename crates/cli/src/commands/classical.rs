@@ -73,7 +73,7 @@ pub fn run(
         maps.view(),
         None,
         truth,
-        cfg.sigma_color,
+        &cfg.visualize_params()?,
         progress,
     )?;
     let candidates: Vec<MapResult<'_>> = names

@@ -64,7 +64,7 @@ pub fn write_maps(
     mean: ArrayView3<'_, f32>,
     sd: Option<ArrayView3<'_, f32>>,
     truth: Option<&Array2<i32>>,
-    sigma_color: f64,
+    params: &VisualizeParams,
     progress: Progress,
 ) -> Result<(PerMap, Vec<Segmentations>)> {
     io::write_npy_f32_3d(&dir.file(files::LATENTS), mean)?;
@@ -74,7 +74,6 @@ pub fn write_maps(
     if let Some(sd) = sd {
         io::write_npy_f32_3d(&dir.file(files::LATENTS_SD), sd)?;
     }
-    let params = VisualizeParams::new().sigma_color(sigma_color).build()?;
     let mut per_map = PerMap::new();
     let mut segs = Vec::with_capacity(names.len());
     let step = progress.bar("segmenting", names.len() as u64);
@@ -82,7 +81,7 @@ pub fn write_maps(
         step.message(name.clone());
         let map: Array2<f32> = mean.index_axis(Axis(2), c).to_owned();
         let (mut entry, seg) =
-            segment_grid_map(map.view(), &params, &dir.segmentation(name), truth, 1)?;
+            segment_grid_map(map.view(), params, &dir.segmentation(name), truth, 1)?;
         entry.sl1 = sl1_map(map.view()).ok().map(f64::from);
         entry.sl2 = sl2_map(map.view(), 1).ok().map(f64::from);
         per_map.insert(name.clone(), entry);

@@ -77,7 +77,10 @@ pub fn segment_grid_map(
 pub fn run(a: &SegmentArgs) -> Result<()> {
     // Computed in f32 (the authors' latent maps are float32); any input is read as f32.
     let map = input::image(&a.map, None)?.pixels;
-    let params = VisualizeParams::new().sigma_color(a.sigma_color).build()?;
+    let params = VisualizeParams::new()
+        .sigma_color(a.sigma_color)
+        .lowpass_sigma(a.lowpass)
+        .build()?;
     let seg = segment_and_write(map.view(), &params, &a.out)?;
     print_json(&json!({
         "out": a.out,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use ndarray::Array2;
 use phyvae_data::patches::PatchSet;
+use phyvae_imaging::pipeline::VisualizeParams;
 use phyvae_model::Device;
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
 use phyvae_model::memory::{self, MemoryEstimate};
@@ -67,18 +68,18 @@ fn maps_and_result(
     maps: &LatentMaps,
     facts: &RunFacts<'_>,
     truth: Option<&Array2<i32>>,
-    cfg: (f64, Option<usize>, u64),
+    cfg: (&VisualizeParams, Option<usize>, u64),
     reason: &str,
     progress: Progress,
 ) -> Result<()> {
-    let (sigma_color, classes, seed) = cfg;
+    let (params, classes, seed) = cfg;
     let (per_map, segs) = write_maps(
         dir,
         facts.names,
         maps.mean.view(),
         Some(maps.sd.view()),
         truth,
-        sigma_color,
+        params,
         progress,
     )?;
     let diagnosis = diagnose(maps.mean.view(), facts);
@@ -224,7 +225,8 @@ pub fn train_image(
         history: &history,
         physics_from_epoch: cfg.physics_from(),
     };
-    let what = (cfg.sigma_color, cfg.result.classes, cfg.train.seed);
+    let params = cfg.visualize_params()?;
+    let what = (&params, cfg.result.classes, cfg.train.seed);
     let reason = "no content latent carries information (see the diagnosis)";
     maps_and_result(
         &dir,
@@ -309,10 +311,15 @@ pub fn encode_image(
     let (model, data) = load_model(&a.model, &device)?;
     let trained: Option<RunConfig> =
         settings::read_config(&RunDir::new(&a.model).file(files::CONFIG)).ok();
-    let what = trained.as_ref().map_or(
-        (phyvae_imaging::pipeline::DEFAULT_SIGMA_COLOR, None, 0),
-        |c| (c.sigma_color, c.result.classes, c.train.seed),
-    );
+    // The trained run's segmentation settings; the low-pass is in px, so it
+    // follows this encoding's step.
+    let params = match &trained {
+        Some(c) => c.visualize_params()?,
+        None => VisualizeParams::default(),
+    };
+    let what = trained.as_ref().map_or((&params, None, 0), |c| {
+        (&params, c.result.classes, c.train.seed)
+    });
     let dir = RunDir::new(&a.run.out);
     let patches = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;

@@ -8,6 +8,9 @@
 //! - [`bilateral_operator`]: the same filter with its weights frozen at an
 //!   image, as a dense linear operator (to differentiate SL1 with constant
 //!   weights);
+//! - [`gaussian`]: the Gaussian low-pass filter, as scipy's
+//!   `ndimage.gaussian_filter(mode='nearest')` (which scikit-image's
+//!   `filters.gaussian` calls);
 //! - [`scharr`], [`scharr_h`], [`scharr_v`]: the Scharr edge operator exactly as
 //!   scikit-image 0.26 `skimage.filters.scharr` / `scharr_h` / `scharr_v`.
 //!
@@ -26,6 +29,7 @@
 //! ```
 
 mod bilateral;
+mod gaussian;
 mod scharr;
 
 pub(crate) use crate::numeric::{image_sum, min_max};
@@ -34,6 +38,7 @@ pub use bilateral::{
     BilateralMode, BilateralParams, BilateralParamsBuilder, DEFAULT_BINS, DEFAULT_SIGMA_SPATIAL,
     PAPER_SIGMA_SPATIAL, SigmaColor, bilateral_operator, denoise_bilateral,
 };
+pub use gaussian::{GAUSSIAN_TRUNCATE, gaussian};
 pub use scharr::{
     SCHARR_EDGE, SCHARR_H_WEIGHTS, SCHARR_SMOOTH, SCHARR_V_WEIGHTS, scharr, scharr_h, scharr_v,
 };
