@@ -444,18 +444,20 @@ fn decode<'py>(
 }
 
 /// The paper's segmentation pipeline on one map (computed in f32, as
-/// `phyvae segment`): a dict with `denoised`, every label map by name,
-/// `flat` and `skipped`.
+/// `phyvae segment`; `lowpass`: the Gaussian low-pass in cells, 0 for none):
+/// a dict with `denoised`, every label map by name, `flat` and `skipped`.
 #[pyfunction]
-#[pyo3(signature = (map, sigma_color=phyvae_imaging::pipeline::DEFAULT_SIGMA_COLOR))]
+#[pyo3(signature = (map, sigma_color=phyvae_imaging::pipeline::DEFAULT_SIGMA_COLOR, lowpass=0.0))]
 fn segment<'py>(
     py: Python<'py>,
     map: PyReadonlyArray2<'py, f32>,
     sigma_color: f64,
+    lowpass: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
     use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
     let params = VisualizeParams::new()
         .sigma_color(sigma_color)
+        .lowpass_sigma(lowpass)
         .build()
         .map_err(py_err)?;
     let m = map.as_array();

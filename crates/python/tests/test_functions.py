@@ -165,6 +165,10 @@ def test_same_numbers_as_the_command(tmp_path, cli):
     for name in ("otsu", "multiotsu3", "chanvese"):
         np.testing.assert_array_equal(np.load(tmp_path / "seg" / f"{name}.npy"), seg[name])
     np.testing.assert_array_equal(np.load(tmp_path / "seg" / "denoised.npy"), seg["denoised"])
+    cli("segment", tmp_path / "in32.npy", "--out", tmp_path / "seg2", "--lowpass", "1.5")
+    seg2 = phyvae.segment(a, lowpass=1.5)
+    np.testing.assert_array_equal(np.load(tmp_path / "seg2" / "otsu.npy"), seg2["otsu"])
+    np.testing.assert_array_equal(np.load(tmp_path / "seg2" / "denoised.npy"), seg2["denoised"])
     z = rng.normal(size=(25, 4)).astype(np.float32)
     np.save(tmp_path / "z.npy", z)
     assert json.loads(cli("physics", "sl1", tmp_path / "z.npy"))["psi"] == pytest.approx(

@@ -27,7 +27,7 @@ def kind(s) -> str:
         return "Union[float, str, Tuple[float, ...], None]"
     if s.choices:
         return "Optional[str]"
-    if s.name in ("lr", "weight", "add_lambda", "range_floor", "shift_prior"):
+    if s.name in ("lr", "weight", "add_lambda", "range_floor", "shift_prior", "lowpass"):
         return "Optional[float]"
     if s.name == "device":
         return "str"

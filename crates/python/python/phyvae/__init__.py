@@ -143,9 +143,11 @@ def train(image, out=None, *, quiet=False, **settings) -> Run:
 train.__doc__ = (train.__doc__ or "") + settings_doc().replace("\n", "\n    ") + "\n"
 
 
-def segment(map, sigma_color=_native.SIGMA_COLOR) -> dict:
+def segment(map, sigma_color=_native.SIGMA_COLOR, lowpass=0.0) -> dict:
     """The paper's segmentation pipeline on one map, as ``phyvae segment``:
-    min-max normalisation, bilateral denoising (``sigma_color``), then Otsu,
+    an optional Gaussian low-pass (``lowpass``: its standard deviation in map
+    cells; 0, the default: none, the paper's pipeline), min-max
+    normalisation, bilateral denoising (``sigma_color``), then Otsu,
     multi-Otsu (3 and 4 classes) and Chan-Vese labels.
 
     Returns a dict: ``denoised`` (float32), ``otsu``, ``multiotsu3``,
@@ -153,7 +155,7 @@ def segment(map, sigma_color=_native.SIGMA_COLOR) -> dict:
     map has too few levels for is left out and named in ``skipped`` with the
     reason), ``flat`` (True for a map without structure). Computed in float32.
     """
-    return _native.segment(real_2d(map, "map", keep64=False), float(sigma_color))
+    return _native.segment(real_2d(map, "map", keep64=False), float(sigma_color), float(lowpass))
 
 
 def score(labels, truth, tolerance=1) -> dict:

@@ -96,6 +96,7 @@ def train(
     shift_prior: Optional[float] = None,
     window: Optional[int] = None,
     step: Optional[int] = None,
+    lowpass: Optional[float] = None,
     per_patch_norm: bool = False,
     level: Optional[str] = None,
     seed: Optional[int] = None,
@@ -103,5 +104,5 @@ def train(
     decoder: Optional[str] = None,
     resume: bool = False,
 ) -> Run: ...
-def segment(map: np.ndarray, sigma_color: float = ...) -> Dict[str, Any]: ...
+def segment(map: np.ndarray, sigma_color: float = ..., lowpass: float = 0.0) -> Dict[str, Any]: ...
 def score(labels: np.ndarray, truth: np.ndarray, tolerance: int = 1) -> Dict[str, float]: ...
