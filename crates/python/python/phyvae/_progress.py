@@ -1,9 +1,13 @@
 """The progress bar of a training: tqdm when it is installed (a widget in
-Jupyter, a bar in a terminal), else a plain text bar on stderr."""
+Jupyter, a bar in a terminal), else a plain text bar on stderr (redrawn at
+most twice a second on a terminal; one line per epoch when stderr is a file
+or a pipe)."""
 
 from __future__ import annotations
 
 import sys
+import time
+import warnings
 
 
 class TrainBar:
@@ -16,12 +20,12 @@ class TrainBar:
         self._total = 0
         self._shown = 0
         self._finishing = False
+        self._epoch = 0
+        self._drawn_at = 0.0
 
     def _open(self, total: int) -> None:
         self._total = total
         try:
-            import warnings
-
             with warnings.catch_warnings():
                 # Without ipywidgets tqdm.auto falls back to its text bar, and says so.
                 warnings.simplefilter("ignore")
@@ -47,19 +51,35 @@ class TrainBar:
                 self._finishing = True
             elif not trained:
                 self._bar.set_postfix_str(status, refresh=False)
-        else:
-            self._shown = done
-            width = 30
-            filled = int(width * done / max(self._total, 1))
-            sys.stderr.write(
-                f"\r{self._what} [{'#' * filled}{'.' * (width - filled)}] {done}/{self._total} {status}   "
-            )
+            return
+        self._plain_draw(done, epoch, epochs, trained, status)
+
+    def _plain_draw(self, done, epoch, epochs, trained, status) -> None:
+        if not sys.stderr.isatty():
+            # A log: one line when an epoch starts and when training ends.
+            if trained and not self._finishing:
+                self._finishing = True
+                sys.stderr.write(f"{self._what}: {epochs} epochs done; {status}\n")
+            elif not trained and epoch != self._epoch:
+                self._epoch = epoch
+                sys.stderr.write(f"{self._what}: {status}\n")
             sys.stderr.flush()
+            return
+        now = time.monotonic()
+        if not trained and now - self._drawn_at < 0.5:
+            return
+        self._drawn_at = now
+        width = 30
+        filled = int(width * done / max(self._total, 1))
+        sys.stderr.write(
+            f"\r{self._what} [{'#' * filled}{'.' * (width - filled)}] {done}/{self._total} {status}   "
+        )
+        sys.stderr.flush()
 
     def close(self) -> None:
         """Ends the bar (the line is kept)."""
         if self._bar is not None:
             self._bar.close()
-        elif self._plain:
+        elif self._plain and sys.stderr.isatty():
             sys.stderr.write("\n")
             sys.stderr.flush()
