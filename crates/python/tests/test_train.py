@@ -119,7 +119,10 @@ def test_stub_lists_every_setting():
     tree = ast.parse(stub.read_text())
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train")
     names = [a.arg for a in fn.args.kwonlyargs]
-    assert names == ["quiet"] + [s.name for s in phyvae.SETTINGS]
+    assert names == ["quiet"] + [s.name for s in phyvae.SETTINGS], (
+        "the settings of phyvae train changed: run crates/python/tools/write_stub.py "
+        "with the package built, and rebuild it"
+    )
 
 
 def test_errors(small, tmp_path):
