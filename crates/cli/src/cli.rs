@@ -294,29 +294,29 @@ pub struct TrainArgs {
     pub config: Option<PathBuf>,
     /// Model: vanilla, shift, rotation, scale or a combination (shift-rotation,
     /// ...), or `fft`: the classical baseline (sliding-window FFT magnitude,
-    /// PCA, clustering), no training.
+    /// PCA, clustering), no training (default: shift, the paper's sh-VAE).
     #[arg(long, value_enum)]
     pub model: Option<ModelArg>,
     /// Where unset settings come from: `auto` (measured on the image: window,
     /// step, shift prior from its lattice; beta, batch, rate, length fixed) or
     /// `paper` (the paper's settings exactly: window 48, step 8, k 0.1, hidden
-    /// 128, 2 content latents, beta 0.1:1, 50 epochs).
+    /// 128, 2 content latents, beta 0.1:1, 50 epochs) (default: auto).
     #[arg(long, value_enum)]
     pub preset: Option<PresetArg>,
     /// Length of the run in optimiser steps (trained as the whole epochs that
-    /// cover them); `--epochs` wins when both are given.
+    /// cover them); `--epochs` wins when both are given (default: 2000).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Classes of the result segmentation (default: chosen from the data, 2 to 4).
     #[arg(long)]
     pub classes: Option<usize>,
-    /// Physics term.
+    /// Physics term (default: none).
     #[arg(long, value_enum)]
     pub physics: Option<PhysicsKind>,
-    /// Physics mode.
+    /// Physics mode (default: gradient).
     #[arg(long, value_enum)]
     pub mode: Option<PhysicsMode>,
-    /// Slack w of L_sh (w + Psi), in [0, 0.5].
+    /// Slack w of L_sh (w + Psi), in [0, 0.5] (default: 0.1).
     #[arg(long)]
     pub weight: Option<f32>,
     /// Gradient mode: the loss is L_sh + LAMBDA * Psi (the default, LAMBDA 1).
@@ -333,36 +333,37 @@ pub struct TrainArgs {
     /// (default: 0 in faithful mode, a third of the epochs in gradient mode).
     #[arg(long)]
     pub physics_warmup: Option<usize>,
-    /// Content latents Psi sees, e.g. `z1,z2` or `z2`.
+    /// Content latents Psi sees, e.g. `z1,z2` or `z2` (default: z1,z2).
     #[arg(long)]
     pub latents: Option<String>,
-    /// Number of content latents.
+    /// Number of content latents (default: 2).
     #[arg(long)]
     pub n_latent: Option<usize>,
-    /// Epochs.
+    /// Epochs (default: the whole epochs that cover `--steps`).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Batch size (a perfect square with a physics term).
+    /// Batch size (a perfect square with a physics term) (default: 16).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// KL scale: B, A:B (ramp over all epochs) or A:B:HOLD.
+    /// KL scale: B, A:B (ramp over all epochs) or A:B:HOLD (default: 0.05).
     #[arg(long)]
     pub beta: Option<String>,
-    /// Adam learning rate.
+    /// Adam learning rate (default: 5e-3).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Hidden width of encoder and decoder.
+    /// Hidden width of encoder and decoder (default: 128).
     #[arg(long)]
     pub hidden: Option<usize>,
     /// Translation prior k: a shift latent of 1 moves the decoder's grid by k
     /// (coordinates span [-1, 1] over the window). Give it about half a lattice
-    /// spacing over half the window, e.g. 0.6 for a 12 px lattice in a 16 px window.
+    /// spacing over half the window, e.g. 0.6 for a 12 px lattice in a 16 px window
+    /// (default: measured, the lattice cell over the window).
     #[arg(long)]
     pub shift_prior: Option<f32>,
-    /// Patch window in px.
+    /// Patch window in px (default: measured, about two lattice cells).
     #[arg(long)]
     pub window: Option<usize>,
-    /// Patch step in px.
+    /// Patch step in px (default: a quarter of the window).
     #[arg(long)]
     pub step: Option<usize>,
     /// Standard deviation in px of the Gaussian low-pass of every map before
@@ -376,16 +377,17 @@ pub struct TrainArgs {
     /// Min-max scale each patch on its own (default: the whole image).
     #[arg(long)]
     pub per_patch_norm: bool,
-    /// Background levelling.
+    /// Background levelling (default: none).
     #[arg(long, value_enum)]
     pub level: Option<Levelling>,
-    /// Seed of every random draw.
+    /// Seed of every random draw (default: 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write the full latent maps every N epochs to OUT/snapshots.
+    /// Write the full latent maps every N epochs to OUT/snapshots (default:
+    /// a fifth of the epochs; 0: never).
     #[arg(long)]
     pub snapshot_every: Option<usize>,
-    /// Decoder implementation.
+    /// Decoder implementation (default: auto).
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderBackend>,
     /// Continue the run in OUT from its last checkpoint. Its recorded

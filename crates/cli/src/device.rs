@@ -27,6 +27,7 @@ pub fn pick_device(spec: &str) -> Result<Device> {
 }
 
 /// `cpu`, `cuda` or `metal` for metrics.json.
+#[must_use]
 pub fn device_name(device: &Device) -> &'static str {
     if device.is_cuda() {
         "cuda"

@@ -11,6 +11,7 @@ pub const EXIT_CODE: u8 = 130;
 
 /// The flag the first SIGINT sets. Installs the handler (once per process;
 /// where signals cannot be handled, the flag is simply never set).
+#[must_use]
 pub fn flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&flag);
@@ -27,6 +28,7 @@ pub fn flag() -> Arc<AtomicBool> {
 
 /// The error of a training interrupted after `epochs_done` whole epochs
 /// (`e`), saying what was kept and how to resume.
+#[must_use]
 pub fn explain(
     e: phyvae_model::ModelError,
     epochs_done: usize,

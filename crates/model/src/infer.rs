@@ -224,6 +224,45 @@ pub fn manifold2d(model: &Vae, d: usize) -> Result<Array2<f32>> {
     Ok(img)
 }
 
+/// Decodes chosen latents: `z` is `(B, L)`, one row per patch with every
+/// latent (special ones first, as in `latents.npy`); returns the decoded
+/// patches `sigmoid(logit)`, `(B, window, window)`, decoded
+/// [`MANIFOLD_CHUNK`] at a time as [`manifold2d`] does.
+///
+/// # Errors
+/// [`ModelError::ShapeMismatch`] when `z` does not have the model's `L`
+/// columns; [`ModelError::Framework`] on a tensor error.
+pub fn decode_latents(model: &Vae, z: ndarray::ArrayView2<'_, f32>) -> Result<Array3<f32>> {
+    let cfg = model.config();
+    let (l, w) = (cfg.n_total(), cfg.window);
+    if z.ncols() != l {
+        return Err(ModelError::ShapeMismatch {
+            what: "latents to decode (columns)",
+            expected: vec![l],
+            found: vec![z.ncols()],
+        });
+    }
+    let flat: Vec<f32> = z.iter().copied().collect();
+    let mut p: Vec<f32> = Vec::with_capacity(z.nrows() * w * w);
+    for rows in flat.chunks(MANIFOLD_CHUNK * l) {
+        let zt = Tensor::from_slice(rows, (rows.len() / l, l), model.device())
+            .ctx("latents to decode")?;
+        let logits = model.decode(&zt, None)?;
+        let probs = candle_nn::ops::sigmoid(&logits).ctx("sigmoid")?;
+        p.extend(
+            probs
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .ctx("decoded patches")?,
+        );
+    }
+    Array3::from_shape_vec((z.nrows(), w, w), p).map_err(|e| ModelError::InvalidParameter {
+        name: "z",
+        value: e.to_string(),
+        rule: "decoded patches must fill (B, window, window)",
+    })
+}
+
 /// A 2-D histogram of two latent maps: the encoded distribution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram2d {

@@ -81,7 +81,7 @@ pub fn run(
         .zip(&segs)
         .map(|(name, seg)| MapResult { name, seg })
         .collect();
-    let mut metrics = base_metrics(&a.input, img, &cfg.data, patches, &names, &names);
+    let mut metrics = base_metrics(&a.input, img, &cfg.data, patches, &names, &names, progress);
     metrics.maps = per_map.into_iter().collect();
     metrics.result = Some(result::pick(
         &dir,

@@ -7,7 +7,7 @@ mod physics;
 pub mod report;
 pub mod result;
 pub mod segment;
-mod simple;
+pub mod simple;
 pub mod train;
 
 use crate::cli::{Cli, Command};

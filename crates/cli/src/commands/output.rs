@@ -109,8 +109,12 @@ pub fn write_model_figures(dir: &RunDir, model: &Vae, maps: &LatentMaps) -> Resu
 }
 
 /// Says on stderr what the diagnosis found (always, even with `--quiet`:
-/// a failed run must not pass unnoticed).
-pub fn warn_diagnosis(d: &Diagnosis) {
+/// a failed run must not pass unnoticed), unless a library caller drives the
+/// run (it reports the findings of metrics.json its own way).
+pub fn warn_diagnosis(d: &Diagnosis, progress: Progress) {
+    if !progress.prints_results() {
+        return;
+    }
     for f in &d.findings {
         eprintln!(
             "warning: {}: {}. Try: {}.",
@@ -133,6 +137,9 @@ pub fn finish_run(
     write_metrics(dir, &metrics)?;
     phyvae_data::fault::point("report.start");
     write_report(&[dir.root().to_path_buf()], None, progress)?;
+    if !progress.prints_results() {
+        return Ok(());
+    }
     print_json(&serde_json::to_value(&metrics)?)
 }
 
@@ -142,6 +149,7 @@ pub fn write_metrics(dir: &RunDir, metrics: &Metrics) -> Result<()> {
 }
 
 /// The fields of metrics.json every run has.
+#[must_use]
 pub fn base_metrics(
     input: &InputArgs,
     img: &phyvae_data::Image,
@@ -149,10 +157,11 @@ pub fn base_metrics(
     patches: &PatchSet,
     names: &[String],
     content: &[String],
+    progress: Progress,
 ) -> Metrics {
     Metrics {
         input: input.image.clone(),
-        commands: vec![std::env::args().collect()],
+        commands: vec![progress.command()],
         image_shape: [img.rows(), img.cols()],
         pixel_size: img.pixel_size.clone(),
         window: data.window,

@@ -145,6 +145,7 @@ pub(crate) type PerMap = std::collections::BTreeMap<String, MapMetrics>;
 
 /// The candidates of the result pick: the content latents the diagnosis
 /// found active, with their segmentations (`segs` in latent order).
+#[must_use]
 pub fn informative<'a>(
     diagnosis: &Diagnosis,
     names: &'a [String],

@@ -15,6 +15,7 @@ use serde_json::json;
 use std::path::Path;
 
 /// Upscale factor so that a small grid map is readable as a PNG (about 512 px wide).
+#[must_use]
 pub fn upscale_for(map: ArrayView2<'_, f32>) -> usize {
     (512 / map.nrows().max(map.ncols()).max(1)).clamp(1, 16)
 }

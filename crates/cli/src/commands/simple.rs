@@ -116,10 +116,19 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
 
 /// `phyvae info FILE`.
 pub fn info(a: &InfoArgs) -> Result<()> {
-    let info = io::file_info(&a.file).context("reading file")?;
+    print_json(&info_value(&a.file)?)
+}
+
+/// What `phyvae info FILE` prints: the file's format, its images (shape,
+/// element type, pixel size) and which one commands use by default.
+///
+/// # Errors
+/// When the file cannot be read or is not a supported format.
+pub fn info_value(file: &std::path::Path) -> Result<serde_json::Value> {
+    let info = io::file_info(file).context("reading file")?;
     let mut v = serde_json::to_value(&info)?;
-    v["file"] = json!(a.file);
-    print_json(&v)
+    v["file"] = json!(file);
+    Ok(v)
 }
 
 /// `phyvae convert FILE OUT.npy [--frame N]`.

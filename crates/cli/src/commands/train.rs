@@ -83,7 +83,7 @@ fn maps_and_result(
         progress,
     )?;
     let diagnosis = diagnose(maps.mean.view(), facts);
-    warn_diagnosis(&diagnosis);
+    warn_diagnosis(&diagnosis, progress);
     metrics.maps = per_map.into_iter().collect();
     let candidates = informative(&diagnosis, facts.names, &segs);
     metrics.result = Some(result::pick(
@@ -103,6 +103,21 @@ fn maps_and_result(
 pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
     let img = read_input(&a.input, progress)?;
+    train_image(a, img, t0, progress)
+}
+
+/// `phyvae train` on an image already in memory (`a.input` names it in the
+/// run's records); `t0`: when the command started.
+///
+/// # Errors
+/// As `phyvae train`: bad settings, an unusable image or run folder,
+/// training stopped (diverged, ran away, interrupted), an output not written.
+pub fn train_image(
+    a: &TrainArgs,
+    img: phyvae_data::Image,
+    t0: Instant,
+    progress: Progress,
+) -> Result<()> {
     let dir = RunDir::new(&a.run.out);
     let ckpt = dir.file(files::CHECKPOINT_DIR);
     let device = pick_device(&a.run.device)?;
@@ -138,7 +153,7 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
         } else {
             Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?
         };
-        resume_changes(&mut t, &changes, &dir)?;
+        resume_changes(&mut t, &changes, &dir, progress.command())?;
         // config.toml reproduces the run with its changes.
         cfg.train = t.train_config().clone();
         write_config(&dir, &cfg)?;
@@ -146,10 +161,10 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     } else {
         let mut t =
             Trainer::new(&cfg.model, &cfg.train, &patches, &device)?.with_checkpoints(&ckpt)?;
-        t.set_commands(vec![std::env::args().collect()]);
+        t.set_commands(vec![progress.command()]);
         t
     };
-    let mut trainer = trainer.with_stop(interrupt::flag());
+    let mut trainer = trainer.with_stop(progress.stop_flag());
     if cfg.train.snapshot_every > 0 {
         create_dir(&dir.file(files::SNAPSHOTS_DIR))?;
     }
@@ -159,7 +174,9 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     let names = latent_names(&cfg.model.kind.special_names(), cfg.model.n_latent);
     let n_special = cfg.model.kind.n_special();
     let content = names[n_special..].to_vec();
-    let mut metrics = base_metrics(&a.input, &img, &cfg.data, &patches, &names, &content);
+    let mut metrics = base_metrics(
+        &a.input, &img, &cfg.data, &patches, &names, &content, progress,
+    );
     metrics.commands = trainer.commands().to_vec();
     let stopped = match &outcome {
         Err(phyvae_model::ModelError::Diverged {
@@ -178,7 +195,7 @@ pub fn train(a: &TrainArgs, progress: Progress) -> Result<()> {
     };
     if let Some((diagnosis, reason)) = stopped {
         // Say so in metrics.json too; no map is drawn from such a model.
-        warn_diagnosis(&diagnosis);
+        warn_diagnosis(&diagnosis, progress);
         metrics.diagnosis = Some(diagnosis);
         metrics.result = Some(ResultMetrics::none(reason));
         write_metrics(&dir, &metrics)?;
@@ -251,6 +268,7 @@ fn resume_changes(
     t: &mut Trainer<'_>,
     changes: &settings::ResumeChanges,
     dir: &RunDir,
+    command: Vec<String>,
 ) -> Result<()> {
     if let Some(e) = changes.epochs {
         t.set_epochs(e)?;
@@ -264,7 +282,7 @@ fn resume_changes(
             .map(|m| m.commands)
             .unwrap_or_default();
     }
-    commands.push(std::env::args().collect());
+    commands.push(command);
     t.set_commands(commands);
     t.save_checkpoint()?;
     Ok(())
@@ -273,6 +291,22 @@ fn resume_changes(
 /// `phyvae encode --model DIR IMAGE --out DIR2`.
 pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let t0 = Instant::now();
+    let img = read_input(&a.input, progress)?;
+    encode_image(a, img, t0, progress)
+}
+
+/// `phyvae encode` on an image already in memory (`a.input` names it in the
+/// run's records); `t0`: when the command started.
+///
+/// # Errors
+/// As `phyvae encode`: an unusable model, image or run folder, an output
+/// not written.
+pub fn encode_image(
+    a: &EncodeArgs,
+    img: phyvae_data::Image,
+    t0: Instant,
+    progress: Progress,
+) -> Result<()> {
     let device = pick_device(&a.run.device)?;
     let (model, data) = load_model(&a.model, &device)?;
     let trained: Option<RunConfig> =
@@ -286,7 +320,6 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let what = trained.as_ref().map_or((&params, None, 0), |c| {
         (&params, c.result.classes, c.train.seed)
     });
-    let img = read_input(&a.input, progress)?;
     let dir = RunDir::new(&a.run.out);
     let patches = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
@@ -300,7 +333,7 @@ pub fn encode(a: &EncodeArgs, progress: Progress) -> Result<()> {
     let n_special = kind.n_special();
     let content = names[n_special..].to_vec();
     write_model_figures(&dir, &model, &maps)?;
-    let mut metrics = base_metrics(&a.input, &img, &data, &patches, &names, &content);
+    let mut metrics = base_metrics(&a.input, &img, &data, &patches, &names, &content, progress);
     let facts = RunFacts {
         names: &names,
         n_special,

@@ -35,7 +35,7 @@ pub use npy::{
 pub use png::read_png;
 pub use raw::read_spiepy_dat;
 pub use tiff::read_tiff;
-pub use util::{ImageInfo, LUMA_B, LUMA_G, LUMA_R};
+pub use util::{ImageInfo, LUMA_B, LUMA_G, LUMA_R, narrow_pixels};
 
 use crate::{DataError, Image, PixelSize, Result};
 use std::fs::File;

@@ -67,7 +67,7 @@ pub(crate) fn f64_to_f32(v: f64) -> Option<f32> {
 /// Rounds the `f64` pixels of an image, given in row-major order with `cols`
 /// columns, to `f32`, refusing the first finite value beyond the `f32` range
 /// ([`DataError::BeyondFloat32`] naming `path`, its row, column and value).
-pub(crate) fn narrow_pixels(
+pub fn narrow_pixels(
     path: &Path,
     values: impl IntoIterator<Item = f64>,
     cols: usize,
