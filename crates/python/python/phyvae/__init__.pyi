@@ -97,6 +97,7 @@ def train(
     window: Optional[int] = None,
     step: Optional[int] = None,
     lowpass: Optional[float] = None,
+    no_register: bool = False,
     per_patch_norm: bool = False,
     level: Optional[str] = None,
     seed: Optional[int] = None,
