@@ -20,6 +20,7 @@
 use crate::chan_vese::{ChanVeseParams, chan_vese};
 use crate::error::check_finite;
 use crate::filters::{BilateralMode, BilateralParams, SigmaColor, denoise_bilateral, gaussian};
+use crate::numeric::min_max;
 use crate::threshold::{MAX_CLASSES, MIN_CLASSES, binarize, digitize, multiotsu, otsu};
 use crate::{ImagingError, Result};
 use ndarray::{Array2, ArrayView2};
@@ -297,11 +298,7 @@ impl Segmentations {
 /// ```
 pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result<Segmentations> {
     check_finite(map)?;
-    let (lo, hi) = map
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) = min_max(map);
     let range = hi - lo;
     if f64::from(range) <= params.flat_threshold {
         let zeros = Array2::<i32>::zeros(map.dim());
@@ -321,11 +318,7 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
     let smoothed;
     let (map, lo, range) = if params.lowpass_sigma > 0.0 {
         smoothed = gaussian(map, params.lowpass_sigma)?;
-        let (lo, hi) = smoothed
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            });
+        let (lo, hi) = min_max(smoothed.view());
         // A low-pass of a map that is not flat keeps a positive range; the
         // guard only keeps the division finite.
         (smoothed.view(), lo, (hi - lo).max(f32::MIN_POSITIVE))

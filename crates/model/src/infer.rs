@@ -194,32 +194,19 @@ pub fn manifold2d(model: &Vae, d: usize) -> Result<Array2<f32>> {
             }
         }
     }
-    // Decoded a few patches at a time: the reference decoder holds several
-    // (patches x pixels x hidden) activations, 1.5 GB for all 144 patches of a
-    // 48 px window at hidden width 128.
-    let mut p: Vec<f32> = Vec::with_capacity(d * d * w * w);
-    for rows in z.chunks(MANIFOLD_CHUNK * l) {
-        let zt = Tensor::from_slice(rows, (rows.len() / l, l), model.device())
-            .ctx("manifold latents")?; // (b, L)
-        let logits = model.decode(&zt, None)?; // (b, N)
-        let probs = candle_nn::ops::sigmoid(&logits).ctx("sigmoid")?;
-        p.extend(
-            probs
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .ctx("decoded patches")?,
-        );
-    }
-    let mut img = Array2::<f32>::zeros((d * w, d * w));
-    for i in 0..d {
-        for j in 0..d {
-            let patch = &p[(i * d + j) * w * w..(i * d + j + 1) * w * w];
-            for r in 0..w {
-                for c in 0..w {
-                    img[[i * w + r, j * w + c]] = patch[r * w + c];
-                }
-            }
+    let z = ndarray::ArrayView2::from_shape((d * d, l), &z).map_err(|e| {
+        ModelError::InvalidParameter {
+            name: "d",
+            value: e.to_string(),
+            rule: "the manifold grid holds d * d rows of L latents",
         }
+    })?;
+    let patches = decode_latents(model, z)?; // (d*d, w, w)
+    let mut img = Array2::<f32>::zeros((d * w, d * w));
+    for (k, patch) in patches.outer_iter().enumerate() {
+        let (i, j) = (k / d, k % d);
+        img.slice_mut(ndarray::s![i * w..(i + 1) * w, j * w..(j + 1) * w])
+            .assign(&patch);
     }
     Ok(img)
 }
@@ -227,7 +214,7 @@ pub fn manifold2d(model: &Vae, d: usize) -> Result<Array2<f32>> {
 /// Decodes chosen latents: `z` is `(B, L)`, one row per patch with every
 /// latent (special ones first, as in `latents.npy`); returns the decoded
 /// patches `sigmoid(logit)`, `(B, window, window)`, decoded
-/// [`MANIFOLD_CHUNK`] at a time as [`manifold2d`] does.
+/// [`MANIFOLD_CHUNK`] at a time ([`manifold2d`] decodes its grid with it).
 ///
 /// # Errors
 /// [`ModelError::ShapeMismatch`] when `z` does not have the model's `L`
@@ -243,6 +230,9 @@ pub fn decode_latents(model: &Vae, z: ndarray::ArrayView2<'_, f32>) -> Result<Ar
         });
     }
     let flat: Vec<f32> = z.iter().copied().collect();
+    // Decoded a few patches at a time: the reference decoder holds several
+    // (patches x pixels x hidden) activations, 1.5 GB for all 144 patches of a
+    // 48 px window at hidden width 128.
     let mut p: Vec<f32> = Vec::with_capacity(z.nrows() * w * w);
     for rows in flat.chunks(MANIFOLD_CHUNK * l) {
         let zt = Tensor::from_slice(rows, (rows.len() / l, l), model.device())

@@ -77,11 +77,11 @@ pub fn gaussian<T: Real>(img: ArrayView2<'_, T>, sigma: f64) -> Result<Array2<T>
         });
     }
     check_finite(img)?;
-    let (h, w) = img.dim();
-    let src: Vec<T> = img.iter().copied().collect();
     if sigma == 0.0 {
         return Ok(img.to_owned());
     }
+    let (h, w) = img.dim();
+    let src: Vec<T> = img.iter().copied().collect();
     let k: Vec<T> = kernel(sigma).into_iter().map(T::c).collect();
     let mut rows = vec![T::zero(); h * w];
     for r in 0..h {
