@@ -98,8 +98,7 @@ pub struct Clustered {
 
 /// Clusters the cells of `maps` (each `gh x gw`, at least one) into `classes`
 /// classes by k-means on the per-cell vectors of map values, as they are (the
-/// caller scales them: the pipeline's denoised maps lie in `[0, 1]`; principal
-/// component scores keep their variances). A constant map is left out. With `classes = None`
+/// caller chooses their units and so their weights). A constant map is left out. With `classes = None`
 /// the number is the one in `2..=MAX_AUTO_CLASSES` with the highest mean
 /// silhouette, a larger count winning only by more than
 /// [`SILHOUETTE_MARGIN`]. Deterministic for a given `seed`.

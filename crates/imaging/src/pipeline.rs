@@ -227,6 +227,10 @@ pub struct Segmentations {
     /// The low-passed (when asked), normalised, bilateral-denoised map (all zeros
     /// for a flat map).
     pub denoised: Array2<f32>,
+    /// The map after the low-pass (the map itself without one), in the map's
+    /// own units: the input of the normalisation and the bilateral step (all
+    /// zeros for a flat map).
+    pub lowpassed: Array2<f32>,
     /// Binary Otsu labels, 1 where `denoised > threshold_otsu(denoised)`.
     pub otsu: Array2<i32>,
     /// Multi-Otsu labels `0..classes` per requested class count, in the order of
@@ -304,6 +308,7 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
         let zeros = Array2::<i32>::zeros(map.dim());
         return Ok(Segmentations {
             denoised: Array2::zeros(map.dim()),
+            lowpassed: Array2::zeros(map.dim()),
             otsu: zeros.clone(),
             multiotsu: params
                 .multiotsu_classes
@@ -349,6 +354,7 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
         skipped,
         chanvese: cv.segmentation.mapv(i32::from),
         denoised,
+        lowpassed: map.to_owned(),
         flat: false,
     })
 }
@@ -450,6 +456,19 @@ mod tests {
         assert_eq!(seg.multiotsu.len(), 2);
         assert!(seg.multiotsu.iter().all(|(_, l)| l.iter().all(|&v| v == 0)));
         assert!(seg.skipped.is_empty());
+        assert_eq!(seg.lowpassed, Array2::<f32>::zeros((2, 2)));
+    }
+
+    #[test]
+    fn lowpassed_is_the_map_in_its_own_units() {
+        // No low-pass: the map itself.
+        let map = array![[-0.5_f32, 1.0, 3.5], [0.0, 2.0, 1.5]];
+        let seg = segment_map(map.view(), &VisualizeParams::default()).unwrap();
+        assert_eq!(seg.lowpassed, map);
+        // With one: the Gaussian filter's output, not normalised.
+        let p = VisualizeParams::new().lowpass_sigma(1.0).build().unwrap();
+        let smoothed = segment_map(map.view(), &p).unwrap();
+        assert_eq!(smoothed.lowpassed, gaussian(map.view(), 1.0).unwrap());
     }
 
     #[test]

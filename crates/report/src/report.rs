@@ -575,7 +575,7 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
         (
             "segmentation".to_owned(),
             format!(
-                "k-means on the denoised maps {} into {} classes ({})",
+                "k-means on the low-passed maps {} into {} classes ({})",
                 r.maps_clustered.as_deref().unwrap_or_default().join(", "),
                 r.classes.map_or_else(|| "-".to_owned(), |k| k.to_string()),
                 if r.classes_chosen == Some(true) {

@@ -86,6 +86,7 @@ pub fn run(
     metrics.result = Some(result::pick(
         &dir,
         &candidates,
+        result::Weighting::Equal,
         cfg.result.classes,
         cfg.train.seed,
         truth,

@@ -8,8 +8,8 @@
 //! - **map**: the candidate whose binary Otsu split of its denoised map has
 //!   the highest separability `eta` (Otsu 1979: between-class over total
 //!   variance): the map that most clearly splits into regions;
-//! - **segmentation**: k-means on all candidates' denoised maps together,
-//!   with `--classes` classes, or as many (2 to 4) as the mean silhouette
+//! - **segmentation**: k-means on all candidates' low-passed maps together
+//!   (weighted as [`Weighting`] says), with `--classes` classes, or as many (2 to 4) as the mean silhouette
 //!   prefers ([`phyvae_imaging::pick::cluster_maps`]). Two content latents
 //!   often share a phase distinction between them, so clustering both sees
 //!   what either alone may miss, and it can give more than two phases.
@@ -33,7 +33,47 @@ use crate::commands::output::create_dir;
 use crate::commands::segment::upscale_for;
 
 /// The criterion, as metrics.json and the report state it.
-pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the denoised maps of every informative map, classes from --classes or the best mean silhouette (2 to 4)";
+pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4)";
+
+/// How the result clustering weighs the candidate maps against each other.
+/// Either way it clusters the low-passed maps ([`Segmentations::lowpassed`]),
+/// not the bilateral-denoised ones: the bilateral step of an Otsu split pulls
+/// each map's values towards its two extremes, and a third phase between them
+/// then no longer forms its own cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weighting {
+    /// Each map in its own units. For a VAE's latents, which are in units of
+    /// the prior's standard deviation: a latent's spread over the map says how
+    /// much the model uses it, and a near-silent latent's noise should not
+    /// weigh as much as the latent that carries the phases.
+    OwnUnits,
+    /// Each map min-max scaled to `[0, 1]`. For principal components: their
+    /// variances rank the spectra's variation over the whole image, and the
+    /// contrast between phases often lies in a weak component (an
+    /// intensity-only precipitate), which equal weights keep.
+    Equal,
+}
+
+/// The maps the result clustering sees, from each candidate's low-passed
+/// map, as `weighting` says.
+fn weighted_maps(candidates: &[&MapResult<'_>], weighting: Weighting) -> Vec<Array2<f32>> {
+    candidates
+        .iter()
+        .map(|c| {
+            let m = &c.seg.lowpassed;
+            match weighting {
+                Weighting::OwnUnits => m.clone(),
+                Weighting::Equal => {
+                    let (lo, hi) = m.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
+                    let range = (hi - lo).max(f32::MIN_POSITIVE);
+                    m.mapv(|v| (v - lo) / range)
+                }
+            }
+        })
+        .collect()
+}
 
 /// One candidate map: its name and its segmentation pipeline's outputs.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +121,7 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 pub fn pick(
     dir: &RunDir,
     candidates: &[MapResult<'_>],
+    weighting: Weighting,
     classes: Option<usize>,
     seed: u64,
     truth: Option<&Array2<i32>>,
@@ -104,7 +145,8 @@ pub fn pick(
             best = Some((e, c.name));
         }
     }
-    let maps: Vec<ArrayView2<'_, f32>> = usable.iter().map(|c| c.seg.denoised.view()).collect();
+    let weighted = weighted_maps(&usable, weighting);
+    let maps: Vec<ArrayView2<'_, f32>> = weighted.iter().map(|m| m.view()).collect();
     let clustered = cluster_maps(&maps, classes, seed)?;
     create_dir(&dir.file(files::RESULT_DIR))?;
     let labels_path = dir.result_labels();
@@ -158,4 +200,40 @@ pub fn informative<'a>(
         .filter(|(l, _)| l.content && l.active)
         .map(|(_, (name, seg))| MapResult { name, seg })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+    use phyvae_imaging::pipeline::{VisualizeParams, segment_map};
+
+    #[test]
+    fn weighting_keeps_or_equalises_the_spreads() {
+        // Two maps, one spanning 2 units and one 0.2 (a latent the model
+        // barely uses); no low-pass, so `lowpassed` is the map itself.
+        let params = VisualizeParams::default();
+        let wide = segment_map(array![[-1.0_f32, 1.0], [1.0, -1.0]].view(), &params).unwrap();
+        let narrow = segment_map(array![[0.1_f32, -0.1], [0.1, 0.1]].view(), &params).unwrap();
+        let a = MapResult {
+            name: "z1",
+            seg: &wide,
+        };
+        let b = MapResult {
+            name: "z2",
+            seg: &narrow,
+        };
+        let spread = |m: &Array2<f32>| {
+            let (lo, hi) = m.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+            hi - lo
+        };
+        let own = weighted_maps(&[&a, &b], Weighting::OwnUnits);
+        assert_eq!(own[0], array![[-1.0_f32, 1.0], [1.0, -1.0]]);
+        assert!((spread(&own[1]) - 0.2).abs() < 1e-6);
+        let equal = weighted_maps(&[&a, &b], Weighting::Equal);
+        assert_eq!(equal[0], array![[0.0_f32, 1.0], [1.0, 0.0]]);
+        assert_eq!(equal[1], array![[1.0_f32, 0.0], [1.0, 1.0]]);
+    }
 }

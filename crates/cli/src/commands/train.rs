@@ -89,6 +89,7 @@ fn maps_and_result(
     metrics.result = Some(result::pick(
         dir,
         &candidates,
+        result::Weighting::OwnUnits,
         classes,
         seed,
         truth,
