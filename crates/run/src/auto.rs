@@ -14,7 +14,7 @@
 //! | beta | [`BETA`] constant | a ramp to 1 switches the content latents off on noisy images (posterior collapse); a small constant keeps them on |
 //! | batch, learning rate | [`BATCH`], [`LR`] | |
 //! | length | [`STEPS`] optimiser steps, as whole epochs | a small image gives few batches per epoch, so a length in epochs under-trains it |
-//! | registration | the patches' origins moved onto the lattice of the strongest peak and the strongest other peak of a similar period at least 30 degrees away (one peak alone: along it); none without a peak; VAE only | patches of one phase then show the lattice at one position in the cell, so the model need not learn the translation first |
+//! | registration | the patches' origins moved onto the lattice of the strongest peak and the strongest other peak of a similar period at least 30 degrees away, refined to the primitive lattice when another peak lies half- or a third-way between them ([`refine_basis`]; one peak alone: along it); none without a peak; VAE only | patches of one phase then show the lattice at one position in the cell, so the model need not learn the translation first |
 //! | map low-pass | a Gaussian of [`LOWPASS_CELLS`] `* P` px on every map before segmentation; none without a lattice peak | a map that follows the position of its patch in the lattice oscillates at the lattice period; the low-pass removes that and keeps regions of a few cells |
 //!
 //! Without a lattice peak `P` is taken as [`FALLBACK_PERIOD`]. Every choice
@@ -60,6 +60,10 @@ pub const LOWPASS_CELLS: f64 = 0.5;
 pub const REGISTER_PERIOD_RATIO: f64 = 1.45;
 /// Smallest angle between the two registration wavevectors, degrees.
 pub const REGISTER_MIN_ANGLE_DEG: f64 = 30.0;
+/// Largest distance, in frequency bins of the averaged spectrum, between a
+/// measured peak and a half- or third-point of the registration lattice for
+/// the peak to refine that lattice (see [`refine_basis`]).
+pub const REFINE_TOLERANCE_BINS: f64 = 1.0;
 /// Relative tolerance under which two measured periods are one.
 const PERIOD_TOLERANCE: f64 = 0.08;
 
@@ -79,7 +83,9 @@ pub struct ImageFacts {
     /// The wavevectors `[ky, kx]` (cycles per px) of the lattice to register
     /// the patches to: the strongest peak, and the strongest later one of a
     /// period within a factor [`REGISTER_PERIOD_RATIO`] and at least
-    /// [`REGISTER_MIN_ANGLE_DEG`] degrees away from it; empty without a peak.
+    /// [`REGISTER_MIN_ANGLE_DEG`] degrees away from it, refined by the other
+    /// peaks to the primitive basis of their lattice ([`refine_basis`]); the
+    /// strongest peak alone when no second one qualifies; empty without a peak.
     #[serde(default)]
     pub wavevectors: Vec<[f64; 2]>,
 }
@@ -114,7 +120,10 @@ impl ImageFacts {
                     && sin >= sin_min
             });
             if let Some(p) = second {
-                wavevectors.push([p.ky, p.kx]);
+                let tol = REFINE_TOLERANCE_BINS / m.tile.max(1) as f64;
+                let peaks: Vec<[f64; 2]> = m.peaks.iter().map(|q| [q.ky, q.kx]).collect();
+                let basis = refine_basis([[first.ky, first.kx], [p.ky, p.kx]], &peaks, tol);
+                wavevectors = basis.to_vec();
             }
         }
         Self {
@@ -126,6 +135,92 @@ impl ImageFacts {
             wavevectors,
         }
     }
+}
+
+fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
+    a[0] * b[0] + a[1] * b[1]
+}
+
+/// `a + t * b`.
+fn axpy(a: [f64; 2], t: f64, b: [f64; 2]) -> [f64; 2] {
+    [a[0] + t * b[0], a[1] + t * b[1]]
+}
+
+/// The Lagrange-Gauss reduction of a 2-D lattice basis: the same lattice,
+/// spanned by its shortest vector and the shortest one independent of it
+/// (Nguyen and Vallee, eds., "The LLL Algorithm", Springer 2010, ch. 2).
+fn gauss_reduce([mut a, mut b]: [[f64; 2]; 2]) -> [[f64; 2]; 2] {
+    // Each pass shortens the longer vector; a bound keeps degenerate
+    // (near-collinear) input from looping long.
+    for _ in 0..64 {
+        if dot(b, b) < dot(a, a) {
+            std::mem::swap(&mut a, &mut b);
+        }
+        let mu = (dot(a, b) / dot(a, a)).round();
+        if mu == 0.0 || !mu.is_finite() {
+            break;
+        }
+        b = axpy(b, -mu, a);
+    }
+    [a, b]
+}
+
+/// The primitive basis of the reciprocal lattice of the image's main phase,
+/// starting from two strong peaks `basis` (`[ky, kx]`, cycles per px) and
+/// refined by the other measured `peaks`.
+///
+/// Two strong peaks need not span the whole reciprocal lattice: in a centred
+/// lattice (a perovskite's A and B columns, an fcc crystal along `[001]`) the
+/// strongest peaks are often the `(1, 1)` family, and the `(1, 0)` peak lies
+/// half-way between two of them. Registering to the lattice the strong pair
+/// spans would then align a patch to an A column or to a B column, whichever
+/// is nearer: two kinds of patches of one phase, which the model must tell
+/// apart by a half-cell shift. So every peak that lies, within `tol` (cycles
+/// per px), on a half- or third-point `(i g1 + j g2) / n` (`n` 2 or 3) of the
+/// current basis refines it to the lattice that includes that point, until no
+/// peak does; the result is Gauss-reduced (shortest vectors, the fundamental
+/// reflections). A peak of another phase lies on such a point only by
+/// coincidence: the tolerance is one frequency bin.
+#[must_use]
+pub fn refine_basis(basis: [[f64; 2]; 2], peaks: &[[f64; 2]], tol: f64) -> [[f64; 2]; 2] {
+    let mut basis = gauss_reduce(basis);
+    // A refinement at least halves the cell's area; four of them are already
+    // more than a measured spectrum resolves.
+    'refine: for _ in 0..4 {
+        let [g1, g2] = basis;
+        let det = g1[0] * g2[1] - g1[1] * g2[0];
+        if det.abs() <= f64::EPSILON {
+            break;
+        }
+        for &p in peaks {
+            let a = (p[0] * g2[1] - p[1] * g2[0]) / det;
+            let b = (g1[0] * p[1] - g1[1] * p[0]) / det;
+            for n in [2i64, 3] {
+                let nf = n as f64;
+                let (ai, bi) = ((a * nf).round(), (b * nf).round());
+                let r = axpy(axpy([0.0, 0.0], a - ai / nf, g1), b - bi / nf, g2);
+                let (ar, br) = ((ai as i64).rem_euclid(n), (bi as i64).rem_euclid(n));
+                if dot(r, r).sqrt() > tol || (ar == 0 && br == 0) {
+                    continue;
+                }
+                // The lattice spanned by g1, g2 and (ar g1 + br g2) / n. For
+                // n = 2 or 3 every non-zero residue is its own inverse
+                // (1 * 1 = 1, 2 * 2 = 4 = 1 mod 3), so with ar != 0 the point
+                // times ar is (g1 + c g2) / n, c = ar * br mod n.
+                basis = if ar != 0 {
+                    let c = (ar * br).rem_euclid(n) as f64;
+                    let u = axpy(g1, c, g2);
+                    [[u[0] / nf, u[1] / nf], g2]
+                } else {
+                    [g1, [g2[0] / nf, g2[1] / nf]]
+                };
+                basis = gauss_reduce(basis);
+                continue 'refine;
+            }
+        }
+        break;
+    }
+    basis
 }
 
 /// One automatic choice and its reason.
@@ -398,6 +493,69 @@ mod tests {
             choose(&f, None, MAX_WINDOW).window,
             2 * FALLBACK_PERIOD as usize
         );
+    }
+
+    /// Whether `v` is an integer combination of `basis`, to 1e-9.
+    fn on_lattice(basis: [[f64; 2]; 2], v: [f64; 2]) -> bool {
+        let [g1, g2] = basis;
+        let det = g1[0] * g2[1] - g1[1] * g2[0];
+        let a = (v[0] * g2[1] - v[1] * g2[0]) / det;
+        let b = (g1[0] * v[1] - g1[1] * v[0]) / det;
+        (a - a.round()).abs() < 1e-9 && (b - b.round()).abs() < 1e-9
+    }
+
+    fn area([g1, g2]: [[f64; 2]; 2]) -> f64 {
+        (g1[0] * g2[1] - g1[1] * g2[0]).abs()
+    }
+
+    #[test]
+    fn a_centred_lattice_is_refined_to_its_primitive_cell() {
+        // A perovskite of period 10 px: the strong pair is (1, 1) / 10 and
+        // (1, -1) / 10; the (1, 0) / 10 peak lies half-way between them.
+        let strong = [[0.1, 0.1], [0.1, -0.1]];
+        let peaks = [[0.1, 0.1], [0.1, -0.1], [0.1, 0.0], [0.0, 0.1], [0.2, 0.0]];
+        let b = refine_basis(strong, &peaks, 1e-3);
+        // The primitive cell: (1, 0) / 10 and (0, 1) / 10, area 0.01, half
+        // that of the strong pair, and every peak on it.
+        assert!((area(b) - 0.01).abs() < 1e-12, "{b:?}");
+        for p in peaks {
+            assert!(on_lattice(b, p), "{p:?} not on {b:?}");
+        }
+        for g in b {
+            assert!((g[0].hypot(g[1]) - 0.1).abs() < 1e-12, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn a_third_point_refines_by_three() {
+        // Peaks at (1/3)(g1 + g2) of a square pair of period 10/3 px.
+        let strong = [[0.3, 0.0], [0.0, 0.3]];
+        let b = refine_basis(strong, &[[0.1, 0.1]], 1e-3);
+        assert!((area(b) - 0.03).abs() < 1e-12, "{b:?}");
+        for v in [[0.3, 0.0], [0.0, 0.3], [0.1, 0.1]] {
+            assert!(on_lattice(b, v), "{v:?} not on {b:?}");
+        }
+    }
+
+    #[test]
+    fn peaks_of_the_lattice_or_of_another_phase_leave_it() {
+        let strong = [[0.1, 0.0], [0.0, 0.1]];
+        // Harmonics of the lattice itself, and a peak of another phase that
+        // misses the half-point (0.05, 0.05) by 2e-3, over the tolerance.
+        let peaks = [[0.2, 0.1], [0.1, -0.1], [0.052, 0.05]];
+        assert!((area(refine_basis(strong, &peaks, 1e-3)) - 0.01).abs() < 1e-12);
+        // Within the tolerance it would count.
+        assert!((area(refine_basis(strong, &peaks, 3e-3)) - 0.005).abs() < 1e-12);
+    }
+
+    #[test]
+    fn gauss_reduction_finds_the_shortest_basis() {
+        // (1, 0) and (5, 1) span the integer lattice; reduced: two unit vectors.
+        let b = gauss_reduce([[1.0, 0.0], [5.0, 1.0]]);
+        assert!((area(b) - 1.0).abs() < 1e-12);
+        for g in b {
+            assert!((g[0].hypot(g[1]) - 1.0).abs() < 1e-12, "{b:?}");
+        }
     }
 
     #[test]
