@@ -118,6 +118,7 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 ///
 /// # Errors
 /// When the clustering fails or a file cannot be written.
+#[allow(clippy::too_many_arguments)]
 pub fn pick(
     dir: &RunDir,
     candidates: &[MapResult<'_>],
