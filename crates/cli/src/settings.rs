@@ -126,6 +126,7 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     c.train.batch_size = s.batch;
     c.train.lr = s.lr;
     c.lowpass_px = s.lowpass_px;
+    c.retries = s.retries;
     // |FFT| does not change with the patch's position in the cell: the
     // baseline needs no registration.
     if a.model != Some(ModelArg::Fft) {
@@ -319,6 +320,7 @@ fn apply_flags(
     }
     set(&mut c.data.step, a.step);
     set(&mut c.lowpass_px, a.lowpass);
+    set(&mut c.retries, a.retries);
     if a.no_register {
         c.data.register.clear();
     }

@@ -145,6 +145,40 @@ fn a_collapsed_run_says_so_and_names_no_result() {
     assert!(report.contains("carries no information"));
     // No result segmentation is drawn for it.
     assert!(!out.join("result").join("labels.npy").exists());
+    // The default retry trained it again from scratch, with the next seed and
+    // half the rate (5e-3 -> 2.5e-3), and collapsed again; both are recorded.
+    let attempts = m["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{}", m["attempts"]);
+    assert_eq!(attempts[0]["seed"], 0);
+    assert_eq!(attempts[0]["lr"], 0.005);
+    assert!(
+        stderr.contains("training again from scratch with seed 1 and learning rate 0.0025"),
+        "{stderr}"
+    );
+    assert!(report.contains("This run trained 2 times from scratch"));
+    let cfg: toml::Table = std::fs::read_to_string(out.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(cfg["retries"].as_integer(), Some(1));
+    // --retries 0: one attempt, nothing recorded.
+    let once = d.path().join("once");
+    let (m, _, _) = train(
+        &img,
+        &once,
+        &[
+            "--beta",
+            "200",
+            "--steps",
+            "20",
+            "--hidden",
+            "16",
+            "--retries",
+            "0",
+        ],
+    );
+    assert_eq!(kinds(&m), vec!["collapsed"], "{}", m["diagnosis"]);
+    assert!(m.get("attempts").is_none(), "{}", m["attempts"]);
 }
 
 #[test]

@@ -518,8 +518,31 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-/// The diagnosis box: a failed run says so before anything else.
+/// The diagnosis box: a failed run says so before anything else. Collapsed
+/// attempts that were trained again are listed after it.
 fn diagnosis_items(run: &RunData) -> Vec<Item> {
+    let mut items = verdict_items(run);
+    let attempts = &run.metrics.attempts;
+    if !attempts.is_empty() {
+        let tried: Vec<String> = attempts
+            .iter()
+            .map(|t| {
+                format!(
+                    "seed {}, learning rate {}: collapsed after {} epochs",
+                    t.seed, t.lr, t.epochs
+                )
+            })
+            .collect();
+        items.push(Item::Text(format!(
+            "This run trained {} times from scratch; the maps are those of the last attempt. Earlier attempts: {}.",
+            attempts.len() + 1,
+            tried.join("; ")
+        )));
+    }
+    items
+}
+
+fn verdict_items(run: &RunData) -> Vec<Item> {
     let Some(d) = &run.metrics.diagnosis else {
         return vec![Item::Text(
             "This run was made before runs were diagnosed: nobody checked whether its latents learned anything.".into(),

@@ -14,6 +14,7 @@
 //! | beta | [`BETA`] constant | a ramp to 1 switches the content latents off on noisy images (posterior collapse); a small constant keeps them on |
 //! | batch, learning rate | [`BATCH`], [`LR`] | |
 //! | length | [`STEPS`] optimiser steps, as whole epochs | a small image gives few batches per epoch, so a length in epochs under-trains it |
+//! | retries | [`RETRIES`]: a run whose content latents collapsed trains again from scratch with the next seed and half the learning rate | collapse is mostly an unlucky start: on the training images another seed, or a lower rate, separated the phases of an image on which the first attempt had collapsed |
 //! | registration | the patches' origins moved onto the lattice of the strongest peak and the strongest other peak of a similar period at least 30 degrees away, refined to the primitive lattice when another peak lies half- or a third-way between them ([`refine_basis`]; one peak alone: along it); none without a peak; VAE only | patches of one phase then show the lattice at one position in the cell, so the model need not learn the translation first |
 //! | map low-pass | a Gaussian of [`LOWPASS_CELLS`] `* P` px on every map before segmentation; none without a lattice peak | a map that follows the position of its patch in the lattice oscillates at the lattice period; the low-pass removes that and keeps regions of a few cells |
 //!
@@ -49,6 +50,9 @@ pub const BATCH: usize = 16;
 pub const LR: f64 = 5e-3;
 /// Optimiser steps of a run.
 pub const STEPS: usize = 2000;
+/// Retries of a run whose content latents collapsed
+/// ([`crate::config::RunConfig::retries`]).
+pub const RETRIES: usize = 1;
 /// Standard deviation of the maps' low-pass before segmentation, in unit
 /// cells: half a cell attenuates an oscillation at the lattice period by
 /// `exp(-2 pi^2 / 4)` (a factor of 7e-3) and blurs a boundary by less than the
@@ -259,6 +263,9 @@ pub struct AutoSettings {
     /// Wavevectors of the patches' lattice registration (empty: none).
     #[serde(default)]
     pub register: Vec<[f64; 2]>,
+    /// Retries of a collapsed run.
+    #[serde(default)]
+    pub retries: usize,
     /// Each choice with its reason.
     pub choices: Vec<Choice>,
 }
@@ -386,6 +393,11 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
             "a length in optimiser steps, not epochs: a small image gives few batches per epoch"
                 .into(),
         ),
+        choice(
+            "retries",
+            RETRIES,
+            "a run whose content latents collapse trains again with the next seed and half the learning rate: collapse is mostly an unlucky start (on the training images another seed or rate separated the phases)".into(),
+        ),
     ];
     AutoSettings {
         facts: facts.clone(),
@@ -398,6 +410,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
         steps: STEPS,
         lowpass_px,
         register,
+        retries: RETRIES,
         choices,
     }
 }

@@ -893,6 +893,9 @@ pub struct ResultConfig {
     pub classes: Option<usize>,
 }
 
+/// Most retries of a collapsed run ([`RunConfig::retries`]).
+pub const MAX_RETRIES: usize = 3;
+
 /// Everything that defines a run (written as `config.toml`; `--config`
 /// reads it back and reproduces the run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -918,6 +921,15 @@ pub struct RunConfig {
     /// The result segmentation.
     #[serde(default)]
     pub result: ResultConfig,
+    /// How many times a VAE run trains again from scratch when the diagnosis
+    /// finds its content latents collapsed (posterior collapse, see
+    /// [`crate::diagnose`]), each time with the next seed and half the
+    /// learning rate; at most [`MAX_RETRIES`]. 0: never (the library default
+    /// and the paper's preset); the automatic settings choose
+    /// [`crate::auto::RETRIES`]. The retries are deterministic, so this file
+    /// reproduces the whole sequence.
+    #[serde(default)]
+    pub retries: usize,
     /// What was measured on the image and chosen from it, with reasons (for
     /// the record: `--config` uses the values above, not these).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -999,6 +1011,7 @@ impl Default for RunConfig {
             sigma_color: DEFAULT_SIGMA_COLOR,
             lowpass_px: 0.0,
             result: ResultConfig::default(),
+            retries: 0,
             auto: None,
             input: None,
         }
@@ -1066,6 +1079,9 @@ impl RunConfig {
         }
         if !(self.lowpass_px.is_finite() && self.lowpass_px >= 0.0) {
             return Err(invalid("lowpass_px", self.lowpass_px, "finite and >= 0"));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(invalid("retries", self.retries, "at most 3"));
         }
         self.visualize_params()?;
         Ok(())
@@ -1320,6 +1336,10 @@ mod tests {
         assert_eq!(with(&|c| c.result.classes = Some(1)), "classes");
         assert_eq!(with(&|c| c.result.classes = Some(17)), "classes");
         assert_eq!(with(&|c| c.lowpass_px = -1.0), "lowpass_px");
+        assert_eq!(with(&|c| c.retries = MAX_RETRIES + 1), "retries");
+        let mut three = ok.clone();
+        three.retries = MAX_RETRIES;
+        three.validate().unwrap();
         assert_eq!(
             with(&|c| c.data.register = vec![[0.1, 0.0], [0.2, 0.0]]),
             "register"

@@ -213,6 +213,12 @@ pub struct Metrics {
     /// Whether the latents learned anything (`None`: a run made before runs
     /// were diagnosed).
     pub diagnosis: Option<Diagnosis>,
+    /// The training attempts that were diagnosed as collapsed and trained
+    /// again from scratch ([`crate::config::RunConfig::retries`]), in order;
+    /// the run's model, maps and `diagnosis` are those of the attempt after
+    /// the last of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
     /// The result picked without the truth (`None`: a run made before
     /// results were picked).
     pub result: Option<ResultMetrics>,
@@ -223,6 +229,19 @@ pub struct Metrics {
     /// The report written for the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<PathBuf>,
+}
+
+/// A training attempt that was thrown away and trained again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Its seed.
+    pub seed: u64,
+    /// Its learning rate.
+    pub lr: f64,
+    /// Epochs it trained.
+    pub epochs: usize,
+    /// Why it was thrown away.
+    pub diagnosis: Diagnosis,
 }
 
 impl Metrics {

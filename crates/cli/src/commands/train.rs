@@ -12,10 +12,11 @@ use phyvae_model::Device;
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
 use phyvae_model::memory::{self, MemoryEstimate};
 use phyvae_model::train::Trainer;
+use phyvae_run::config::TrainConfig;
 use phyvae_run::config::{Method, RunConfig};
-use phyvae_run::diagnose::{Diagnosis, RunFacts, diagnose};
+use phyvae_run::diagnose::{Diagnosis, FindingKind, RunFacts, diagnose};
 use phyvae_run::files::{self, RunDir, latent_names};
-use phyvae_run::metrics::{Metrics, ResultMetrics};
+use phyvae_run::metrics::{Attempt, Metrics, ResultMetrics};
 
 use crate::cli::{EncodeArgs, TrainArgs};
 use crate::commands::classical;
@@ -43,6 +44,16 @@ fn check_memory(estimate: &MemoryEstimate, device: &Device) -> Result<()> {
         estimate.check(available)?;
     }
     Ok(())
+}
+
+/// The training settings of the attempt after a collapsed one: the next
+/// seed and half the learning rate (see `RunConfig::retries`).
+fn retry_config(tried: &TrainConfig) -> TrainConfig {
+    TrainConfig {
+        seed: tried.seed.wrapping_add(1) % (phyvae_run::config::MAX_SEED + 1),
+        lr: tried.lr / 2.0,
+        ..tried.clone()
+    }
 }
 
 /// Encodes every patch with a progress bar.
@@ -169,55 +180,91 @@ pub fn train_image(
     if cfg.train.snapshot_every > 0 {
         create_dir(&dir.file(files::SNAPSHOTS_DIR))?;
     }
-    let train_start = Instant::now();
-    let done_before = trainer.epochs_done();
-    let outcome = progress.train(&mut trainer, &dir);
     let names = latent_names(&cfg.model.kind.special_names(), cfg.model.n_latent);
     let n_special = cfg.model.kind.n_special();
     let content = names[n_special..].to_vec();
     let mut metrics = base_metrics(
         &a.input, &img, &cfg.data, &patches, &names, &content, progress,
     );
-    metrics.commands = trainer.commands().to_vec();
-    let stopped = match &outcome {
-        Err(phyvae_model::ModelError::Diverged {
-            epoch, batch, what, ..
-        }) => Some((
-            Diagnosis::diverged(*epoch, *batch, what),
-            "training diverged",
-        )),
-        Err(phyvae_model::ModelError::RanAway {
-            epoch, batch, what, ..
-        }) => Some((
-            Diagnosis::ran_away(*epoch, *batch, what),
-            "training ran away",
-        )),
-        _ => None,
+    let train_start = Instant::now();
+    let mut epochs_run = 0;
+    // A collapsed attempt trains again from scratch (cfg.retries), unless
+    // this command resumes one.
+    let (model, maps, history) = loop {
+        let done_before = trainer.epochs_done();
+        let outcome = progress.train(&mut trainer, &dir);
+        metrics.commands = trainer.commands().to_vec();
+        let stopped = match &outcome {
+            Err(phyvae_model::ModelError::Diverged {
+                epoch, batch, what, ..
+            }) => Some((
+                Diagnosis::diverged(*epoch, *batch, what),
+                "training diverged",
+            )),
+            Err(phyvae_model::ModelError::RanAway {
+                epoch, batch, what, ..
+            }) => Some((
+                Diagnosis::ran_away(*epoch, *batch, what),
+                "training ran away",
+            )),
+            _ => None,
+        };
+        if let Some((diagnosis, reason)) = stopped {
+            // Say so in metrics.json too; no map is drawn from such a model.
+            warn_diagnosis(&diagnosis, progress);
+            metrics.diagnosis = Some(diagnosis);
+            metrics.result = Some(ResultMetrics::none(reason));
+            write_metrics(&dir, &metrics)?;
+        }
+        if let Err(e @ phyvae_model::ModelError::Interrupted { epochs_done }) = outcome {
+            return Err(interrupt::explain(
+                e,
+                epochs_done,
+                &a.input.image,
+                dir.root(),
+            ));
+        }
+        outcome?;
+        phyvae_data::fault::point("run.trained");
+        epochs_run += trainer.epochs_done() - done_before;
+        let history = trainer.history().to_vec();
+        let tried = trainer.train_config().clone();
+        let model = trainer.into_model();
+        let maps = encode_all(&model, &patches, progress)?;
+        let facts = RunFacts {
+            names: &names,
+            n_special,
+            history: &history,
+            physics_from_epoch: cfg.physics_from(),
+        };
+        let diagnosis = diagnose(maps.mean.view(), &facts);
+        if a.resume
+            || metrics.attempts.len() >= cfg.retries
+            || !diagnosis.has(FindingKind::Collapsed)
+        {
+            break (model, maps, history);
+        }
+        let next = retry_config(&tried);
+        if progress.prints_results() {
+            eprintln!(
+                "warning: the content latents collapsed (seed {}, learning rate {}); training again from scratch with seed {} and learning rate {}",
+                tried.seed, tried.lr, next.seed, next.lr
+            );
+        }
+        metrics.attempts.push(Attempt {
+            seed: tried.seed,
+            lr: tried.lr,
+            epochs: history.len(),
+            diagnosis,
+        });
+        trainer = Trainer::new(&cfg.model, &next, &patches, &device)?
+            .with_checkpoints(&ckpt)?
+            .with_stop(progress.stop_flag());
+        trainer.set_commands(metrics.commands.clone());
     };
-    if let Some((diagnosis, reason)) = stopped {
-        // Say so in metrics.json too; no map is drawn from such a model.
-        warn_diagnosis(&diagnosis, progress);
-        metrics.diagnosis = Some(diagnosis);
-        metrics.result = Some(ResultMetrics::none(reason));
-        write_metrics(&dir, &metrics)?;
-    }
-    if let Err(e @ phyvae_model::ModelError::Interrupted { epochs_done }) = outcome {
-        return Err(interrupt::explain(
-            e,
-            epochs_done,
-            &a.input.image,
-            dir.root(),
-        ));
-    }
-    outcome?;
-    phyvae_data::fault::point("run.trained");
     let train_secs = train_start.elapsed().as_secs_f64();
-    let epochs_run = trainer.epochs_done() - done_before;
-    let history = trainer.history().to_vec();
     write_history(&dir, &history)?;
-    let model = trainer.into_model();
     save_model(&model, dir.root(), &cfg.data)?;
-    let maps = encode_all(&model, &patches, progress)?;
     phyvae_data::fault::point("run.encoded");
     write_model_figures(&dir, &model, &maps)?;
     let facts = RunFacts {

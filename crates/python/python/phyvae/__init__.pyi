@@ -101,6 +101,7 @@ def train(
     per_patch_norm: bool = False,
     level: Optional[str] = None,
     seed: Optional[int] = None,
+    retries: Optional[int] = None,
     snapshot_every: Optional[int] = None,
     decoder: Optional[str] = None,
     resume: bool = False,
