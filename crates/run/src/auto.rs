@@ -457,7 +457,8 @@ mod tests {
         // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
         // quarter of the window, i.e. half a cell.
         assert!((a.shift_prior - 0.5).abs() < 1e-6);
-        assert_eq!(a.choices.len(), 9);
+        assert_eq!(a.choices.len(), 10);
+        assert_eq!(a.retries, RETRIES);
         // Half the 12 px cell.
         assert_eq!(a.lowpass_px, 6.0);
         assert_eq!(choose_(&facts(None, 512)).lowpass_px, 0.0);

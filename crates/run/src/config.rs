@@ -927,7 +927,8 @@ pub struct RunConfig {
     /// learning rate; at most [`MAX_RETRIES`]. 0: never (the library default
     /// and the paper's preset); the automatic settings choose
     /// [`crate::auto::RETRIES`]. The retries are deterministic, so this file
-    /// reproduces the whole sequence.
+    /// reproduces the whole sequence. A resumed run finishes the attempt its
+    /// checkpoint holds and is not retried.
     #[serde(default)]
     pub retries: usize,
     /// What was measured on the image and chosen from it, with reasons (for
