@@ -9,6 +9,7 @@ use phyvae_cli::{cli, commands, exit_code, message};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    one_candle_thread();
     let args = cli::Cli::parse();
     match commands::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -16,5 +17,20 @@ fn main() -> ExitCode {
             eprintln!("error: {}", message(&err));
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// Runs candle's element-wise operations on the calling thread, unless
+/// `CANDLE_NUM_THREADS` is set. Candle keeps its own pool of workers for them,
+/// which spin while they wait; beside rayon's pool, which runs the decoder
+/// kernel (the hot path), they compete for the same cores. A default run on
+/// the bundled 512 px image took 64.9 s with candle's pool and 57.2 s without
+/// it, with identical latents (BENCHMARKS.md).
+#[allow(unsafe_code)]
+fn one_candle_thread() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: the first statement of `main`: no other thread exists yet
+        // that could read or write the environment at the same time.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
 }

@@ -24,6 +24,12 @@ import json
 import os
 import tempfile
 
+# Candle's element-wise operations on the calling thread, as the command
+# does (see its main.rs): candle's own pool of spinning workers competes
+# with the decoder kernel's rayon pool for the same cores. Set before the
+# native module starts candle; a value already set is kept.
+os.environ.setdefault("CANDLE_NUM_THREADS", "1")
+
 from . import _native
 from ._arrays import labels_2d, real_2d
 from ._image import Image
