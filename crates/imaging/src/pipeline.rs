@@ -221,6 +221,17 @@ impl VisualizeParamsBuilder {
     }
 }
 
+/// `map` min-max scaled to `[0, 1]`, the normalisation step of
+/// [`segment_map`]: `(v - min) / (max - min)`; all zeros for a constant map.
+#[must_use]
+pub fn min_max_scaled(map: ArrayView2<'_, f32>) -> Array2<f32> {
+    let (lo, hi) = min_max(map);
+    // A map that is not constant keeps a positive range; the floor only
+    // keeps the division finite.
+    let range = (hi - lo).max(f32::MIN_POSITIVE);
+    map.mapv(|v| (v - lo) / range)
+}
+
 /// The segmentations of one latent map, all of the map's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segmentations {
@@ -321,16 +332,13 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
         });
     }
     let smoothed;
-    let (map, lo, range) = if params.lowpass_sigma > 0.0 {
+    let map = if params.lowpass_sigma > 0.0 {
         smoothed = gaussian(map, params.lowpass_sigma)?;
-        let (lo, hi) = min_max(smoothed.view());
-        // A low-pass of a map that is not flat keeps a positive range; the
-        // guard only keeps the division finite.
-        (smoothed.view(), lo, (hi - lo).max(f32::MIN_POSITIVE))
+        smoothed.view()
     } else {
-        (map, lo, range)
+        map
     };
-    let normalised = map.mapv(|v| (v - lo) / range);
+    let normalised = min_max_scaled(map);
     let denoised = denoise_bilateral(normalised.view(), &params.bilateral)?;
     let otsu_labels = binarize(denoised.view(), otsu(denoised.view())?);
     let mut multiotsu_labels = Vec::with_capacity(params.multiotsu_classes.len());
@@ -457,6 +465,19 @@ mod tests {
         assert!(seg.multiotsu.iter().all(|(_, l)| l.iter().all(|&v| v == 0)));
         assert!(seg.skipped.is_empty());
         assert_eq!(seg.lowpassed, Array2::<f32>::zeros((2, 2)));
+    }
+
+    #[test]
+    fn min_max_scaled_by_hand() {
+        // min -1, max 3: (v + 1) / 4.
+        let map = array![[-1.0_f32, 0.0], [1.0, 3.0]];
+        assert_eq!(
+            min_max_scaled(map.view()),
+            array![[0.0_f32, 0.25], [0.5, 1.0]]
+        );
+        // A constant map: zeros, not NaN.
+        let flat = array![[2.0_f32, 2.0]];
+        assert_eq!(min_max_scaled(flat.view()), array![[0.0_f32, 0.0]]);
     }
 
     #[test]

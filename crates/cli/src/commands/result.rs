@@ -23,7 +23,7 @@ use ndarray::{Array2, ArrayView2};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
 use phyvae_imaging::pick::{cluster_maps, separability};
-use phyvae_imaging::pipeline::Segmentations;
+use phyvae_imaging::pipeline::{Segmentations, min_max_scaled};
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::{self, RunDir};
@@ -63,13 +63,7 @@ fn weighted_maps(candidates: &[&MapResult<'_>], weighting: Weighting) -> Vec<Arr
             let m = &c.seg.lowpassed;
             match weighting {
                 Weighting::OwnUnits => m.clone(),
-                Weighting::Equal => {
-                    let (lo, hi) = m.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                        (lo.min(v), hi.max(v))
-                    });
-                    let range = (hi - lo).max(f32::MIN_POSITIVE);
-                    m.mapv(|v| (v - lo) / range)
-                }
+                Weighting::Equal => min_max_scaled(m.view()),
             }
         })
         .collect()

@@ -12,8 +12,7 @@ use phyvae_model::Device;
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
 use phyvae_model::memory::{self, MemoryEstimate};
 use phyvae_model::train::Trainer;
-use phyvae_run::config::TrainConfig;
-use phyvae_run::config::{Method, RunConfig};
+use phyvae_run::config::{Method, RunConfig, TrainConfig};
 use phyvae_run::diagnose::{Diagnosis, FindingKind, RunFacts, diagnose};
 use phyvae_run::files::{self, RunDir, latent_names};
 use phyvae_run::metrics::{Attempt, Metrics, ResultMetrics};
@@ -56,6 +55,36 @@ fn retry_config(tried: &TrainConfig) -> TrainConfig {
     }
 }
 
+/// When training stopped because it diverged or ran away, says so on stderr
+/// and in metrics.json, with no result: no map is drawn from such a model.
+fn record_stop(
+    outcome: &phyvae_model::Result<()>,
+    metrics: &mut Metrics,
+    dir: &RunDir,
+    progress: Progress,
+) -> Result<()> {
+    let (diagnosis, reason) = match outcome {
+        Err(phyvae_model::ModelError::Diverged {
+            epoch, batch, what, ..
+        }) => (
+            Diagnosis::diverged(*epoch, *batch, what),
+            "training diverged",
+        ),
+        Err(phyvae_model::ModelError::RanAway {
+            epoch, batch, what, ..
+        }) => (
+            Diagnosis::ran_away(*epoch, *batch, what),
+            "training ran away",
+        ),
+        _ => return Ok(()),
+    };
+    warn_diagnosis(&diagnosis, progress);
+    metrics.diagnosis = Some(diagnosis);
+    metrics.result = Some(ResultMetrics::none(reason));
+    write_metrics(dir, metrics)?;
+    Ok(())
+}
+
 /// Encodes every patch with a progress bar.
 fn encode_all(
     model: &phyvae_model::vae::Vae,
@@ -70,14 +99,16 @@ fn encode_all(
     Ok(maps)
 }
 
-/// Segments every map, diagnoses the run, picks the result; fills those
-/// fields of `metrics` and writes the run's maps.
+/// Segments every map (named `names`), reports the run's `diagnosis`,
+/// picks the result; fills those fields of `metrics` and writes the run's
+/// maps.
 #[allow(clippy::too_many_arguments)]
 fn maps_and_result(
     dir: &RunDir,
     metrics: &mut Metrics,
     maps: &LatentMaps,
-    facts: &RunFacts<'_>,
+    names: &[String],
+    diagnosis: Diagnosis,
     truth: Option<&Array2<i32>>,
     cfg: (&VisualizeParams, Option<usize>, u64),
     reason: &str,
@@ -86,17 +117,16 @@ fn maps_and_result(
     let (params, classes, seed) = cfg;
     let (per_map, segs) = write_maps(
         dir,
-        facts.names,
+        names,
         maps.mean.view(),
         Some(maps.sd.view()),
         truth,
         params,
         progress,
     )?;
-    let diagnosis = diagnose(maps.mean.view(), facts);
     warn_diagnosis(&diagnosis, progress);
     metrics.maps = per_map.into_iter().collect();
-    let candidates = informative(&diagnosis, facts.names, &segs);
+    let candidates = informative(&diagnosis, names, &segs);
     metrics.result = Some(result::pick(
         dir,
         &candidates,
@@ -190,32 +220,11 @@ pub fn train_image(
     let mut epochs_run = 0;
     // A collapsed attempt trains again from scratch (cfg.retries), unless
     // this command resumes one.
-    let (model, maps, history) = loop {
+    let (model, maps, history, diagnosis) = loop {
         let done_before = trainer.epochs_done();
         let outcome = progress.train(&mut trainer, &dir);
         metrics.commands = trainer.commands().to_vec();
-        let stopped = match &outcome {
-            Err(phyvae_model::ModelError::Diverged {
-                epoch, batch, what, ..
-            }) => Some((
-                Diagnosis::diverged(*epoch, *batch, what),
-                "training diverged",
-            )),
-            Err(phyvae_model::ModelError::RanAway {
-                epoch, batch, what, ..
-            }) => Some((
-                Diagnosis::ran_away(*epoch, *batch, what),
-                "training ran away",
-            )),
-            _ => None,
-        };
-        if let Some((diagnosis, reason)) = stopped {
-            // Say so in metrics.json too; no map is drawn from such a model.
-            warn_diagnosis(&diagnosis, progress);
-            metrics.diagnosis = Some(diagnosis);
-            metrics.result = Some(ResultMetrics::none(reason));
-            write_metrics(&dir, &metrics)?;
-        }
+        record_stop(&outcome, &mut metrics, &dir, progress)?;
         if let Err(e @ phyvae_model::ModelError::Interrupted { epochs_done }) = outcome {
             return Err(interrupt::explain(
                 e,
@@ -242,7 +251,7 @@ pub fn train_image(
             || metrics.attempts.len() >= cfg.retries
             || !diagnosis.has(FindingKind::Collapsed)
         {
-            break (model, maps, history);
+            break (model, maps, history, diagnosis);
         }
         let next = retry_config(&tried);
         if progress.prints_results() {
@@ -267,12 +276,6 @@ pub fn train_image(
     save_model(&model, dir.root(), &cfg.data)?;
     phyvae_data::fault::point("run.encoded");
     write_model_figures(&dir, &model, &maps)?;
-    let facts = RunFacts {
-        names: &names,
-        n_special,
-        history: &history,
-        physics_from_epoch: cfg.physics_from(),
-    };
     let params = cfg.visualize_params()?;
     let what = (&params, cfg.result.classes, cfg.train.seed);
     let reason = "no content latent carries information (see the diagnosis)";
@@ -280,7 +283,8 @@ pub fn train_image(
         &dir,
         &mut metrics,
         &maps,
-        &facts,
+        &names,
+        diagnosis,
         truth.as_ref(),
         what,
         reason,
@@ -382,18 +386,22 @@ pub fn encode_image(
     let content = names[n_special..].to_vec();
     write_model_figures(&dir, &model, &maps)?;
     let mut metrics = base_metrics(&a.input, &img, &data, &patches, &names, &content, progress);
-    let facts = RunFacts {
-        names: &names,
-        n_special,
-        history: &[],
-        physics_from_epoch: None,
-    };
+    let diagnosis = diagnose(
+        maps.mean.view(),
+        &RunFacts {
+            names: &names,
+            n_special,
+            history: &[],
+            physics_from_epoch: None,
+        },
+    );
     let reason = "no content latent varies across this image (see the diagnosis)";
     maps_and_result(
         &dir,
         &mut metrics,
         &maps,
-        &facts,
+        &names,
+        diagnosis,
         truth.as_ref(),
         what,
         reason,
