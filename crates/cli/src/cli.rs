@@ -395,6 +395,11 @@ pub struct TrainArgs {
     /// Decoder implementation (default: auto).
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderBackend>,
+    /// Coordinates the spatial decoder sees: `raw`, the patch grid's (x, y)
+    /// (pyroVED's decoder), or `lattice`, also a sine and a cosine at each of
+    /// the image's lattice wavevectors (Fourier features) (default: raw)
+    #[arg(long, value_enum)]
+    pub coords: Option<crate::settings::CoordsArg>,
     /// Continue the run in OUT from its last checkpoint. Its recorded
     /// settings hold; only more epochs (`--epochs`, `--steps`) and a lower
     /// `--lr` (from the next epoch on) may be given, and config.toml,

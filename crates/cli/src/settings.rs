@@ -69,6 +69,15 @@ pub enum PresetArg {
     Paper,
 }
 
+/// `--coords`: what the spatial decoder's first layer sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CoordsArg {
+    /// The patch grid's coordinates (pyroVED's decoder).
+    Raw,
+    /// Also Fourier features at the image's lattice wavevectors.
+    Lattice,
+}
+
 /// A bad option value: an invalid-parameter error (exit code 4).
 fn bad(name: &'static str, value: &str, rule: &'static str) -> anyhow::Error {
     phyvae_run::RunError::InvalidParameter {
@@ -127,6 +136,7 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     c.train.lr = s.lr;
     c.lowpass_px = s.lowpass_px;
     c.retries = s.retries;
+    c.model.coord_frequencies.clone_from(&s.coord_frequencies);
     // |FFT| does not change with the patch's position in the cell: the
     // baseline needs no registration.
     if a.model != Some(ModelArg::Fft) {
@@ -323,6 +333,24 @@ fn apply_flags(
     set(&mut c.retries, a.retries);
     if a.no_register {
         c.data.register.clear();
+    }
+    match a.coords {
+        Some(CoordsArg::Raw) => c.model.coord_frequencies.clear(),
+        Some(CoordsArg::Lattice) => {
+            let measured = match &c.auto {
+                Some(s) => s.register.clone(),
+                None => ImageFacts::measure(img.pixels.view())?.wavevectors,
+            };
+            c.model.coord_frequencies = auto::lattice_frequencies(&measured, c.model.window);
+            if c.model.coord_frequencies.is_empty() {
+                return Err(bad(
+                    "coords",
+                    "lattice",
+                    "the image's power spectrum shows no lattice peak to take the frequencies from",
+                ));
+            }
+        }
+        None => {}
     }
     if a.classes.is_some() {
         c.result.classes = a.classes;

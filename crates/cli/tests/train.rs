@@ -100,6 +100,59 @@ fn train_writes_every_output_and_its_config_reproduces_the_run() {
     );
 }
 
+/// `--coords lattice` gives the decoder Fourier features at the measured
+/// lattice: config.toml records their frequencies, reproduces the run, and
+/// the saved model encodes the image again.
+#[test]
+fn lattice_coordinates_are_recorded_and_reload() {
+    let d = tempfile::tempdir().unwrap();
+    synth(d.path());
+    let img = d.path().join("image.npy");
+    let a = d.path().join("a");
+    let mut args = vec!["train", s(&img), "--out", s(&a), "--coords", "lattice"];
+    args.extend(SMALL);
+    ok(&args);
+    let cfg: toml::Value =
+        toml::from_str(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
+    let f = cfg["model"]["coord_frequencies"].as_array().unwrap();
+    assert!((1..=4).contains(&f.len()), "{f:?}");
+    // Window 16: a frequency of (16 - 1) / 2 |k| cycles per unit, |k| of a
+    // lattice the image shows (periods of 2 to 16 px).
+    for v in f {
+        let v = v.as_array().unwrap();
+        let norm = v[0].as_float().unwrap().hypot(v[1].as_float().unwrap());
+        assert!((7.5 / 16.0..=7.5 / 2.0).contains(&norm), "{v:?}");
+    }
+    let b = d.path().join("b");
+    ok(&[
+        "train",
+        s(&img),
+        "--out",
+        s(&b),
+        "--config",
+        s(&a.join("config.toml")),
+    ]);
+    let e = d.path().join("e");
+    ok(&["encode", s(&img), "--model", s(&a), "--out", s(&e)]);
+    for dir in [&b, &e] {
+        assert_eq!(
+            std::fs::read(a.join("latents.npy")).unwrap(),
+            std::fs::read(dir.join("latents.npy")).unwrap(),
+            "{}",
+            dir.display()
+        );
+    }
+    // The raw decoder is another model: other latents.
+    let r = d.path().join("r");
+    let mut args = vec!["train", s(&img), "--out", s(&r), "--coords", "raw"];
+    args.extend(SMALL);
+    ok(&args);
+    assert_ne!(
+        std::fs::read(a.join("latents.npy")).unwrap(),
+        std::fs::read(r.join("latents.npy")).unwrap()
+    );
+}
+
 #[test]
 fn resume_continues_an_interrupted_run_to_the_same_result() {
     let d = tempfile::tempdir().unwrap();
@@ -379,6 +432,11 @@ fn bad_settings_are_clear_errors() {
         (&["--n-latent", "100000"][..], 4, "n_latent"),
         (&["--hidden", "1000000"][..], 4, "hidden"),
         (&["--shift-prior", "2"][..], 4, "translation_prior"),
+        (
+            &["--model", "vanilla", "--coords", "lattice"][..],
+            4,
+            "coord_frequencies",
+        ),
         (
             &["--device", "gpu"][..],
             1,

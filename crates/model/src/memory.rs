@@ -98,8 +98,9 @@ pub fn parameter_count(model: &ModelConfig) -> u64 {
         // fc1 (H x n + H), fc2 (H x H + H), out (N x H + N).
         sum(&[mul(&[h, n]), h, mul(&[h, h]), h, mul(&[n_pix, h]), n_pix])
     } else {
-        // Wc (H x 2), bc, Wz (H x n), W1, b1, W2, b2, w3, b3.
-        sum(&[mul(&[2, h, h]), mul(&[h, n + 6]), 1])
+        // Wc (H x d), bc, Wz (H x n), W1, b1, W2, b2, w3, b3.
+        let d = u(model.decoder_inputs());
+        sum(&[mul(&[2, h, h]), mul(&[h, d + n + 4]), 1])
     };
     sum(&[encoder, decoder])
 }
@@ -153,16 +154,17 @@ impl MemoryEstimate {
             mul(&[12, b, n_pix, h])
         } else {
             let block = n_pix.min(u(ROW_BLOCK));
+            let d = u(model.decoder_inputs());
             let per_patch = sum(&[
                 mul(&[3, n_pix, h]),
                 mul(&[2, block, h]),
                 mul(&[2, h, h]),
-                5 * n_pix,
-                7 * h,
+                mul(&[2 * d + 1, n_pix]),
+                (5 + d) * h,
                 2 * n,
                 1,
             ]);
-            sum(&[mul(&[b, per_patch]), 2 * h])
+            sum(&[mul(&[b, per_patch]), d * h])
         };
         let step = |rows: u64| {
             sum(&[
@@ -319,6 +321,12 @@ mod tests {
         // Encoder: fc1 8 x 16 + 8 = 136, fc2 64 + 8 = 72, heads 2 (4 x 8 + 4) = 72: 280.
         // Decoder: Wc 16, bc 8, Wz 16, W1 64, b1 8, W2 64, b2 8, w3 8, b3 1: 193.
         assert_eq!(parameter_count(&small_model()), 473);
+        // Two Fourier features: Wc 8 x 6 = 48 instead of 16.
+        let fourier = ModelConfig {
+            coord_frequencies: vec![[1.0, 0.0], [0.0, 1.0]],
+            ..small_model()
+        };
+        assert_eq!(parameter_count(&fourier), 473 + 32);
     }
 
     #[test]
@@ -340,6 +348,13 @@ mod tests {
                 "{kind:?}"
             );
         }
+        let model = ModelConfig {
+            coord_frequencies: vec![[0.5, 0.25]],
+            ..small_model()
+        };
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let vae = crate::vae::Vae::new(&model, &crate::Device::Cpu, &mut rng).unwrap();
+        assert_eq!(parameter_count(&model), vae.store().num_params() as u64);
     }
 
     #[test]

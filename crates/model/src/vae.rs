@@ -113,6 +113,9 @@ pub struct Vae {
     /// Columns of the coordinate grid, each `(1, N)`.
     grid_x: Tensor,
     grid_y: Tensor,
+    /// `2 pi` times the Fourier-feature frequencies as columns, `(2, m)`
+    /// (`None`: no Fourier features).
+    angular: Option<Tensor>,
 }
 
 /// The terms of one batch's loss.
@@ -153,7 +156,14 @@ impl Vae {
         let decoder = if config.kind == ModelKind::Vanilla {
             Decoder::Fc(FcDecoder::init(&mut store, n, h, np, rng)?)
         } else {
-            Decoder::Spatial(SpatialDecoder::init(&mut store, "decoder", n, h, rng)?)
+            Decoder::Spatial(SpatialDecoder::init_with_inputs(
+                &mut store,
+                "decoder",
+                config.decoder_inputs(),
+                n,
+                h,
+                rng,
+            )?)
         };
         Self::assemble(config.clone(), store, encoder, decoder)
     }
@@ -175,7 +185,13 @@ impl Vae {
         let decoder = if config.kind == ModelKind::Vanilla {
             Decoder::Fc(FcDecoder::from_store(&store, n, h, np)?)
         } else {
-            Decoder::Spatial(SpatialDecoder::from_store(&store, "decoder", n, h)?)
+            Decoder::Spatial(SpatialDecoder::from_store_with_inputs(
+                &store,
+                "decoder",
+                config.decoder_inputs(),
+                n,
+                h,
+            )?)
         };
         Self::assemble(config.clone(), store, encoder, decoder)
     }
@@ -193,6 +209,16 @@ impl Vae {
             Tensor::from_vec(v, (1, np), store.device()).ctx("coordinate grid")
         };
         let (grid_x, grid_y) = (col(0)?, col(1)?);
+        let m = config.coord_frequencies.len();
+        let angular = if m == 0 {
+            None
+        } else {
+            let tau = std::f32::consts::TAU;
+            let v: Vec<f32> = (0..2)
+                .flat_map(|axis| config.coord_frequencies.iter().map(move |f| tau * f[axis]))
+                .collect();
+            Some(Tensor::from_vec(v, (2, m), store.device()).ctx("Fourier frequencies")?)
+        };
         Ok(Self {
             config,
             store,
@@ -200,6 +226,7 @@ impl Vae {
             decoder,
             grid_x,
             grid_y,
+            angular,
         })
     }
 
@@ -253,7 +280,8 @@ impl Vae {
             });
         }
         let c = &self.config;
-        FusedDecoder::new(capacity, c.window, c.n_latent, c.hidden).map(Some)
+        FusedDecoder::with_inputs(capacity, c.window, c.n_latent, c.hidden, c.decoder_inputs())
+            .map(Some)
     }
 
     /// Mean and standard deviation of `q(z|x)` for patches `x` `(B, N)`, both `(B, L)`.
@@ -320,6 +348,24 @@ impl Vae {
         Tensor::stack(&[x, y], 2).ctx("coordinates") // (B, N, 2)
     }
 
+    /// The spatial decoder's per-pixel inputs `(B, N, d)` for transformed
+    /// coordinates `coords` `(B, N, 2)`: the coordinates themselves, then with
+    /// Fourier features (`ModelConfig::coord_frequencies`, `m` of them) the `m`
+    /// sines and the `m` cosines of `2 pi f.(x, y)`, `d = 2 + 2m`
+    /// ([`fourier_inputs`](crate::decoder::fourier_inputs)). Differentiable, so gradients reach the special
+    /// latents through the features.
+    ///
+    /// # Errors
+    /// [`ModelError::Framework`] on a tensor error.
+    pub fn decoder_inputs(&self, coords: &Tensor) -> Result<Tensor> {
+        let Some(angular) = &self.angular else {
+            return Ok(coords.clone());
+        };
+        let phase = coords.broadcast_matmul(angular).ctx("Fourier phases")?; // (B, N, m)
+        let (sin, cos) = (phase.sin().ctx("sin")?, phase.cos().ctx("cos")?);
+        Tensor::cat(&[coords, &sin, &cos], 2).ctx("Fourier features") // (B, N, d)
+    }
+
     /// Decoder logits `(B, N)` for latents `z` `(B, L)`; the fused kernel is
     /// used when `fused` is given (spatial decoders only).
     ///
@@ -334,7 +380,7 @@ impl Vae {
             Decoder::Fc(fc) => fc.forward(&content),
             Decoder::Spatial(dec) => {
                 let special = z.narrow(1, 0, s).ctx("special latents")?; // (B, S)
-                let coords = self.coordinates(&special)?; // (B, N, 2)
+                let coords = self.decoder_inputs(&self.coordinates(&special)?)?; // (B, N, d)
                 match fused {
                     Some(op) => dec.forward_fused(op, &content.contiguous().ctx("z")?, &coords),
                     None => dec.forward_reference(&content, &coords),
@@ -545,6 +591,50 @@ mod tests {
         for i in 0..16 {
             assert!((c[0][i][0] - 2.0 * g[[i, 0]]).abs() < 1e-5);
         }
+    }
+
+    /// Hand-computed features: frequency (0.5, 0) on the 4 x 4 grid, whose
+    /// `x` column runs -1, -1/3, 1/3, 1 down the rows: `sin(pi x)` there is
+    /// `-0, -sqrt(3)/2, sqrt(3)/2, 0`.
+    #[test]
+    fn fourier_features_of_the_grid_and_of_a_shift() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let mut cfg = small(ModelKind::Shift);
+        cfg.coord_frequencies = vec![[0.5, 0.0], [0.0, 0.25]];
+        let m = Vae::new(&cfg, &cpu(), &mut rng).unwrap();
+        let zero = Tensor::zeros((1, 2), DType::F32, &cpu()).unwrap();
+        let coords = m.coordinates(&zero).unwrap();
+        let f: Vec<Vec<Vec<f32>>> = m.decoder_inputs(&coords).unwrap().to_vec3().unwrap();
+        assert_eq!(f[0][0].len(), 6); // x, y, 2 sines, 2 cosines
+        let h = 3f32.sqrt() / 2.0;
+        let sin_x = [0.0, -h, h, 0.0];
+        for r in 0..4 {
+            let row = &f[0][r * 4]; // column 0: y = 1
+            assert!((row[2] - sin_x[r]).abs() < 1e-6, "row {r}: {}", row[2]);
+            // sin(2 pi 0.25 * 1) = 1, cos(2 pi 0.25 * 1) = 0
+            assert!((row[3] - 1.0).abs() < 1e-6 && row[5].abs() < 1e-6);
+        }
+        // A shift of the grid by k dx = 0.1 * 10 / 3 = 1/3 moves the row
+        // x = -1/3 onto x = 0: sin = 0, cos = 1.
+        let s = Tensor::new(&[[10.0f32 / 3.0, 0.0]], &cpu()).unwrap();
+        let f: Vec<Vec<Vec<f32>>> = m
+            .decoder_inputs(&m.coordinates(&s).unwrap())
+            .unwrap()
+            .to_vec3()
+            .unwrap();
+        assert!(f[0][4][2].abs() < 1e-6 && (f[0][4][4] - 1.0).abs() < 1e-6);
+        // The loss is finite and the fused kernel agrees with the reference.
+        let x = Tensor::full(0.5f32, (3, 16), &cpu()).unwrap();
+        let eps = standard_normal(3, cfg.n_total(), &mut rng, &cpu()).unwrap();
+        let op = m.fused_workspace(DecoderBackend::Fused, 3).unwrap();
+        let a: f32 = m.loss(&x, &eps, 1.0, None).unwrap().sh.to_scalar().unwrap();
+        let b: f32 = m
+            .loss(&x, &eps, 1.0, op.as_ref())
+            .unwrap()
+            .sh
+            .to_scalar()
+            .unwrap();
+        assert!(a.is_finite() && (a - b).abs() <= 1e-4 * a.abs(), "{a} {b}");
     }
 
     #[test]

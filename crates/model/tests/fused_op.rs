@@ -21,7 +21,7 @@ const REL_TOL: f32 = 1e-4;
 struct Setup {
     dec: SpatialDecoder,
     z: Var,      // (B, n)
-    coords: Var, // (B, N, 2)
+    coords: Var, // (B, N, d)
     /// Random weights in [-1, 1) of the weighted-sum loss, (B, N).
     r: Tensor,
     /// Random Bernoulli targets in {0, 1} of the BCE loss, (B, N).
@@ -31,16 +31,21 @@ struct Setup {
 /// Decoder initialised from `seed`; z ~ U(-2, 2); coordinates U(-1.3, 1.3)
 /// (the grid's range plus shifts).
 fn setup(seed: u64, batch: usize, window: usize, n: usize, h: usize) -> Setup {
+    setup_inputs(seed, batch, window, n, h, 2)
+}
+
+/// [`setup`] with `d` coordinate inputs per pixel (all drawn in U(-1.3, 1.3)).
+fn setup_inputs(seed: u64, batch: usize, window: usize, n: usize, h: usize, d: usize) -> Setup {
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut store = ParamStore::new(&dev);
-    let dec = SpatialDecoder::init(&mut store, "dec", n, h, &mut rng).unwrap();
+    let dec = SpatialDecoder::init_with_inputs(&mut store, "dec", d, n, h, &mut rng).unwrap();
     let npix = window * window;
     let mut draw = |count: usize, lo: f32, hi: f32| -> Vec<f32> {
         (0..count).map(|_| rng.random_range(lo..hi)).collect()
     };
     let z = Tensor::from_vec(draw(batch * n, -2.0, 2.0), (batch, n), &dev).unwrap();
-    let coords = Tensor::from_vec(draw(batch * npix * 2, -1.3, 1.3), (batch, npix, 2), &dev);
+    let coords = Tensor::from_vec(draw(batch * npix * d, -1.3, 1.3), (batch, npix, d), &dev);
     let r = Tensor::from_vec(draw(batch * npix, -1.0, 1.0), (batch, npix), &dev).unwrap();
     let y: Vec<f32> = draw(batch * npix, 0.0, 1.0)
         .into_iter()
@@ -167,12 +172,20 @@ fn assert_agree(
 }
 
 fn check_agreement(seed: u64, batch: usize, window: usize, n: usize, h: usize) {
-    let s = setup(seed, batch, window, n, h);
-    let op = FusedDecoder::new(batch, window, n, h).unwrap();
+    check_agreement_inputs(seed, batch, window, n, h, 2);
+}
+
+fn check_agreement_inputs(seed: u64, batch: usize, window: usize, n: usize, h: usize, d: usize) {
+    let s = setup_inputs(seed, batch, window, n, h, d);
+    let op = FusedDecoder::with_inputs(batch, window, n, h, d).unwrap();
     for kind in [Loss::Weighted, Loss::Bce] {
         let want = reference(&s, kind);
         let got = fused(&s, &op, kind);
-        assert_agree(&want, &got, &format!("{kind:?} B={batch} w={window} H={h}"));
+        assert_agree(
+            &want,
+            &got,
+            &format!("{kind:?} B={batch} w={window} H={h} d={d}"),
+        );
     }
 }
 
@@ -195,6 +208,30 @@ fn fused_equals_reference_window17_two_row_blocks() {
 #[test]
 fn fused_equals_reference_three_latents() {
     check_agreement(3, 2, 4, 3, 8);
+}
+
+/// Six coordinate inputs (two Fourier features), over two row blocks.
+#[test]
+fn fused_equals_reference_six_inputs() {
+    check_agreement_inputs(7, 2, 17, 2, 16, 6);
+}
+
+/// One coordinate input: the kernel's first column and no others.
+#[test]
+fn fused_equals_reference_one_input() {
+    check_agreement_inputs(8, 2, 5, 2, 8, 1);
+}
+
+/// An op made for 2 inputs refuses a decoder with 6.
+#[test]
+fn inputs_must_match_the_op() {
+    let s = setup_inputs(9, 2, 4, 2, 8, 6);
+    let op = FusedDecoder::new(2, 4, 2, 8).unwrap();
+    assert!(matches!(
+        s.dec
+            .forward_fused(&op, s.z.as_tensor(), s.coords.as_tensor()),
+        Err(ModelError::ShapeMismatch { .. })
+    ));
 }
 
 /// A batch of 2 on a workspace of capacity 5 that has just decoded 5 patches.

@@ -16,6 +16,7 @@
 //! | length | [`STEPS`] optimiser steps, as whole epochs | a small image gives few batches per epoch, so a length in epochs under-trains it |
 //! | retries | [`RETRIES`]: a run whose content latents collapsed trains again from scratch with the next seed and half the learning rate | collapse is mostly an unlucky start: on the training images another seed, or a lower rate, separated the phases of an image on which the first attempt had collapsed |
 //! | registration | the patches' origins moved onto the lattice of the strongest peak and the strongest other peak of a similar period at least 30 degrees away, refined to the primitive lattice when another peak lies half- or a third-way between them ([`refine_basis`]; one peak alone: along it); none without a peak; VAE only | patches of one phase then show the lattice at one position in the cell, so the model need not learn the translation first |
+//! | decoder coordinates | with [`LATTICE_FEATURES`], Fourier features at the registration wavevectors ([`lattice_frequencies`]); else the raw coordinates | see [`LATTICE_FEATURES`] |
 //! | map low-pass | a Gaussian of [`LOWPASS_CELLS`] `* P` px on every map before segmentation; none without a lattice peak | a map that follows the position of its patch in the lattice oscillates at the lattice period; the low-pass removes that and keeps regions of a few cells |
 //!
 //! Without a lattice peak `P` is taken as [`FALLBACK_PERIOD`]. Every choice
@@ -25,6 +26,10 @@ use phyvae_imaging::lattice::{LatticeMeasurement, measure_lattice};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, RunError};
+
+/// Whether the automatic settings give the spatial decoder Fourier features
+/// at the measured lattice's wavevectors ([`lattice_frequencies`]).
+pub const LATTICE_FEATURES: bool = false;
 
 /// Lattice periods per window side.
 pub const WINDOW_PERIODS: f64 = 2.0;
@@ -266,6 +271,10 @@ pub struct AutoSettings {
     /// Retries of a collapsed run.
     #[serde(default)]
     pub retries: usize,
+    /// The spatial decoder's Fourier-feature frequencies, cycles per unit of
+    /// the coordinate grid (empty: the raw coordinates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coord_frequencies: Vec<[f32; 2]>,
     /// Each choice with its reason.
     pub choices: Vec<Choice>,
 }
@@ -317,6 +326,25 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
         "no lattice peak: no lattice-period oscillation to remove, so the paper's pipeline unchanged".to_owned()
     };
     let register = facts.wavevectors.clone();
+    let coord_frequencies = if LATTICE_FEATURES {
+        lattice_frequencies(&register, window)
+    } else {
+        Vec::new()
+    };
+    let coords_reason = if !LATTICE_FEATURES {
+        "the raw coordinates (pyroVED's decoder): on the suite's training images Fourier features at the lattice did not segment better (`--coords lattice` gives them)".to_owned()
+    } else if coord_frequencies.is_empty() {
+        "no lattice peak: the raw coordinates".to_owned()
+    } else {
+        format!(
+            "sines and cosines at the registration wavevectors, {} cycles per window: the decoder draws many cells without first learning their frequency",
+            register
+                .iter()
+                .map(|k| format!("{:.1}", window as f64 * k[0].hypot(k[1])))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )
+    };
     let register_reason = match register.as_slice() {
         [] => "no lattice peak: patches on the regular grid".to_owned(),
         [k] => format!(
@@ -370,6 +398,11 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
             register_reason,
         ),
         choice(
+            "model.coord_frequencies",
+            format!("{coord_frequencies:?}"),
+            coords_reason,
+        ),
+        choice(
             "train.beta",
             BETA,
             format!(
@@ -411,8 +444,29 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
         lowpass_px,
         register,
         retries: RETRIES,
+        coord_frequencies,
         choices,
     }
+}
+
+/// Frequencies of the spatial decoder's Fourier features, in cycles per unit
+/// of the coordinate grid, for lattice `wavevectors` `[ky, kx]` (cycles per px,
+/// along the image's rows and columns) and a `window`-px patch; the first
+/// [`MAX_FREQUENCIES`](crate::config::MAX_FREQUENCIES) only.
+///
+/// The grid (pyroVED `imcoordgrid`) puts pixel `(r, c)` at
+/// `x = -1 + 2 r / (w - 1)`, `y = 1 - 2 c / (w - 1)`, so
+/// `ky r + kx c = (w - 1) / 2 (ky x - kx y) + const`: the frequency is
+/// `(w - 1) / 2 (ky, -kx)`, and the feature `sin 2 pi f.(x, y)` is the lattice
+/// wave `sin 2 pi (ky r + kx c)` up to a constant phase.
+#[must_use]
+pub fn lattice_frequencies(wavevectors: &[[f64; 2]], window: usize) -> Vec<[f32; 2]> {
+    let half = (window.max(2) as f64 - 1.0) / 2.0;
+    wavevectors
+        .iter()
+        .take(crate::config::MAX_FREQUENCIES)
+        .map(|k| [(half * k[0]) as f32, (-half * k[1]) as f32])
+        .collect()
 }
 
 /// Whole epochs that cover `steps` optimiser steps over `patches` patches in
@@ -429,6 +483,25 @@ mod tests {
 
     fn choose_(f: &ImageFacts) -> AutoSettings {
         choose(f, None, MAX_WINDOW)
+    }
+
+    /// The feature's phase must advance by `2 pi (ky, kx)` from one pixel to
+    /// the next down a column and along a row: pixel `(r, c)` sits at
+    /// `x = -1 + 2 r / (w - 1)`, `y = 1 - 2 c / (w - 1)` (the grid's convention).
+    #[test]
+    fn lattice_frequencies_follow_the_pixel_grid() {
+        let (w, k) = (17usize, [0.125, -0.05]);
+        let f = lattice_frequencies(&[k], w);
+        // w = 17: (w - 1) / 2 = 8, so f = (8 * 0.125, 8 * 0.05) = (1, 0.4)
+        assert!((f[0][0] - 1.0).abs() < 1e-6 && (f[0][1] - 0.4).abs() < 1e-6);
+        let at = |r: f64, c: f64| {
+            let (x, y) = (-1.0 + 2.0 * r / 16.0, 1.0 - 2.0 * c / 16.0);
+            f64::from(f[0][0]) * x + f64::from(f[0][1]) * y
+        };
+        assert!((at(4.0, 3.0) - at(3.0, 3.0) - k[0]).abs() < 1e-6);
+        assert!((at(3.0, 4.0) - at(3.0, 3.0) - k[1]).abs() < 1e-6);
+        // at most four frequencies
+        assert_eq!(lattice_frequencies(&[k; 6], w).len(), 4);
     }
 
     #[test]
@@ -457,7 +530,7 @@ mod tests {
         // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
         // quarter of the window, i.e. half a cell.
         assert!((a.shift_prior - 0.5).abs() < 1e-6);
-        assert_eq!(a.choices.len(), 10);
+        assert_eq!(a.choices.len(), 11);
         assert_eq!(a.retries, RETRIES);
         // Half the 12 px cell.
         assert_eq!(a.lowpass_px, 6.0);

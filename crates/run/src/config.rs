@@ -170,6 +170,14 @@ pub struct ModelConfig {
     pub scale_prior: f32,
     /// Likelihood of the decoder.
     pub likelihood: Likelihood,
+    /// Frequencies of the spatial decoder's Fourier features, in cycles per
+    /// unit of the coordinate grid (which spans `[-1, 1]` over the window),
+    /// each `[fx, fy]` along the grid's two columns (empty: pyroVED's decoder
+    /// of the raw coordinates). The decoder's first layer sees `(x, y)` and,
+    /// for each frequency `f`, `sin 2 pi f.(x, y)` and `cos 2 pi f.(x, y)` of
+    /// the transformed coordinates (`phyvae_model::decoder::fourier_inputs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coord_frequencies: Vec<[f32; 2]>,
 }
 
 impl Default for ModelConfig {
@@ -182,6 +190,7 @@ impl Default for ModelConfig {
             translation_prior: 0.1,
             scale_prior: 0.1,
             likelihood: Likelihood::Bernoulli,
+            coord_frequencies: Vec::new(),
         }
     }
 }
@@ -193,6 +202,9 @@ fn invalid(name: &'static str, value: impl ToString, rule: &'static str) -> RunE
         rule,
     }
 }
+
+/// Most Fourier-feature frequencies a spatial decoder may have.
+pub const MAX_FREQUENCIES: usize = 4;
 
 /// Most content latents a model may have: each one becomes a map that is
 /// segmented and drawn.
@@ -216,6 +228,13 @@ impl ModelConfig {
     #[must_use]
     pub fn n_pixels(&self) -> usize {
         self.window * self.window
+    }
+
+    /// Inputs per pixel of the spatial decoder's first layer: the two
+    /// coordinates and a sine and a cosine per Fourier-feature frequency.
+    #[must_use]
+    pub fn decoder_inputs(&self) -> usize {
+        2 + 2 * self.coord_frequencies.len()
     }
 
     /// Checks every rule.
@@ -254,6 +273,39 @@ impl ModelConfig {
                 sigma,
                 "Gaussian sigma must be positive and finite",
             ));
+        }
+        self.validate_frequencies()
+    }
+
+    /// The rules of `coord_frequencies`.
+    fn validate_frequencies(&self) -> Result<()> {
+        let f = &self.coord_frequencies;
+        let shown = || format!("{f:?}");
+        if f.is_empty() {
+            return Ok(());
+        }
+        if self.kind == ModelKind::Vanilla {
+            return Err(invalid(
+                "coord_frequencies",
+                shown(),
+                "only a spatial decoder (not the vanilla VAE) takes Fourier features",
+            ));
+        }
+        if f.len() > MAX_FREQUENCIES {
+            return Err(invalid("coord_frequencies", shown(), "at most 4"));
+        }
+        // The grid's spacing is 2 / (window - 1): its Nyquist frequency is
+        // (window - 1) / 4 cycles per unit.
+        let nyquist = (self.window as f32 - 1.0) / 4.0;
+        for v in f {
+            let norm = v[0].hypot(v[1]);
+            if !(norm.is_finite() && norm > 0.0 && norm <= nyquist) {
+                return Err(invalid(
+                    "coord_frequencies",
+                    shown(),
+                    "each must be finite, non-zero and at most the window's Nyquist frequency, (window - 1) / 4 cycles per unit",
+                ));
+            }
         }
         Ok(())
     }
@@ -1040,8 +1092,17 @@ impl RunConfig {
         c
     }
 
-    /// Sets the patch window of the data and of the model (one value).
+    /// Sets the patch window of the data and of the model (one value). The
+    /// decoder's Fourier-feature frequencies, in cycles per unit of the
+    /// coordinate grid, are rescaled by `(window - 1) / (old - 1)` so that
+    /// they stay at the same frequencies in cycles per pixel.
     pub fn set_window(&mut self, window: usize) {
+        let (old, new) = (self.model.window as f32 - 1.0, window as f32 - 1.0);
+        if old > 0.0 && new > 0.0 {
+            for f in &mut self.model.coord_frequencies {
+                *f = [f[0] * new / old, f[1] * new / old];
+            }
+        }
         self.data.window = window;
         self.model.window = window;
     }
@@ -1225,6 +1286,29 @@ mod tests {
             with(&|c| c.likelihood = Likelihood::Gaussian { sigma: 0.0 }),
             "sigma"
         );
+        // window 48: Nyquist (48 - 1) / 4 = 11.75 cycles per unit
+        let fourier = |f: Vec<[f32; 2]>| {
+            move |c: &mut ModelConfig| {
+                c.coord_frequencies.clone_from(&f);
+            }
+        };
+        let mut lattice = ok.clone();
+        lattice.coord_frequencies = vec![[3.0, 1.0], [-1.0, 3.0]];
+        lattice.validate().unwrap();
+        assert_eq!(
+            with(&|c| {
+                fourier(vec![[3.0, 1.0]])(c);
+                c.kind = ModelKind::Vanilla;
+            }),
+            "coord_frequencies"
+        );
+        assert_eq!(with(&fourier(vec![[1.0, 0.0]; 5])), "coord_frequencies");
+        assert_eq!(with(&fourier(vec![[0.0, 0.0]])), "coord_frequencies");
+        assert_eq!(with(&fourier(vec![[f32::NAN, 1.0]])), "coord_frequencies");
+        assert_eq!(with(&fourier(vec![[11.0, 5.0]])), "coord_frequencies");
+        let mut at_nyquist = ok.clone();
+        at_nyquist.coord_frequencies = vec![[11.75, 0.0]];
+        at_nyquist.validate().unwrap();
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! The fused decoder kernel ([`DecoderWorkspace`]) as a candle custom op
 //! (`candle_core::CustomOp3`) with an explicit backward pass.
 //!
-//! The op maps `(z (b, n), coords (b, N, 2), packed (P,))` to logits `(b, N)`.
+//! The op maps `(z (b, n), coords (b, N, d), packed (P,))` to logits `(b, N)`.
 //! `packed` is the nine decoder tensors flattened row-major and concatenated
-//! in the order `Wc (H x 2), bc (H), Wz (H x n), W1 (H x H), b1 (H),
+//! in the order `Wc (H x d), bc (H), Wz (H x n), W1 (H x H), b1 (H),
 //! W2 (H x H), b2 (H), w3 (H), b3 (1)` (the fields of [`DecoderParams`];
 //! [`SpatialDecoder::pack_params`](super::SpatialDecoder::pack_params) builds
 //! it with `Tensor::cat`, whose backward splits the packed gradient back to
-//! each parameter), so `P = 2H^2 + (n + 6) H + 1` (33 793 for `n = 2`,
-//! `H = 128`).
+//! each parameter), so `P = 2H^2 + (d + n + 4) H + 1` (33 793 for `d = 2`,
+//! `n = 2`, `H = 128`).
 //!
 //! Costs beyond the kernel: each forward copies the `P` packed floats into the
 //! kernel's [`DecoderParams`] (about 135 kB at `H = 128`) and the `b*N` logits
@@ -34,10 +34,11 @@ use crate::{ModelError, Result};
 /// Name of the custom op in candle's error messages.
 const OP_NAME: &str = "phyvae-fused-spatial-decoder";
 
-/// Length `P` of the packed parameter vector for `n` latents and width `h`.
+/// Length `P` of the packed parameter vector for `n` latents, width `h` and
+/// `d` coordinate inputs.
 #[must_use]
-fn packed_len(n_latent: usize, hidden: usize) -> usize {
-    2 * hidden * hidden + (n_latent + 6) * hidden + 1
+fn packed_len(n_latent: usize, hidden: usize, inputs: usize) -> usize {
+    2 * hidden * hidden + (inputs + n_latent + 4) * hidden + 1
 }
 
 /// Every scalar of `p` in packing order (see the module docs), mutably.
@@ -67,9 +68,9 @@ fn packed_order(p: &DecoderParams) -> impl Iterator<Item = f32> + '_ {
         .copied()
 }
 
-/// Copies a packed parameter vector into `p` (same `n`, `H`).
+/// Copies a packed parameter vector into `p` (same `n`, `H`, `d`).
 fn unpack(packed: &[f32], p: &mut DecoderParams) -> Result<()> {
-    let len = packed_len(p.n_latent(), p.hidden());
+    let len = packed_len(p.n_latent(), p.hidden(), p.inputs());
     check_shape("packed decoder parameters", &[len], &[packed.len()])?;
     for (dst, &src) in packed_order_mut(p).zip(packed) {
         *dst = src;
@@ -77,10 +78,10 @@ fn unpack(packed: &[f32], p: &mut DecoderParams) -> Result<()> {
     Ok(())
 }
 
-/// Zero-filled parameters with `n` latents and width `h`.
-fn zero_params(n: usize, h: usize) -> Result<DecoderParams> {
+/// Zero-filled parameters with `n` latents, width `h` and `d` coordinate inputs.
+fn zero_params(n: usize, h: usize, d: usize) -> Result<DecoderParams> {
     DecoderParams::new(
-        Array2::zeros((h, 2)),
+        Array2::zeros((h, d)),
         Array1::zeros(h),
         Array2::zeros((h, n)),
         Array2::zeros((h, h)),
@@ -111,7 +112,7 @@ struct FusedState {
 /// wrong gradients. Repeating the backward of the last forward is fine (the
 /// activations are kept).
 ///
-/// Each forward copies the `P` packed parameters (`P = 2H^2 + (n + 6) H + 1`,
+/// Each forward copies the `P` packed parameters (`P = 2H^2 + (d + n + 4) H + 1`,
 /// about 135 kB at `H = 128`) into the kernel's [`DecoderParams`] and the
 /// logits out; each backward copies `dL/dlogits` in and the gradients out:
 /// `O(b N + H^2)` copies against `O(b N H^2)` arithmetic.
@@ -142,11 +143,13 @@ pub struct FusedDecoder {
     window: usize,
     n_latent: usize,
     hidden: usize,
+    inputs: usize,
 }
 
 impl FusedDecoder {
     /// Allocates the workspace for batches of up to `capacity_batch` patches of
-    /// `window x window` pixels, `n_latent` content latents and width `hidden`.
+    /// `window x window` pixels, `n_latent` content latents and width `hidden`,
+    /// with the two coordinates as inputs (pyroVED's decoder).
     ///
     /// # Errors
     /// [`ModelError::InvalidParameter`] when a size is 0.
@@ -156,9 +159,24 @@ impl FusedDecoder {
         n_latent: usize,
         hidden: usize,
     ) -> Result<Self> {
-        let workspace = DecoderWorkspace::new(capacity_batch, window, n_latent, hidden)?;
-        let params = zero_params(n_latent, hidden)?;
-        let grads = zero_params(n_latent, hidden)?;
+        Self::with_inputs(capacity_batch, window, n_latent, hidden, 2)
+    }
+
+    /// [`new`](Self::new) with `inputs` coordinate inputs per pixel (`d`).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] when a size is 0.
+    pub fn with_inputs(
+        capacity_batch: usize,
+        window: usize,
+        n_latent: usize,
+        hidden: usize,
+        inputs: usize,
+    ) -> Result<Self> {
+        let workspace =
+            DecoderWorkspace::with_inputs(capacity_batch, window, n_latent, hidden, inputs)?;
+        let params = zero_params(n_latent, hidden, inputs)?;
+        let grads = zero_params(n_latent, hidden, inputs)?;
         Ok(Self {
             state: Arc::new(Mutex::new(FusedState {
                 workspace,
@@ -169,6 +187,7 @@ impl FusedDecoder {
             window,
             n_latent,
             hidden,
+            inputs,
         })
     }
 
@@ -202,15 +221,21 @@ impl FusedDecoder {
         self.hidden
     }
 
-    /// Length `P = 2H^2 + (n + 6) H + 1` of the packed parameter vector.
+    /// Coordinate inputs `d` per pixel.
+    #[must_use]
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Length `P = 2H^2 + (d + n + 4) H + 1` of the packed parameter vector.
     #[must_use]
     pub fn packed_len(&self) -> usize {
-        packed_len(self.n_latent, self.hidden)
+        packed_len(self.n_latent, self.hidden, self.inputs)
     }
 
     /// Logits `(b, N)` of the decoder for content latents `z` (`(b, n)`, any
     /// `1 <= b <= B`, `B` the [`capacity`](Self::capacity)), per-pixel coordinates
-    /// `coords` (`(b, N, 2)`) and the packed parameters `packed` (`(P,)`, as
+    /// `coords` (`(b, N, d)`) and the packed parameters `packed` (`(P,)`, as
     /// built by [`SpatialDecoder::pack_params`](super::SpatialDecoder::pack_params)), recorded for candle's backward pass (gradients flow
     /// to all three inputs).
     ///
@@ -246,8 +271,8 @@ impl FusedDecoder {
             });
         }
         check_shape(
-            "coordinates (b, N, 2)",
-            &[bsz, self.n_pixels(), 2],
+            "coordinates (b, N, d)",
+            &[bsz, self.n_pixels(), self.inputs],
             coords.dims(),
         )?;
         check_shape(
@@ -258,7 +283,7 @@ impl FusedDecoder {
         let z = z.contiguous().ctx("copying z to a contiguous layout")?; // (b, n)
         let coords = coords
             .contiguous()
-            .ctx("copying coordinates to a contiguous layout")?; // (b, N, 2)
+            .ctx("copying coordinates to a contiguous layout")?; // (b, N, d)
         let packed = packed
             .contiguous()
             .ctx("copying packed parameters to a contiguous layout")?; // (P)
@@ -332,13 +357,13 @@ impl CustomOp3 for DecodeOp {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let z = f32_data(s1, l1, "z")?; // (b, n)
-        let coords = f32_data(s2, l2, "coordinates")?; // (b, N, 2)
+        let coords = f32_data(s2, l2, "coordinates")?; // (b, N, d)
         let packed = f32_data(s3, l3, "packed parameters")?; // (P)
         let (bsz, n) = l1.shape().dims2()?;
-        let (_, n_pix, _) = l2.shape().dims3()?;
+        let (_, n_pix, d) = l2.shape().dims3()?;
         let z = ArrayView2::from_shape((bsz, n), z).map_err(candle_core::Error::wrap)?;
-        let coords = ArrayView2::from_shape((coords.len() / 2, 2), coords)
-            .map_err(candle_core::Error::wrap)?;
+        let coords =
+            ArrayView2::from_shape((bsz * n_pix, d), coords).map_err(candle_core::Error::wrap)?;
         let mut guard = self.lock()?;
         let state = &mut *guard;
         unpack(packed, &mut state.params).map_err(to_candle)?;
@@ -386,7 +411,7 @@ impl CustomOp3 for DecodeOp {
         let dz: Vec<f32> = state.workspace.grad_z().iter().copied().collect();
         let dz = Tensor::from_vec(dz, z.shape(), dev)?; // (b, n)
         let dc: Vec<f32> = state.workspace.grad_coords().iter().copied().collect();
-        let dc = Tensor::from_vec(dc, coords.shape(), dev)?; // (b, N, 2)
+        let dc = Tensor::from_vec(dc, coords.shape(), dev)?; // (b, N, d)
         let dp: Vec<f32> = packed_order(&state.grads).collect();
         let dp = Tensor::from_vec(dp, packed.shape(), dev)?; // (P)
         Ok((Some(dz), Some(dc), Some(dp)))
@@ -402,9 +427,11 @@ mod tests {
     fn packed_len_counts_every_tensor() {
         // n = 2, H = 128: Wc 256 + bc 128 + Wz 256 + W1 16384 + b1 128
         // + W2 16384 + b2 128 + w3 128 + b3 1 = 33 793
-        assert_eq!(packed_len(2, 128), 33_793);
+        assert_eq!(packed_len(2, 128, 2), 33_793);
         // n = 1, H = 1: 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 = 10
-        assert_eq!(packed_len(1, 1), 10);
+        assert_eq!(packed_len(1, 1, 2), 10);
+        // d = 6 (two Fourier features): Wc grows by 4 H = 512
+        assert_eq!(packed_len(2, 128, 6), 33_793 + 512);
     }
 
     #[test]
@@ -412,13 +439,13 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let p = DecoderParams::init(3, 5, &mut rng).unwrap();
         let packed: Vec<f32> = packed_order(&p).collect();
-        assert_eq!(packed.len(), packed_len(3, 5));
+        assert_eq!(packed.len(), packed_len(3, 5, 2));
         // Wc first, row-major: element (0, 1) is second; b3 last.
         assert_eq!(packed[1], p.wc[[0, 1]]);
         assert_eq!(packed[packed.len() - 1], p.b3);
         // Wz starts after Wc (10) and bc (5): element (1, 2) at 15 + 1 * 3 + 2.
         assert_eq!(packed[20], p.wz[[1, 2]]);
-        let mut q = zero_params(3, 5).unwrap();
+        let mut q = zero_params(3, 5, 2).unwrap();
         unpack(&packed, &mut q).unwrap();
         assert_eq!(q, p);
         assert!(matches!(

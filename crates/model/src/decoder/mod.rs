@@ -15,6 +15,10 @@
 //! logit = w3 . h2 + b3                      (w3: H, b3 scalar)
 //! ```
 //!
+//! With Fourier features ([`fourier_inputs`]), `c` is
+//! `(x, y, sin 2 pi f_1.(x, y), ..., sin 2 pi f_m.(x, y), cos 2 pi f_1.(x, y), ...)`,
+//! `d = 2 + 2m` values, and `Wc` is `H x d`; the kernel takes any `d`.
+//!
 //! The coordinates are the grid of [`coord_grid`] after the invariance
 //! transforms of pyroVED `transform_coordinates` (shift `g + k s`, rotation,
 //! scale); the caller applies them (in candle, so that they are differentiated
@@ -74,6 +78,27 @@ use ndarray::{Array1, Array2};
 use rand::{Rng, RngExt};
 
 use crate::{ModelError, Result};
+
+/// Number of coordinate inputs `d` of the decoder's first layer with `m`
+/// Fourier features: the two coordinates, then `m` sines and `m` cosines.
+///
+/// A Fourier feature at frequency `f` (cycles per unit of the coordinate
+/// grid) is the pair `sin 2 pi f.(x, y)`, `cos 2 pi f.(x, y)` of the
+/// transformed coordinates. At the image's lattice frequencies the decoder can
+/// draw many unit cells with one weight per feature, where a tanh network of
+/// the raw coordinates draws low frequencies first (spectral bias: Rahaman et
+/// al., ICML 2019; Fourier features: Tancik et al., NeurIPS 2020). A shift of
+/// the coordinates is a phase change of every feature, so shift invariance is
+/// kept. `m = 0` is pyroVED's decoder.
+///
+/// ```
+/// assert_eq!(phyvae_model::decoder::fourier_inputs(0), 2);
+/// assert_eq!(phyvae_model::decoder::fourier_inputs(2), 6);
+/// ```
+#[must_use]
+pub const fn fourier_inputs(frequencies: usize) -> usize {
+    2 + 2 * frequencies
+}
 
 /// Default hidden width `H` (pyroVED `hidden_dim`).
 pub const DEFAULT_HIDDEN: usize = 128;
@@ -157,7 +182,9 @@ pub fn coord_grid(window: usize) -> Result<Array2<f32>> {
 /// its workspace before use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderParams {
-    /// Coordinate weights `Wc`, `H x 2` (pyroVED `coord_latent.fc_coord.weight`).
+    /// Coordinate weights `Wc`, `H x d` (pyroVED `coord_latent.fc_coord.weight`,
+    /// `d = 2`); `d` is the number of coordinate inputs, `2 + 2m` with `m`
+    /// Fourier features (see [`fourier_inputs`]).
     pub wc: Array2<f32>,
     /// Coordinate bias `bc`, `H` (pyroVED `coord_latent.fc_coord.bias`).
     pub bc: Array1<f32>,
@@ -188,14 +215,14 @@ fn check_param_shapes(
 ) -> Result<(usize, usize)> {
     let h = wc.nrows();
     let n = wz.ncols();
-    if h == 0 || n == 0 {
+    let d = wc.ncols();
+    if h == 0 || n == 0 || d == 0 {
         return Err(shape_err(
-            "decoder Wc/Wz (H and n must be >= 1)",
-            &[h, n],
+            "decoder Wc/Wz (H, d and n must be >= 1)",
+            &[h, d, n],
             &[0],
         ));
     }
-    check_shape("decoder Wc", &[h, 2], wc.shape())?;
     check_shape("decoder bc", &[h], bc.shape())?;
     check_shape("decoder Wz", &[h, n], wz.shape())?;
     check_shape("decoder W1", &[h, h], w1.shape())?;
@@ -208,7 +235,7 @@ fn check_param_shapes(
 
 impl DecoderParams {
     /// Builds parameters from arrays, checking that all shapes agree with
-    /// `H = wc.nrows()` and `n = wz.ncols()`.
+    /// `H = wc.nrows()`, `d = wc.ncols()` and `n = wz.ncols()`.
     ///
     /// # Errors
     /// [`ModelError::ShapeMismatch`] naming the first array with a wrong shape.
@@ -256,6 +283,27 @@ impl DecoderParams {
     /// assert!(p.wc.iter().all(|w| w.abs() <= 1.0 / 2f32.sqrt()));
     /// ```
     pub fn init<R: Rng + ?Sized>(n_latent: usize, hidden: usize, rng: &mut R) -> Result<Self> {
+        Self::init_with_inputs(2, n_latent, hidden, rng)
+    }
+
+    /// [`init`](Self::init) for a coordinate layer with `inputs` columns (`d`;
+    /// fan-in `d` for `Wc` and `bc`). `inputs = 2` is [`init`](Self::init).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] when `inputs`, `n_latent` or `hidden` is 0.
+    pub fn init_with_inputs<R: Rng + ?Sized>(
+        inputs: usize,
+        n_latent: usize,
+        hidden: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if inputs == 0 {
+            return Err(ModelError::InvalidParameter {
+                name: "inputs",
+                value: "0".into(),
+                rule: "must be at least 1",
+            });
+        }
         if n_latent == 0 {
             return Err(ModelError::InvalidParameter {
                 name: "n_latent",
@@ -274,8 +322,8 @@ impl DecoderParams {
             let a = 1.0 / (fan_in as f32).sqrt();
             rng.random_range(-a..a)
         };
-        let wc = Array2::from_shape_simple_fn((hidden, 2), || uni(2));
-        let bc = Array1::from_shape_simple_fn(hidden, || uni(2));
+        let wc = Array2::from_shape_simple_fn((hidden, inputs), || uni(inputs));
+        let bc = Array1::from_shape_simple_fn(hidden, || uni(inputs));
         let wz = Array2::from_shape_simple_fn((hidden, n_latent), || uni(n_latent));
         let w1 = Array2::from_shape_simple_fn((hidden, hidden), || uni(hidden));
         let b1 = Array1::from_shape_simple_fn(hidden, || uni(hidden));
@@ -302,7 +350,7 @@ impl DecoderParams {
         let h = params.hidden();
         let n = params.n_latent();
         Self {
-            wc: Array2::zeros((h, 2)),
+            wc: Array2::zeros((h, params.inputs())),
             bc: Array1::zeros(h),
             wz: Array2::zeros((h, n)),
             w1: Array2::zeros((h, h)),
@@ -324,6 +372,12 @@ impl DecoderParams {
     #[must_use]
     pub fn n_latent(&self) -> usize {
         self.wz.ncols()
+    }
+
+    /// Number of coordinate inputs `d` (columns of `Wc`).
+    #[must_use]
+    pub fn inputs(&self) -> usize {
+        self.wc.ncols()
     }
 
     fn check(&self) -> Result<(usize, usize)> {

@@ -16,11 +16,12 @@ use crate::{ModelError, Result};
 /// Number of parameter tensors of the decoder.
 const N_TENSORS: usize = 9;
 
-/// `(name suffix, shape, fan_in)` of every tensor, in packing and drawing order.
-fn layout(n: usize, h: usize) -> [(&'static str, Vec<usize>, usize); N_TENSORS] {
+/// `(name suffix, shape, fan_in)` of every tensor, in packing and drawing
+/// order, for `n` latents, width `h` and `d` coordinate inputs.
+fn layout(n: usize, h: usize, d: usize) -> [(&'static str, Vec<usize>, usize); N_TENSORS] {
     [
-        ("coord.weight", vec![h, 2], 2),
-        ("coord.bias", vec![h], 2),
+        ("coord.weight", vec![h, d], d),
+        ("coord.bias", vec![h], d),
         ("latent.weight", vec![h, n], n),
         ("fc1.weight", vec![h, h], h),
         ("fc1.bias", vec![h], h),
@@ -31,8 +32,12 @@ fn layout(n: usize, h: usize) -> [(&'static str, Vec<usize>, usize); N_TENSORS] 
     ]
 }
 
-fn check_sizes(n_latent: usize, hidden: usize) -> Result<()> {
-    for (name, v) in [("n_latent", n_latent), ("hidden", hidden)] {
+fn check_sizes(n_latent: usize, hidden: usize, inputs: usize) -> Result<()> {
+    for (name, v) in [
+        ("n_latent", n_latent),
+        ("hidden", hidden),
+        ("inputs", inputs),
+    ] {
         if v == 0 {
             return Err(ModelError::InvalidParameter {
                 name,
@@ -54,7 +59,7 @@ fn check_sizes(n_latent: usize, hidden: usize) -> Result<()> {
 ///
 /// | name              | shape    | kernel field |
 /// |-------------------|----------|--------------|
-/// | `p.coord.weight`  | `(H, 2)` | `Wc`         |
+/// | `p.coord.weight`  | `(H, d)` | `Wc`         |
 /// | `p.coord.bias`    | `(H)`    | `bc`         |
 /// | `p.latent.weight` | `(H, n)` | `Wz`         |
 /// | `p.fc1.weight`    | `(H, H)` | `W1`         |
@@ -86,6 +91,8 @@ fn check_sizes(n_latent: usize, hidden: usize) -> Result<()> {
 pub struct SpatialDecoder {
     n_latent: usize,
     hidden: usize,
+    /// Coordinate inputs `d` (2, or [`fourier_inputs`](super::fourier_inputs)).
+    inputs: usize,
     /// The nine tensors in [`layout`] order.
     tensors: [Tensor; N_TENSORS],
 }
@@ -109,13 +116,30 @@ impl SpatialDecoder {
         hidden: usize,
         rng: &mut R,
     ) -> Result<Self> {
-        check_sizes(n_latent, hidden)?;
+        Self::init_with_inputs(store, prefix, 2, n_latent, hidden, rng)
+    }
+
+    /// [`init`](Self::init) with `inputs` coordinate inputs per pixel (`d`;
+    /// `Wc` is `H x d`, fan-in `d`): the same draws as
+    /// [`DecoderParams::init_with_inputs`].
+    ///
+    /// # Errors
+    /// As [`init`](Self::init).
+    pub fn init_with_inputs<R: Rng + ?Sized>(
+        store: &mut ParamStore,
+        prefix: &str,
+        inputs: usize,
+        n_latent: usize,
+        hidden: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        check_sizes(n_latent, hidden, inputs)?;
         let mut tensors = Vec::with_capacity(N_TENSORS);
-        for (name, shape, fan_in) in layout(n_latent, hidden) {
+        for (name, shape, fan_in) in layout(n_latent, hidden, inputs) {
             let bound = 1.0 / (fan_in as f32).sqrt();
             tensors.push(store.uniform(&format!("{prefix}.{name}"), &shape, bound, rng)?);
         }
-        Self::from_tensors(n_latent, hidden, tensors)
+        Self::from_tensors(n_latent, hidden, inputs, tensors)
     }
 
     /// The decoder whose tensors are already in `store` under `prefix` (e.g.
@@ -130,15 +154,34 @@ impl SpatialDecoder {
         n_latent: usize,
         hidden: usize,
     ) -> Result<Self> {
-        check_sizes(n_latent, hidden)?;
-        let mut tensors = Vec::with_capacity(N_TENSORS);
-        for (name, shape, _) in layout(n_latent, hidden) {
-            tensors.push(store.get(&format!("{prefix}.{name}"), &shape)?);
-        }
-        Self::from_tensors(n_latent, hidden, tensors)
+        Self::from_store_with_inputs(store, prefix, 2, n_latent, hidden)
     }
 
-    fn from_tensors(n_latent: usize, hidden: usize, tensors: Vec<Tensor>) -> Result<Self> {
+    /// [`from_store`](Self::from_store) with `inputs` coordinate inputs per pixel.
+    ///
+    /// # Errors
+    /// As [`from_store`](Self::from_store).
+    pub fn from_store_with_inputs(
+        store: &ParamStore,
+        prefix: &str,
+        inputs: usize,
+        n_latent: usize,
+        hidden: usize,
+    ) -> Result<Self> {
+        check_sizes(n_latent, hidden, inputs)?;
+        let mut tensors = Vec::with_capacity(N_TENSORS);
+        for (name, shape, _) in layout(n_latent, hidden, inputs) {
+            tensors.push(store.get(&format!("{prefix}.{name}"), &shape)?);
+        }
+        Self::from_tensors(n_latent, hidden, inputs, tensors)
+    }
+
+    fn from_tensors(
+        n_latent: usize,
+        hidden: usize,
+        inputs: usize,
+        tensors: Vec<Tensor>,
+    ) -> Result<Self> {
         let found = tensors.len();
         let tensors: [Tensor; N_TENSORS] =
             tensors.try_into().map_err(|_| ModelError::ShapeMismatch {
@@ -149,6 +192,7 @@ impl SpatialDecoder {
         Ok(Self {
             n_latent,
             hidden,
+            inputs,
             tensors,
         })
     }
@@ -165,6 +209,12 @@ impl SpatialDecoder {
         self.hidden
     }
 
+    /// Coordinate inputs `d` per pixel.
+    #[must_use]
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
     /// The nine parameter tensors in the order of the table above.
     #[must_use]
     pub fn parameters(&self) -> [&Tensor; N_TENSORS] {
@@ -172,7 +222,7 @@ impl SpatialDecoder {
     }
 
     /// The parameters flattened and concatenated in table order, `(P,)` with
-    /// `P = 2H^2 + (n + 6) H + 1`: the packed input of [`FusedDecoder`].
+    /// `P = 2H^2 + (d + n + 4) H + 1`: the packed input of [`FusedDecoder`].
     /// Differentiable: `Tensor::cat`'s backward splits a packed gradient back
     /// to each parameter.
     ///
@@ -193,7 +243,7 @@ impl SpatialDecoder {
     /// # Errors
     /// [`ModelError::Framework`] if candle fails to read a tensor.
     pub fn to_params(&self) -> Result<DecoderParams> {
-        let (n, h) = (self.n_latent, self.hidden);
+        let (n, h, d) = (self.n_latent, self.hidden, self.inputs);
         let mut values = Vec::with_capacity(N_TENSORS);
         for t in &self.tensors {
             let v: Vec<f32> = t
@@ -213,7 +263,7 @@ impl SpatialDecoder {
                 found: vec![len],
             })
         };
-        let wc = mat(next(), h, 2)?;
+        let wc = mat(next(), h, d)?;
         let bc = Array1::from(next());
         let wz = mat(next(), h, n)?;
         let w1 = mat(next(), h, h)?;
@@ -226,17 +276,21 @@ impl SpatialDecoder {
         DecoderParams::new(wc, bc, wz, w1, b1, w2, b2, w3, b3.iter().sum())
     }
 
-    /// Checks `z` `(B, n)` and `coords` `(B, N, 2)`; returns `(B, N)`.
+    /// Checks `z` `(B, n)` and `coords` `(B, N, d)`; returns `(B, N)`.
     fn check_inputs(&self, z: &Tensor, coords: &Tensor) -> Result<(usize, usize)> {
         let bsz = z.dims().first().copied().unwrap_or(0);
         check_shape("content latents z (B, n)", &[bsz, self.n_latent], z.dims())?;
         let n_pix = coords.dims().get(1).copied().unwrap_or(0);
-        check_shape("coordinates (B, N, 2)", &[bsz, n_pix, 2], coords.dims())?;
+        check_shape(
+            "coordinates (B, N, d)",
+            &[bsz, n_pix, self.inputs],
+            coords.dims(),
+        )?;
         Ok((bsz, n_pix))
     }
 
     /// Logits `(B, N)` for content latents `z` `(B, n)` and per-pixel
-    /// coordinates `coords` `(B, N, 2)`, in plain candle ops: runs on any
+    /// coordinate inputs `coords` `(B, N, d)`, in plain candle ops: runs on any
     /// device and is differentiated by candle's autograd. The reference the
     /// fused op is tested against.
     ///
@@ -252,7 +306,7 @@ impl SpatialDecoder {
         let layer = |x: &Tensor, w: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> {
             x.matmul(&w.t()?)?.broadcast_add(b) // (B*N, out)
         };
-        let c = coords.reshape((bsz * n_pix, 2)).ctx(ctx)?; // (B*N, 2)
+        let c = coords.reshape((bsz * n_pix, self.inputs)).ctx(ctx)?; // (B*N, d)
         let a0 = layer(&c, wc, bc).ctx(ctx)?; // (B*N, H)
         let zc = z.matmul(&wz.t().ctx(ctx)?).ctx(ctx)?; // (B, H)
         let a0 = a0
@@ -280,9 +334,9 @@ impl SpatialDecoder {
     /// [`ModelError::Framework`] if candle fails.
     pub fn forward_fused(&self, op: &FusedDecoder, z: &Tensor, coords: &Tensor) -> Result<Tensor> {
         check_shape(
-            "fused decoder (n, H) vs decoder",
-            &[self.n_latent, self.hidden],
-            &[op.n_latent(), op.hidden()],
+            "fused decoder (n, H, d) vs decoder",
+            &[self.n_latent, self.hidden, self.inputs],
+            &[op.n_latent(), op.hidden(), op.inputs()],
         )?;
         self.check_inputs(z, coords)?;
         let packed = self.pack_params()?; // (P)

@@ -26,13 +26,15 @@ pub struct DecoderWorkspace {
     window: usize,
     n_latent: usize,
     hidden: usize,
+    /// Coordinate inputs `d` per pixel (2: pyroVED's decoder).
+    inputs: usize,
     /// Patches `b` of the last forward pass (0: no valid forward pass).
     batch: usize,
     /// Number of forward passes started on this workspace.
     generation: u64,
     /// Copy of the content latents of the last forward, `B x n` (first `b` rows used).
     z: Array2<f32>,
-    /// Copy of the coordinates of the last forward, `(B*N) x 2`.
+    /// Copy of the coordinates of the last forward, `(B*N) x d`.
     coords: Array2<f32>,
     /// Layer activations, each `(B*N) x H` row-major.
     h0: Vec<f32>,
@@ -47,15 +49,14 @@ pub struct DecoderWorkspace {
     logits: Array2<f32>,
     /// Per-patch `H`-vectors `bc + Wz z_b` of the forward pass, `B x H`.
     patch_c: Vec<f32>,
-    /// Per-patch sums of the backward pass, `B x (6H + 1)`, laid out as
+    /// Per-patch sums of the backward pass, `B x ((4 + d)H + 1)`, laid out as
     /// [`Acc`] describes.
     patch_acc: Vec<f32>,
-    /// Columns of `Wc`, each `H`.
-    wcx: Vec<f32>,
-    wcy: Vec<f32>,
+    /// Columns of `Wc`, one after the other: `d x H`.
+    wct: Vec<f32>,
     /// `dL/dz`, `B x n`.
     dz: Array2<f32>,
-    /// `dL/dcoords`, `(B*N) x 2`.
+    /// `dL/dcoords`, `(B*N) x d`.
     dcoords: Array2<f32>,
 }
 
@@ -86,17 +87,29 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 // no fused multiply-add and no reassociation, so every version gives
 // bit-identical results; only the vector width changes.
 
-/// Layer 0 for one patch: `row[j] = tanh(wcx[j] x + wcy[j] y + c[j])` for every
-/// `H`-row of `chunk`, with `(x, y)` the row's coordinates in `xy`.
+/// Layer 0 for one patch: `row[j] = tanh(sum_k wct[k][j] p[k] + c[j])` for
+/// every `H`-row of `chunk`, with `p` the row's `d` coordinate inputs in `xy`
+/// and `wct` the `d` columns of `Wc` one after the other (summed in order `k =
+/// 0, 1, ...`, then `c[j]` added).
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
-fn layer0_tanh(chunk: &mut [f32], c: &[f32], xy: &[f32], wcx: &[f32], wcy: &[f32]) {
-    for (row, p) in chunk.chunks_exact_mut(c.len()).zip(xy.chunks_exact(2)) {
-        let (x, y) = (p[0], p[1]);
-        for (((v, &ax), &ay), &cj) in row.iter_mut().zip(wcx).zip(wcy).zip(c) {
-            *v = tanh_f32(ax * x + ay * y + cj);
+fn layer0_tanh(chunk: &mut [f32], c: &[f32], xy: &[f32], wct: &[f32]) {
+    let h = c.len();
+    let d = wct.len() / h;
+    let (first, rest) = wct.split_at(h);
+    for (row, p) in chunk.chunks_exact_mut(h).zip(xy.chunks_exact(d)) {
+        for (v, &a) in row.iter_mut().zip(first) {
+            *v = a * p[0];
+        }
+        for (col, &pk) in rest.chunks_exact(h).zip(&p[1..]) {
+            for (v, &a) in row.iter_mut().zip(col) {
+                *v += a * pk;
+            }
+        }
+        for (v, &cj) in row.iter_mut().zip(c) {
+            *v = tanh_f32(*v + cj);
         }
     }
 }
@@ -152,9 +165,9 @@ fn output_backward(
 
 /// Layer 0 of the backward pass for one row block: `d[j] *= 1 - h0[j]^2` for
 /// every `H`-row; adds the column sums of the result to `acc` (`dL/dbc`) and of
-/// the result times the row's `x` and `y` to the two halves of `accg`
-/// (`dL/dWc`); writes `dL/dcoords` of the row (`d . wcx`, `d . wcy`) into `dxy`.
-#[allow(clippy::too_many_arguments)]
+/// the result times the row's input `p[k]` to part `k` of `accg` (`d x H`,
+/// `dL/dWc` by columns); writes `dL/dcoords` of the row (`d . wct[k]` for each
+/// `k`) into `dxy`.
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
@@ -166,34 +179,33 @@ fn layer0_backward(
     accg: &mut [f32],
     xy: &[f32],
     dxy: &mut [f32],
-    wcx: &[f32],
-    wcy: &[f32],
+    wct: &[f32],
 ) {
     let h = acc.len();
-    let (px, py) = accg.split_at_mut(h);
+    let inputs = wct.len() / h;
     for (((drow, hrow), p), dp) in d
         .chunks_exact_mut(h)
         .zip(act.chunks_exact(h))
-        .zip(xy.chunks_exact(2))
-        .zip(dxy.chunks_exact_mut(2))
+        .zip(xy.chunks_exact(inputs))
+        .zip(dxy.chunks_exact_mut(inputs))
     {
-        let (x, y) = (p[0], p[1]);
-        for ((((dv, &hv), a), ax), ay) in drow
-            .iter_mut()
-            .zip(hrow)
-            .zip(acc.iter_mut())
-            .zip(px.iter_mut())
-            .zip(py.iter_mut())
-        {
+        for ((dv, &hv), a) in drow.iter_mut().zip(hrow).zip(acc.iter_mut()) {
             let v = *dv * (1.0 - hv * hv);
             *dv = v;
             *a += v;
-            *ax += v * x;
-            *ay += v * y;
         }
-        // The row is still in L1: two vectorised dot products.
-        dp[0] = dot(drow, wcx);
-        dp[1] = dot(drow, wcy);
+        // The row is still in L1: one pass and one vectorised dot product per input.
+        for (((g, &pk), col), o) in accg
+            .chunks_exact_mut(h)
+            .zip(p)
+            .zip(wct.chunks_exact(h))
+            .zip(dp.iter_mut())
+        {
+            for (gj, &v) in g.iter_mut().zip(drow.iter()) {
+                *gj += v * pk;
+            }
+            *o = dot(drow, col);
+        }
     }
 }
 
@@ -226,8 +238,10 @@ fn flat_mut<'a>(a: &'a mut Array2<f32>, what: &'static str) -> Result<&'a mut [f
 /// The decoder's parameters as contiguous slices, for the per-patch kernels.
 struct Layers<'a> {
     h: usize,
-    wcx: &'a [f32],
-    wcy: &'a [f32],
+    /// Coordinate inputs `d`.
+    d: usize,
+    /// The `d` columns of `Wc`, `d x H`.
+    wct: &'a [f32],
     /// `W1`, `H x H` row-major, `(out, in)`.
     w1: &'a [f32],
     b1: &'a [f32],
@@ -239,7 +253,7 @@ struct Layers<'a> {
 }
 
 impl<'a> Layers<'a> {
-    fn new(params: &'a DecoderParams, wcx: &'a [f32], wcy: &'a [f32]) -> Result<Self> {
+    fn new(params: &'a DecoderParams, wct: &'a [f32]) -> Result<Self> {
         let h = params.hidden();
         let vec =
             |a: &'a Array1<f32>, what| a.as_slice().ok_or_else(|| shape_err(what, &[h], a.shape()));
@@ -249,8 +263,8 @@ impl<'a> Layers<'a> {
         };
         Ok(Self {
             h,
-            wcx,
-            wcy,
+            d: params.inputs(),
+            wct,
             w1: mat(&params.w1, "W1 (contiguous)")?,
             b1: vec(&params.b1, "b1 (contiguous)")?,
             w2: mat(&params.w2, "W2 (contiguous)")?,
@@ -263,7 +277,7 @@ impl<'a> Layers<'a> {
     /// Forward pass of one patch (`N` rows), [`ROW_BLOCK`] rows at a time so
     /// that each block's activations are still in cache for the next layer:
     /// `act = [h0, h1, h2]` (each `N x H`), `out` the `N` logits, `c` the
-    /// patch's `bc + Wz z_b`, `xy` its `N x 2` coordinates.
+    /// patch's `bc + Wz z_b`, `xy` its `N x d` coordinate inputs.
     fn forward_patch(
         &self,
         c: &[f32],
@@ -271,7 +285,7 @@ impl<'a> Layers<'a> {
         act: [&mut [f32]; 3],
         out: &mut [f32],
     ) -> Result<()> {
-        let h = self.h;
+        let (h, d) = (self.h, self.d);
         let [h0, h1, h2] = act;
         let (w1t, w2t) = (
             MatRef::row_major(self.w1, h, h).t(),
@@ -281,12 +295,12 @@ impl<'a> Layers<'a> {
             .chunks_mut(ROW_BLOCK * h)
             .zip(h1.chunks_mut(ROW_BLOCK * h))
             .zip(h2.chunks_mut(ROW_BLOCK * h))
-            .zip(xy.chunks(ROW_BLOCK * 2))
+            .zip(xy.chunks(ROW_BLOCK * d))
             .zip(out.chunks_mut(ROW_BLOCK))
         {
             let rows = ob.len();
             // h0 (rows x H) = tanh(Wc xy + c)
-            layer0_tanh(a0, c, xyb, self.wcx, self.wcy);
+            layer0_tanh(a0, c, xyb, self.wct);
             // h1 (rows x H) = tanh(h0 (rows x H) . W1^T (H x H) + b1)
             Gemm::Overwrite.run(MatRef::row_major(a0, rows, h), w1t, a1, h)?;
             bias_tanh(a1, self.b1);
@@ -304,10 +318,10 @@ impl<'a> Layers<'a> {
     /// Backward pass of one patch, [`ROW_BLOCK`] rows at a time; the deltas of
     /// a block never leave the patch's `2 x ROW_BLOCK x H` scratch.
     fn backward_patch(&self, p: PatchBackward<'_>) -> Result<()> {
-        let h = self.h;
+        let (h, d) = (self.h, self.d);
         let [h0, h1, h2] = p.act;
         p.acc.fill(0.0);
-        let a = Acc::split_mut(p.acc, h);
+        let a = Acc::split_mut(p.acc, h, d);
         let half = p.scratch.len() / 2;
         let (sa, sb) = p.scratch.split_at_mut(half);
         let (dw1, dw2) = p.dw.split_at_mut(h * h);
@@ -320,8 +334,8 @@ impl<'a> Layers<'a> {
             .zip(h1.chunks(ROW_BLOCK * h))
             .zip(h2.chunks(ROW_BLOCK * h))
             .zip(p.dlogits.chunks(ROW_BLOCK))
-            .zip(p.xy.chunks(ROW_BLOCK * 2))
-            .zip(p.dxy.chunks_mut(ROW_BLOCK * 2));
+            .zip(p.xy.chunks(ROW_BLOCK * d))
+            .zip(p.dxy.chunks_mut(ROW_BLOCK * d));
         for (i, (((((a0, a1), a2), g), xyb), dxyb)) in blocks.enumerate() {
             let rows = g.len();
             let len = rows * h;
@@ -344,10 +358,10 @@ impl<'a> Layers<'a> {
             let d1 = MatRef::row_major(&sb[..len], rows, h);
             mode.run(d1.t(), MatRef::row_major(a0, rows, h), dw1, h)?;
             // delta0 (rows x H) = (delta1 (rows x H) . W1 (H x H)) (1 - h0^2);
-            // sums into s0, (px, py); dL/dcoords per row
+            // sums into s0, p; dL/dcoords per row
             let d0 = &mut sa[..len];
             Gemm::Overwrite.run(d1, w1, d0, h)?;
-            layer0_backward(d0, a0, a.s0, a.pxy, xyb, dxyb, self.wcx, self.wcy);
+            layer0_backward(d0, a0, a.s0, a.p, xyb, dxyb, self.wct);
         }
         Ok(())
     }
@@ -359,9 +373,9 @@ struct PatchBackward<'a> {
     act: [&'a [f32]; 3],
     /// `dL/dlogit`, `N`.
     dlogits: &'a [f32],
-    /// Coordinates, `N x 2`.
+    /// Coordinate inputs, `N x d`.
     xy: &'a [f32],
-    /// `dL/dcoords` (output), `N x 2`.
+    /// `dL/dcoords` (output), `N x d`.
     dxy: &'a mut [f32],
     /// `2 x min(N, ROW_BLOCK) x H` delta buffers.
     scratch: &'a mut [f32],
@@ -371,62 +385,60 @@ struct PatchBackward<'a> {
     acc: &'a mut [f32],
 }
 
-/// Layout of one patch's backward sums, `6H + 1` values:
-/// `[db2 | dw3 | db1 | s0 | px | py | db3]`, each `H` long but `db3` (one
-/// value); `s0 = sum_i delta0_i` (`dL/dbc`, and `dL/dWz`, `dL/dz` through
-/// `z_b`), `(px, py) = sum_i delta0_i (x_i, y_i)` (`dL/dWc`).
+/// Layout of one patch's backward sums, `(4 + d)H + 1` values:
+/// `[db2 | dw3 | db1 | s0 | p | db3]`, each `H` long but `p` (`d x H`) and
+/// `db3` (one value); `s0 = sum_i delta0_i` (`dL/dbc`, and `dL/dWz`, `dL/dz`
+/// through `z_b`), `p[k] = sum_i delta0_i c_ik` (column `k` of `dL/dWc`).
 struct Acc<'a> {
     db2: &'a [f32],
     dw3: &'a [f32],
     db1: &'a [f32],
     s0: &'a [f32],
-    px: &'a [f32],
-    py: &'a [f32],
+    p: &'a [f32],
     db3: f32,
 }
 
-/// Mutable view of an [`Acc`] layout; `pxy` is `px` followed by `py`.
+/// Mutable view of an [`Acc`] layout.
 struct AccMut<'a> {
     db2: &'a mut [f32],
     dw3: &'a mut [f32],
     db1: &'a mut [f32],
     s0: &'a mut [f32],
-    pxy: &'a mut [f32],
+    p: &'a mut [f32],
     db3: &'a mut f32,
 }
 
 impl<'a> Acc<'a> {
-    /// Values per patch for width `h`.
-    const fn len(h: usize) -> usize {
-        6 * h + 1
+    /// Values per patch for width `h` and `d` coordinate inputs.
+    const fn len(h: usize, d: usize) -> usize {
+        (4 + d) * h + 1
     }
 
-    /// Splits one patch's `6h + 1` sums.
-    fn split(a: &'a [f32], h: usize) -> Self {
+    /// Splits one patch's sums.
+    fn split(a: &'a [f32], h: usize, d: usize) -> Self {
         Self {
             db2: &a[..h],
             dw3: &a[h..2 * h],
             db1: &a[2 * h..3 * h],
             s0: &a[3 * h..4 * h],
-            px: &a[4 * h..5 * h],
-            py: &a[5 * h..6 * h],
-            db3: a[6 * h],
+            p: &a[4 * h..(4 + d) * h],
+            db3: a[(4 + d) * h],
         }
     }
 
-    /// Splits one patch's `6h + 1` sums for writing.
-    fn split_mut(a: &'a mut [f32], h: usize) -> AccMut<'a> {
+    /// Splits one patch's sums for writing.
+    fn split_mut(a: &'a mut [f32], h: usize, d: usize) -> AccMut<'a> {
         let (db2, rest) = a.split_at_mut(h);
         let (dw3, rest) = rest.split_at_mut(h);
         let (db1, rest) = rest.split_at_mut(h);
         let (s0, rest) = rest.split_at_mut(h);
-        let (pxy, rest) = rest.split_at_mut(2 * h);
+        let (p, rest) = rest.split_at_mut(d * h);
         AccMut {
             db2,
             dw3,
             db1,
             s0,
-            pxy,
+            p,
             db3: &mut rest[0],
         }
     }
@@ -434,16 +446,33 @@ impl<'a> Acc<'a> {
 
 impl DecoderWorkspace {
     /// Allocates every buffer for batches of up to `capacity` patches of
-    /// `window x window` pixels, `n_latent` content latents and width `hidden`.
+    /// `window x window` pixels, `n_latent` content latents and width `hidden`,
+    /// with the two coordinates as the first layer's inputs (pyroVED's decoder).
     ///
     /// # Errors
     /// [`ModelError::InvalidParameter`] when a size is 0.
     pub fn new(capacity: usize, window: usize, n_latent: usize, hidden: usize) -> Result<Self> {
+        Self::with_inputs(capacity, window, n_latent, hidden, 2)
+    }
+
+    /// [`new`](Self::new) for `inputs` coordinate inputs per pixel (`d`, e.g.
+    /// [`fourier_inputs`](super::fourier_inputs)).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParameter`] when a size is 0.
+    pub fn with_inputs(
+        capacity: usize,
+        window: usize,
+        n_latent: usize,
+        hidden: usize,
+        inputs: usize,
+    ) -> Result<Self> {
         for (name, v) in [
             ("batch", capacity),
             ("window", window),
             ("n_latent", n_latent),
             ("hidden", hidden),
+            ("inputs", inputs),
         ] {
             if v == 0 {
                 return Err(ModelError::InvalidParameter {
@@ -461,10 +490,11 @@ impl DecoderWorkspace {
             window,
             n_latent,
             hidden,
+            inputs,
             batch: 0,
             generation: 0,
             z: Array2::zeros((capacity, n_latent)),
-            coords: Array2::zeros((capacity * n_pix, 2)),
+            coords: Array2::zeros((capacity * n_pix, inputs)),
             h0: vec![0.0; act],
             h1: vec![0.0; act],
             h2: vec![0.0; act],
@@ -472,11 +502,10 @@ impl DecoderWorkspace {
             patch_w: vec![0.0; capacity * 2 * hidden * hidden],
             logits: Array2::zeros((capacity, n_pix)),
             patch_c: vec![0.0; capacity * hidden],
-            patch_acc: vec![0.0; capacity * Acc::len(hidden)],
-            wcx: vec![0.0; hidden],
-            wcy: vec![0.0; hidden],
+            patch_acc: vec![0.0; capacity * Acc::len(hidden, inputs)],
+            wct: vec![0.0; inputs * hidden],
             dz: Array2::zeros((capacity, n_latent)),
-            dcoords: Array2::zeros((capacity * n_pix, 2)),
+            dcoords: Array2::zeros((capacity * n_pix, inputs)),
         })
     }
 
@@ -516,6 +545,12 @@ impl DecoderWorkspace {
         self.hidden
     }
 
+    /// Coordinate inputs `d` per pixel.
+    #[must_use]
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
     /// Number of forward passes started on this workspace (valid or not). A
     /// backward pass uses the activations of the latest one; callers that may
     /// interleave decodes compare this counter to detect a stale backward.
@@ -536,7 +571,7 @@ impl DecoderWorkspace {
         self.dz.slice_axis(Axis(0), Slice::from(..self.batch))
     }
 
-    /// `dL/dcoords` of the last backward pass, `(b*N) x 2` (row `b*N + i`:
+    /// `dL/dcoords` of the last backward pass, `(b*N) x d` (row `b*N + i`:
     /// `delta0 . Wc` of pixel `i` of patch `b`).
     #[must_use]
     pub fn grad_coords(&self) -> ArrayView2<'_, f32> {
@@ -547,14 +582,14 @@ impl DecoderWorkspace {
     fn check_params(&self, params: &DecoderParams) -> Result<()> {
         let (h, n) = params.check()?;
         check_shape(
-            "decoder params (H, n) vs workspace",
-            &[self.hidden, self.n_latent],
-            &[h, n],
+            "decoder params (H, n, d) vs workspace",
+            &[self.hidden, self.n_latent, self.inputs],
+            &[h, n, params.inputs()],
         )
     }
 
     /// Forward pass: logits `b x N` for content latents `z` (`b x n`, any
-    /// `1 <= b <= B`) and per-pixel coordinates `coords` (`(b*N) x 2`, row
+    /// `1 <= b <= B`) and per-pixel coordinates `coords` (`(b*N) x d`, row
     /// `b*N + i` = the transformed coordinate of pixel `i` of patch `b`; columns
     /// as in [`coord_grid`](super::coord_grid)). Stores the activations for
     /// [`backward`](Self::backward). No allocation.
@@ -595,10 +630,10 @@ impl DecoderWorkspace {
                 rule: "a decoded batch must hold between 1 and the workspace capacity patches",
             });
         }
-        let (h, n_pix, n) = (self.hidden, self.n_pixels(), self.n_latent);
+        let (h, n_pix, n, d) = (self.hidden, self.n_pixels(), self.n_latent, self.inputs);
         let rows = bsz * n_pix;
         check_shape("content latents z", &[bsz, n], z.shape())?;
-        check_shape("coordinates", &[rows, 2], coords.shape())?;
+        check_shape("coordinates", &[rows, d], coords.shape())?;
         self.generation = self.generation.wrapping_add(1);
         self.batch = 0;
         self.z
@@ -607,9 +642,10 @@ impl DecoderWorkspace {
         self.coords
             .slice_axis_mut(Axis(0), Slice::from(..rows))
             .assign(&coords);
-        for j in 0..h {
-            self.wcx[j] = params.wc[[j, 0]];
-            self.wcy[j] = params.wc[[j, 1]];
+        for (k, col) in self.wct.chunks_exact_mut(h).enumerate() {
+            for (j, w) in col.iter_mut().enumerate() {
+                *w = params.wc[[j, k]];
+            }
         }
         // patch_c: b x H, c_b = bc + Wz z_b
         for (b, c) in self.patch_c[..bsz * h].chunks_exact_mut(h).enumerate() {
@@ -622,8 +658,8 @@ impl DecoderWorkspace {
             }
         }
         // One task per patch: layers 0-2 and the output, ROW_BLOCK rows at a time.
-        let layers = Layers::new(params, &self.wcx, &self.wcy)?;
-        let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
+        let layers = Layers::new(params, &self.wct)?;
+        let coords = &flat(&self.coords, "coordinates buffer")?[..rows * d];
         let logits = &mut flat_mut(&mut self.logits, "logits buffer")?[..rows];
         let act = n_pix * h;
         self.h0[..rows * h]
@@ -631,7 +667,7 @@ impl DecoderWorkspace {
             .zip(self.h1[..rows * h].par_chunks_mut(act))
             .zip(self.h2[..rows * h].par_chunks_mut(act))
             .zip(self.patch_c[..bsz * h].par_chunks(h))
-            .zip(coords.par_chunks(n_pix * 2))
+            .zip(coords.par_chunks(n_pix * d))
             .zip(logits.par_chunks_mut(n_pix))
             .try_for_each(|(((((h0, h1), h2), c), xy), out)| {
                 layers.forward_patch(c, xy, [h0, h1, h2], out)
@@ -667,34 +703,34 @@ impl DecoderWorkspace {
         self.check_params(params)?;
         let (gh, gn) = grads.check()?;
         check_shape(
-            "decoder grads (H, n) vs workspace",
-            &[self.hidden, self.n_latent],
-            &[gh, gn],
+            "decoder grads (H, n, d) vs workspace",
+            &[self.hidden, self.n_latent, self.inputs],
+            &[gh, gn, grads.inputs()],
         )?;
-        let (bsz, h, n_pix) = (self.batch, self.hidden, self.n_pixels());
+        let (bsz, h, n_pix, d) = (self.batch, self.hidden, self.n_pixels(), self.inputs);
         check_shape("dL/dlogits", &[bsz, n_pix], dlogits.shape())?;
         let rows = bsz * n_pix;
         let n_act = rows * h;
         // One task per patch, ROW_BLOCK rows at a time (see `backward_patch`);
         // then the per-patch sums are reduced in patch order, so the result
         // does not depend on the number of threads.
-        let layers = Layers::new(params, &self.wcx, &self.wcy)?;
-        let coords = &flat(&self.coords, "coordinates buffer")?[..rows * 2];
-        let dcoords = &mut flat_mut(&mut self.dcoords, "dcoords buffer")?[..rows * 2];
+        let layers = Layers::new(params, &self.wct)?;
+        let coords = &flat(&self.coords, "coordinates buffer")?[..rows * d];
+        let dcoords = &mut flat_mut(&mut self.dcoords, "dcoords buffer")?[..rows * d];
         // A row-major copy only when the caller's view is not row-major.
         let dl = dlogits.as_standard_layout();
         let dl = dl
             .as_slice()
             .ok_or_else(|| shape_err("dL/dlogits (contiguous)", &[bsz, n_pix], &[]))?;
         let block = n_pix.min(ROW_BLOCK);
-        let acc_len = Acc::len(h);
+        let acc_len = Acc::len(h, d);
         self.h0[..n_act]
             .par_chunks(n_pix * h)
             .zip(self.h1[..n_act].par_chunks(n_pix * h))
             .zip(self.h2[..n_act].par_chunks(n_pix * h))
             .zip(dl.par_chunks(n_pix))
-            .zip(coords.par_chunks(n_pix * 2))
-            .zip(dcoords.par_chunks_mut(n_pix * 2))
+            .zip(coords.par_chunks(n_pix * d))
+            .zip(dcoords.par_chunks_mut(n_pix * d))
             .zip(self.scratch[..bsz * 2 * block * h].par_chunks_mut(2 * block * h))
             .zip(self.patch_w[..bsz * 2 * h * h].par_chunks_mut(2 * h * h))
             .zip(self.patch_acc[..bsz * acc_len].par_chunks_mut(acc_len))
@@ -737,14 +773,15 @@ impl DecoderWorkspace {
         grads.wz.fill(0.0);
         grads.b3 = 0.0;
         for (b, pa) in acc.chunks_exact(acc_len).enumerate() {
-            let a = Acc::split(pa, h);
+            let a = Acc::split(pa, h, d);
             for j in 0..h {
                 grads.b2[j] += a.db2[j];
                 grads.w3[j] += a.dw3[j];
                 grads.b1[j] += a.db1[j];
                 grads.bc[j] += a.s0[j];
-                grads.wc[[j, 0]] += a.px[j];
-                grads.wc[[j, 1]] += a.py[j];
+                for k in 0..d {
+                    grads.wc[[j, k]] += a.p[k * h + j];
+                }
                 for l in 0..self.n_latent {
                     grads.wz[[j, l]] += a.s0[j] * self.z[[b, l]];
                 }

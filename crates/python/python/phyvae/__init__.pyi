@@ -104,6 +104,7 @@ def train(
     retries: Optional[int] = None,
     snapshot_every: Optional[int] = None,
     decoder: Optional[str] = None,
+    coords: Optional[str] = None,
     resume: bool = False,
 ) -> Run: ...
 def segment(map: np.ndarray, sigma_color: float = ..., lowpass: float = 0.0) -> Dict[str, Any]: ...
