@@ -438,6 +438,11 @@ fn bad_settings_are_clear_errors() {
             "coord_frequencies",
         ),
         (
+            &["--model", "fft", "--coords", "lattice"][..],
+            4,
+            "no decoder",
+        ),
+        (
             &["--device", "gpu"][..],
             1,
             "expected auto, cpu, cuda or cuda:N",

@@ -1145,6 +1145,13 @@ impl RunConfig {
         if self.retries > MAX_RETRIES {
             return Err(invalid("retries", self.retries, "at most 3"));
         }
+        if self.method == Method::Fft && !self.model.coord_frequencies.is_empty() {
+            return Err(invalid(
+                "coord_frequencies",
+                format!("{:?}", self.model.coord_frequencies),
+                "the FFT baseline has no decoder to give Fourier features",
+            ));
+        }
         self.visualize_params()?;
         Ok(())
     }
@@ -1422,6 +1429,13 @@ mod tests {
         assert_eq!(with(&|c| c.result.classes = Some(17)), "classes");
         assert_eq!(with(&|c| c.lowpass_px = -1.0), "lowpass_px");
         assert_eq!(with(&|c| c.retries = MAX_RETRIES + 1), "retries");
+        assert_eq!(
+            with(&|c| {
+                c.method = Method::Fft;
+                c.model.coord_frequencies = vec![[3.0, 1.0]];
+            }),
+            "coord_frequencies"
+        );
         let mut three = ok.clone();
         three.retries = MAX_RETRIES;
         three.validate().unwrap();
