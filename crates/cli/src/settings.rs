@@ -121,12 +121,12 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
         return Ok(RunConfig::paper());
     }
     let facts = ImageFacts::measure(img.pixels.view())?;
-    let cap = if a.model == Some(ModelArg::Fft) {
-        auto::MAX_WINDOW_FFT
+    let rule = if a.model == Some(ModelArg::Fft) {
+        auto::FFT_WINDOW
     } else {
-        auto::MAX_WINDOW
+        auto::VAE_WINDOW
     };
-    let s = auto::choose(&facts, a.window, cap);
+    let s = auto::choose(&facts, a.window, rule);
     let mut c = RunConfig::default();
     c.set_window(s.window);
     c.data.step = s.step;
