@@ -121,12 +121,12 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
         return Ok(RunConfig::paper());
     }
     let facts = ImageFacts::measure(img.pixels.view())?;
-    let rule = if a.model == Some(ModelArg::Fft) {
-        auto::FFT_WINDOW
+    let cap = if a.model == Some(ModelArg::Fft) {
+        auto::MAX_WINDOW_FFT
     } else {
-        auto::VAE_WINDOW
+        auto::MAX_WINDOW
     };
-    let s = auto::choose(&facts, a.window, rule);
+    let s = auto::choose(&facts, a.window, cap);
     let mut c = RunConfig::default();
     c.set_window(s.window);
     c.data.step = s.step;

@@ -59,8 +59,8 @@ fn settings_come_from_the_lattice_and_flags_win() {
     two_phase(d.path());
     let img = d.path().join("image.npy");
     // Two lattices of 12 and 14 px: the cell is one of them, and the window
-    // holds about a cell and a half; the step is a quarter of it, and the
-    // shift prior half a cell per unit: cell / window.
+    // holds about two cells; the step is a quarter of it, and the shift prior
+    // half a cell per unit: cell / window.
     let a = d.path().join("a");
     let (m, _, report) = train(&img, &a, &["--steps", "20", "--hidden", "16"]);
     let cell = m["settings"]["facts"]["cell_px"].as_f64().unwrap();
@@ -69,7 +69,7 @@ fn settings_come_from_the_lattice_and_flags_win() {
         "cell {cell}"
     );
     let window = m["window"].as_u64().unwrap() as f64;
-    assert!((window - 1.5 * cell).abs() <= 2.0, "window {window}");
+    assert!((window - 2.0 * cell).abs() <= 2.0, "window {window}");
     let window = window as u64;
     assert_eq!(m["step"].as_u64().unwrap(), window / 4);
     let config = std::fs::read_to_string(a.join("config.toml")).unwrap();
@@ -190,15 +190,11 @@ fn a_physics_term_that_flattens_the_maps_is_named() {
     // Four epochs without Psi let the content latents learn; then a Psi
     // weighted 20 times the reconstruction's scale smooths them flat (10 does
     // too; at 50 the means drift beyond the end-of-run bound and the run is
-    // diagnosed as ran-away instead). The window is fixed at two cells of the
-    // 12 px lattice: at the automatic window of a cell and a half the same
-    // weight ran the means away.
+    // diagnosed as ran-away instead).
     let (m, stderr, report) = train(
         &img,
         &out,
         &[
-            "--window",
-            "24",
             "--physics",
             "sl1",
             "--mode",

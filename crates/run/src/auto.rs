@@ -8,7 +8,7 @@
 //!
 //! | setting | rule | why |
 //! |---|---|---|
-//! | window | `WINDOW_PERIODS * P` (a cell and a half; the FFT baseline `WINDOW_PERIODS_FFT * P`), even, in `[MIN_WINDOW, MAX_WINDOW]`, at most a quarter of the image side | a patch holds more than a cell: enough to tell lattices apart, few periods for the coordinate decoder to draw, and little of the other side when it straddles a boundary |
+//! | window | `WINDOW_PERIODS * P`, even, in `[MIN_WINDOW, MAX_WINDOW]`, at most a quarter of the image side | a patch holds a couple of unit cells: enough to tell lattices apart, few enough for the coordinate decoder to draw |
 //! | step | `window / 4`, in `[MIN_STEP, MAX_STEP]` px | neighbouring patches overlap by three quarters: the latent maps resolve boundaries to a quarter window |
 //! | shift prior `k` | `P / window` | a shift latent of +-1 moves the decoder grid by half a period, so every lattice position is reachable within one prior standard deviation |
 //! | beta | [`BETA`] constant | a ramp to 1 switches the content latents off on noisy images (posterior collapse); a small constant keeps them on |
@@ -31,15 +31,8 @@ use crate::{Result, RunError};
 /// at the measured lattice's wavevectors ([`lattice_frequencies`]).
 pub const LATTICE_FEATURES: bool = false;
 
-/// Lattice periods per window side of a VAE: a cell and a half. On the
-/// suite's training images this segmented better than two cells on 19 of 26
-/// (a window straddling a boundary mixes less of the two sides, and the
-/// coordinate decoder reconstructs fewer periods better), and trains about
-/// twice as fast.
-pub const WINDOW_PERIODS: f64 = 1.5;
-/// Lattice periods per window side of the classical FFT baseline: its spectra
-/// sharpen with more cells per window.
-pub const WINDOW_PERIODS_FFT: f64 = 2.0;
+/// Lattice periods per window side.
+pub const WINDOW_PERIODS: f64 = 2.0;
 /// Smallest automatic window, px.
 pub const MIN_WINDOW: usize = 12;
 /// Largest automatic window of a VAE, px: the decoder's cost grows with the
@@ -48,28 +41,6 @@ pub const MAX_WINDOW: usize = 32;
 /// Largest automatic window of the classical FFT baseline, px: its cost is
 /// negligible, and its spectra sharpen with more cells per window.
 pub const MAX_WINDOW_FFT: usize = 64;
-
-/// How the automatic window follows the unit cell: `periods` cells, at most
-/// `max` px.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WindowRule {
-    /// Lattice periods per window side.
-    pub periods: f64,
-    /// Largest automatic window, px.
-    pub max: usize,
-}
-
-/// The window rule of a VAE ([`WINDOW_PERIODS`], [`MAX_WINDOW`]).
-pub const VAE_WINDOW: WindowRule = WindowRule {
-    periods: WINDOW_PERIODS,
-    max: MAX_WINDOW,
-};
-
-/// The window rule of the FFT baseline ([`WINDOW_PERIODS_FFT`], [`MAX_WINDOW_FFT`]).
-pub const FFT_WINDOW: WindowRule = WindowRule {
-    periods: WINDOW_PERIODS_FFT,
-    max: MAX_WINDOW_FFT,
-};
 /// Smallest automatic step, px.
 pub const MIN_STEP: usize = 2;
 /// Largest automatic step, px.
@@ -90,7 +61,7 @@ pub const RETRIES: usize = 1;
 /// Standard deviation of the maps' low-pass before segmentation, in unit
 /// cells: half a cell attenuates an oscillation at the lattice period by
 /// `exp(-2 pi^2 / 4)` (a factor of 7e-3) and blurs a boundary by less than the
-/// window of a cell and a half already does.
+/// window of two cells already does.
 pub const LOWPASS_CELLS: f64 = 0.5;
 /// Largest ratio of the periods of the two registration wavevectors: a
 /// second peak of a very different period more likely belongs to another
@@ -323,18 +294,17 @@ fn fmt_periods(p: &[f64]) -> String {
 
 /// Chooses the settings for an image with `facts`; a `window` given by the
 /// user replaces the automatic one, and the step and shift prior follow it.
-/// The automatic window follows `rule` ([`VAE_WINDOW`] for a VAE,
-/// [`FFT_WINDOW`] for the baseline).
+/// The automatic window is at most `max_window` ([`MAX_WINDOW`] for a VAE,
+/// [`MAX_WINDOW_FFT`] for the baseline).
 #[must_use]
-pub fn choose(facts: &ImageFacts, window: Option<usize>, rule: WindowRule) -> AutoSettings {
-    let (periods, max_window) = (rule.periods, rule.max);
+pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> AutoSettings {
     let side = facts.rows.min(facts.cols);
     let (cell, found) = match facts.cell_px {
         Some(p) => (p, true),
         None => (FALLBACK_PERIOD, false),
     };
     let cap = (side / 4).max(MIN_WINDOW);
-    let raw = (periods * cell).round() as usize;
+    let raw = (WINDOW_PERIODS * cell).round() as usize;
     let given = window.is_some();
     let window = window
         .unwrap_or_else(|| {
@@ -402,7 +372,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, rule: WindowRule) -> Au
         format!("{lattice}; given on the command line")
     } else {
         format!(
-            "{lattice}; a window of about {periods} cells (even, {MIN_WINDOW} to {max_window} px, at most a quarter of the image side)"
+            "{lattice}; a window of about {WINDOW_PERIODS} cells (even, {MIN_WINDOW} to {MAX_WINDOW} px, at most a quarter of the image side)"
         )
     };
     let choices = vec![
@@ -512,7 +482,7 @@ mod tests {
     use super::*;
 
     fn choose_(f: &ImageFacts) -> AutoSettings {
-        choose(f, None, VAE_WINDOW)
+        choose(f, None, MAX_WINDOW)
     }
 
     /// The feature's phase must advance by `2 pi (ky, kx)` from one pixel to
@@ -536,7 +506,7 @@ mod tests {
 
     #[test]
     fn a_given_window_sets_step_and_shift_prior() {
-        let a = choose(&facts(Some(10.0), 512), Some(40), VAE_WINDOW);
+        let a = choose(&facts(Some(10.0), 512), Some(40), MAX_WINDOW);
         assert_eq!((a.window, a.step), (40, 8));
         assert!((a.shift_prior - 0.25).abs() < 1e-6);
     }
@@ -553,16 +523,13 @@ mod tests {
     }
 
     #[test]
-    fn window_is_a_cell_and_a_half_and_the_shift_prior_half_a_cell_per_unit() {
+    fn window_is_two_cells_and_the_shift_prior_half_a_cell_per_unit() {
         let a = choose_(&facts(Some(12.0), 512));
-        // 1.5 x 12 = 18 px; a quarter of it, rounded down, 4 px.
-        assert_eq!(a.window, 18);
-        assert_eq!(a.step, 4);
-        // 12 / 18 = 2/3: a shift of 1 moves the [-1, 1] grid (18 px over 2
-        // units) by 2/3 unit, i.e. 6 px, half a cell.
-        assert!((a.shift_prior - 2.0 / 3.0).abs() < 1e-6);
-        // The baseline keeps two cells.
-        assert_eq!(choose(&facts(Some(12.0), 512), None, FFT_WINDOW).window, 24);
+        assert_eq!(a.window, 24);
+        assert_eq!(a.step, 6);
+        // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
+        // quarter of the window, i.e. half a cell.
+        assert!((a.shift_prior - 0.5).abs() < 1e-6);
         assert_eq!(a.choices.len(), 11);
         assert_eq!(a.retries, RETRIES);
         // Half the 12 px cell.
@@ -575,15 +542,18 @@ mod tests {
         assert_eq!(choose_(&facts(Some(3.0), 512)).window, MIN_WINDOW);
         assert_eq!(choose_(&facts(Some(60.0), 512)).window, MAX_WINDOW);
         // The baseline's cap is higher: 2 x 20 px = 40.
-        assert_eq!(choose(&facts(Some(20.0), 512), None, FFT_WINDOW).window, 40);
-        // A 96 px image caps the window at a quarter of it, 24 (1.5 x 20 = 30).
-        assert_eq!(choose_(&facts(Some(20.0), 96)).window, 24);
-        // No lattice: the fallback cell of 16 px, 1.5 x 16 = 24.
-        assert_eq!(choose_(&facts(None, 512)).window, 24);
+        assert_eq!(
+            choose(&facts(Some(20.0), 512), None, MAX_WINDOW_FFT).window,
+            40
+        );
+        // A 128 px image caps the window at 32.
+        assert_eq!(choose_(&facts(Some(20.0), 128)).window, 32);
+        // No lattice: the fallback cell of 16 px.
+        assert_eq!(choose_(&facts(None, 512)).window, 32);
     }
 
     #[test]
-    fn a_lattice_image_is_measured_and_gets_a_window_of_a_cell_and_a_half() {
+    fn a_lattice_image_is_measured_and_gets_a_two_cell_window() {
         // A square lattice of period 12 px: cos(2 pi x / 12) + cos(2 pi y / 12).
         let img = ndarray::Array2::from_shape_fn((256, 256), |(r, c)| {
             let t = std::f32::consts::TAU / 12.0;
@@ -592,8 +562,8 @@ mod tests {
         let f = ImageFacts::measure(img.view()).unwrap();
         let cell = f.cell_px.unwrap();
         assert!((cell - 12.0).abs() < 0.2, "cell {cell}");
-        let a = choose(&f, None, VAE_WINDOW);
-        assert_eq!(a.window, 18);
+        let a = choose(&f, None, MAX_WINDOW);
+        assert_eq!(a.window, 24);
         // Registered to the two cosines' wavevectors, (1/12, 0) and (0, 1/12)
         // in some order and sign.
         assert_eq!(a.register.len(), 2, "{:?}", a.register);
@@ -605,10 +575,10 @@ mod tests {
         let flat = ndarray::Array2::<f32>::zeros((128, 128));
         let f = ImageFacts::measure(flat.view()).unwrap();
         assert_eq!(f.cell_px, None);
-        assert!(choose(&f, None, VAE_WINDOW).register.is_empty());
+        assert!(choose(&f, None, MAX_WINDOW).register.is_empty());
         assert_eq!(
-            choose(&f, None, VAE_WINDOW).window,
-            3 * FALLBACK_PERIOD as usize / 2
+            choose(&f, None, MAX_WINDOW).window,
+            2 * FALLBACK_PERIOD as usize
         );
     }
 

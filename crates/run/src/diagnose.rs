@@ -332,7 +332,7 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
                     "no content latent varies across the image ({})",
                     kl.join("; ")
                 ),
-                advice: "lower the learning rate (--lr 1e-3), weaken the KL term (--beta 0.02), or try a window of one or two lattice periods (--window)".into(),
+                advice: "lower the learning rate (--lr 1e-3), weaken the KL term (--beta 0.02), or try a window of about two lattice periods (--window)".into(),
             }),
         }
     }
