@@ -136,11 +136,11 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     c.train.lr = s.lr;
     c.lowpass_px = s.lowpass_px;
     c.retries = s.retries;
-    c.model.coord_frequencies.clone_from(&s.coord_frequencies);
     // |FFT| does not change with the patch's position in the cell: the
-    // baseline needs no registration.
+    // baseline needs no registration, and it has no decoder.
     if a.model != Some(ModelArg::Fft) {
         c.data.register.clone_from(&s.register);
+        c.model.coord_frequencies.clone_from(&s.coord_frequencies);
     }
     c.auto = Some(s);
     Ok(c)

@@ -99,7 +99,7 @@ pub fn parameter_count(model: &ModelConfig) -> u64 {
         sum(&[mul(&[h, n]), h, mul(&[h, h]), h, mul(&[n_pix, h]), n_pix])
     } else {
         // Wc (H x d), bc, Wz (H x n), W1, b1, W2, b2, w3, b3.
-        let d = u(model.decoder_inputs());
+        let d = u(model.n_decoder_inputs());
         sum(&[mul(&[2, h, h]), mul(&[h, d + n + 4]), 1])
     };
     sum(&[encoder, decoder])
@@ -154,7 +154,7 @@ impl MemoryEstimate {
             mul(&[12, b, n_pix, h])
         } else {
             let block = n_pix.min(u(ROW_BLOCK));
-            let d = u(model.decoder_inputs());
+            let d = u(model.n_decoder_inputs());
             let per_patch = sum(&[
                 mul(&[3, n_pix, h]),
                 mul(&[2, block, h]),

@@ -159,7 +159,7 @@ impl Vae {
             Decoder::Spatial(SpatialDecoder::init_with_inputs(
                 &mut store,
                 "decoder",
-                config.decoder_inputs(),
+                config.n_decoder_inputs(),
                 n,
                 h,
                 rng,
@@ -188,7 +188,7 @@ impl Vae {
             Decoder::Spatial(SpatialDecoder::from_store_with_inputs(
                 &store,
                 "decoder",
-                config.decoder_inputs(),
+                config.n_decoder_inputs(),
                 n,
                 h,
             )?)
@@ -280,8 +280,14 @@ impl Vae {
             });
         }
         let c = &self.config;
-        FusedDecoder::with_inputs(capacity, c.window, c.n_latent, c.hidden, c.decoder_inputs())
-            .map(Some)
+        FusedDecoder::with_inputs(
+            capacity,
+            c.window,
+            c.n_latent,
+            c.hidden,
+            c.n_decoder_inputs(),
+        )
+        .map(Some)
     }
 
     /// Mean and standard deviation of `q(z|x)` for patches `x` `(B, N)`, both `(B, L)`.
@@ -352,8 +358,8 @@ impl Vae {
     /// coordinates `coords` `(B, N, 2)`: the coordinates themselves, then with
     /// Fourier features (`ModelConfig::coord_frequencies`, `m` of them) the `m`
     /// sines and the `m` cosines of `2 pi f.(x, y)`, `d = 2 + 2m`
-    /// ([`fourier_inputs`](crate::decoder::fourier_inputs)). Differentiable, so gradients reach the special
-    /// latents through the features.
+    /// ([`ModelConfig::n_decoder_inputs`](phyvae_run::config::ModelConfig::n_decoder_inputs)). Differentiable, so gradients reach the
+    /// special latents through the features.
     ///
     /// # Errors
     /// [`ModelError::Framework`] on a tensor error.

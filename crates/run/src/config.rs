@@ -175,7 +175,7 @@ pub struct ModelConfig {
     /// each `[fx, fy]` along the grid's two columns (empty: pyroVED's decoder
     /// of the raw coordinates). The decoder's first layer sees `(x, y)` and,
     /// for each frequency `f`, `sin 2 pi f.(x, y)` and `cos 2 pi f.(x, y)` of
-    /// the transformed coordinates (`phyvae_model::decoder::fourier_inputs`).
+    /// the transformed coordinates ([`ModelConfig::n_decoder_inputs`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub coord_frequencies: Vec<[f32; 2]>,
 }
@@ -230,10 +230,28 @@ impl ModelConfig {
         self.window * self.window
     }
 
-    /// Inputs per pixel of the spatial decoder's first layer: the two
-    /// coordinates and a sine and a cosine per Fourier-feature frequency.
+    /// Inputs `d` per pixel of the spatial decoder's first layer: the two
+    /// coordinates, then `m` sines and `m` cosines for the `m` Fourier-feature
+    /// frequencies, `d = 2 + 2m`.
+    ///
+    /// A Fourier feature at frequency `f` (cycles per unit of the coordinate
+    /// grid) is the pair `sin 2 pi f.(x, y)`, `cos 2 pi f.(x, y)` of the
+    /// transformed coordinates. At the image's lattice frequencies the decoder
+    /// can draw many unit cells with one weight per feature, where a tanh
+    /// network of the raw coordinates draws low frequencies first (spectral
+    /// bias: Rahaman et al., ICML 2019; Fourier features: Tancik et al.,
+    /// NeurIPS 2020). A shift of the coordinates is a phase change of every
+    /// feature, so shift invariance is kept. `m = 0` is pyroVED's decoder.
+    ///
+    /// ```
+    /// use phyvae_run::config::ModelConfig;
+    /// let mut m = ModelConfig::default();
+    /// assert_eq!(m.n_decoder_inputs(), 2);
+    /// m.coord_frequencies = vec![[1.0, 0.0], [0.0, 1.0]];
+    /// assert_eq!(m.n_decoder_inputs(), 6);
+    /// ```
     #[must_use]
-    pub fn decoder_inputs(&self) -> usize {
+    pub fn n_decoder_inputs(&self) -> usize {
         2 + 2 * self.coord_frequencies.len()
     }
 

@@ -15,7 +15,8 @@
 //! logit = w3 . h2 + b3                      (w3: H, b3 scalar)
 //! ```
 //!
-//! With Fourier features ([`fourier_inputs`]), `c` is
+//! With Fourier features (`ModelConfig::coord_frequencies`, counted by
+//! [`ModelConfig::n_decoder_inputs`](phyvae_run::config::ModelConfig::n_decoder_inputs)), `c` is
 //! `(x, y, sin 2 pi f_1.(x, y), ..., sin 2 pi f_m.(x, y), cos 2 pi f_1.(x, y), ...)`,
 //! `d = 2 + 2m` values, and `Wc` is `H x d`; the kernel takes any `d`.
 //!
@@ -78,27 +79,6 @@ use ndarray::{Array1, Array2};
 use rand::{Rng, RngExt};
 
 use crate::{ModelError, Result};
-
-/// Number of coordinate inputs `d` of the decoder's first layer with `m`
-/// Fourier features: the two coordinates, then `m` sines and `m` cosines.
-///
-/// A Fourier feature at frequency `f` (cycles per unit of the coordinate
-/// grid) is the pair `sin 2 pi f.(x, y)`, `cos 2 pi f.(x, y)` of the
-/// transformed coordinates. At the image's lattice frequencies the decoder can
-/// draw many unit cells with one weight per feature, where a tanh network of
-/// the raw coordinates draws low frequencies first (spectral bias: Rahaman et
-/// al., ICML 2019; Fourier features: Tancik et al., NeurIPS 2020). A shift of
-/// the coordinates is a phase change of every feature, so shift invariance is
-/// kept. `m = 0` is pyroVED's decoder.
-///
-/// ```
-/// assert_eq!(phyvae_model::decoder::fourier_inputs(0), 2);
-/// assert_eq!(phyvae_model::decoder::fourier_inputs(2), 6);
-/// ```
-#[must_use]
-pub const fn fourier_inputs(frequencies: usize) -> usize {
-    2 + 2 * frequencies
-}
 
 /// Default hidden width `H` (pyroVED `hidden_dim`).
 pub const DEFAULT_HIDDEN: usize = 128;
@@ -184,7 +164,8 @@ pub fn coord_grid(window: usize) -> Result<Array2<f32>> {
 pub struct DecoderParams {
     /// Coordinate weights `Wc`, `H x d` (pyroVED `coord_latent.fc_coord.weight`,
     /// `d = 2`); `d` is the number of coordinate inputs, `2 + 2m` with `m`
-    /// Fourier features (see [`fourier_inputs`]).
+    /// Fourier features (see
+    /// [`ModelConfig::n_decoder_inputs`](phyvae_run::config::ModelConfig::n_decoder_inputs)).
     pub wc: Array2<f32>,
     /// Coordinate bias `bc`, `H` (pyroVED `coord_latent.fc_coord.bias`).
     pub bc: Array1<f32>,

@@ -91,7 +91,7 @@ fn check_sizes(n_latent: usize, hidden: usize, inputs: usize) -> Result<()> {
 pub struct SpatialDecoder {
     n_latent: usize,
     hidden: usize,
-    /// Coordinate inputs `d` (2, or [`fourier_inputs`](super::fourier_inputs)).
+    /// Coordinate inputs `d` (2, or [`ModelConfig::n_decoder_inputs`](phyvae_run::config::ModelConfig::n_decoder_inputs)).
     inputs: usize,
     /// The nine tensors in [`layout`] order.
     tensors: [Tensor; N_TENSORS],

@@ -456,7 +456,7 @@ impl DecoderWorkspace {
     }
 
     /// [`new`](Self::new) for `inputs` coordinate inputs per pixel (`d`, e.g.
-    /// [`fourier_inputs`](super::fourier_inputs)).
+    /// [`ModelConfig::n_decoder_inputs`](phyvae_run::config::ModelConfig::n_decoder_inputs)).
     ///
     /// # Errors
     /// [`ModelError::InvalidParameter`] when a size is 0.
