@@ -189,7 +189,11 @@ fn gauss_reduce([mut a, mut b]: [[f64; 2]; 2]) -> [[f64; 2]; 2] {
 /// current basis refines it to the lattice that includes that point, until no
 /// peak does; the result is Gauss-reduced (shortest vectors, the fundamental
 /// reflections). A peak of another phase lies on such a point only by
-/// coincidence: the tolerance is one frequency bin.
+/// coincidence (the tolerance is one frequency bin), and a refinement is kept
+/// only when a measured peak has the spacing of the refined lattice's
+/// shortest vector: a weak peak that happens to lie near a third-point of a
+/// fine spectrum's lattice would otherwise imply a cell three times the
+/// measured one.
 #[must_use]
 pub fn refine_basis(basis: [[f64; 2]; 2], peaks: &[[f64; 2]], tol: f64) -> [[f64; 2]; 2] {
     let mut basis = gauss_reduce(basis);
@@ -216,20 +220,36 @@ pub fn refine_basis(basis: [[f64; 2]; 2], peaks: &[[f64; 2]], tol: f64) -> [[f64
                 // n = 2 or 3 every non-zero residue is its own inverse
                 // (1 * 1 = 1, 2 * 2 = 4 = 1 mod 3), so with ar != 0 the point
                 // times ar is (g1 + c g2) / n, c = ar * br mod n.
-                basis = if ar != 0 {
+                let refined = gauss_reduce(if ar != 0 {
                     let c = (ar * br).rem_euclid(n) as f64;
                     let u = axpy(g1, c, g2);
                     [[u[0] / nf, u[1] / nf], g2]
                 } else {
                     [g1, [g2[0] / nf, g2[1] / nf]]
-                };
-                basis = gauss_reduce(basis);
+                });
+                // The refined lattice's fundamental reflection (its shortest
+                // vector) must have the spacing of a measured peak: otherwise
+                // the point was a coincidence, and the lattice it implies (a
+                // cell two or three times the measured one) is not in the image.
+                if !is_measured(refined[0], peaks, tol) {
+                    continue;
+                }
+                basis = refined;
                 continue 'refine;
             }
         }
         break;
     }
     basis
+}
+
+/// Whether one of `peaks` has the length of `g` within `tol`: a reflection
+/// of that spacing is measured, in any orientation (the list holds the
+/// strongest peaks only, so of a family of equivalent reflections it may hold
+/// one).
+fn is_measured(g: [f64; 2], peaks: &[[f64; 2]], tol: f64) -> bool {
+    let len = dot(g, g).sqrt();
+    peaks.iter().any(|&q| (dot(q, q).sqrt() - len).abs() <= tol)
 }
 
 /// One automatic choice and its reason.
@@ -633,6 +653,20 @@ mod tests {
         assert!((area(refine_basis(strong, &peaks, 1e-3)) - 0.01).abs() < 1e-12);
         // Within the tolerance it would count.
         assert!((area(refine_basis(strong, &peaks, 3e-3)) - 0.005).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_coincidence_whose_fundamental_is_not_measured_leaves_the_lattice() {
+        // A square lattice of period 10 px and a weak peak of another phase
+        // at (g1 + 4 g2) / 3: a third-point, but the lattice it would add has
+        // the fundamental (g1 + g2) / 3 (period 21 px), which no peak shows.
+        let strong = [[0.1, 0.0], [0.0, 0.1]];
+        let third = [0.1 / 3.0, 0.4 / 3.0];
+        let peaks = [[0.1, 0.0], [0.0, 0.1], [0.1, 0.1], third];
+        assert!((area(refine_basis(strong, &peaks, 1e-3)) - 0.01).abs() < 1e-12);
+        // Had that fundamental been measured, the point would refine the lattice.
+        let peaks = [[0.1, 0.0], [0.0, 0.1], third, [0.1 / 3.0, 0.1 / 3.0]];
+        assert!((area(refine_basis(strong, &peaks, 1e-3)) - 0.01 / 3.0).abs() < 1e-12);
     }
 
     #[test]
