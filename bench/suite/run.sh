@@ -4,12 +4,15 @@
 # bench/suite/table.py then prints per family and model the median and worst ARI of the
 # unsupervised pick, the oracle, boundary F1, Psi, diagnosis findings and run time.
 #
-# Usage: bench/suite/run.sh [--split train|validation] [--families "a b c"] [--models "sh sl1 sl2 fft"]
+# Usage: bench/suite/run.sh [--split train|validation|holdout] [--families "a b c"] [--models "sh sl1 sl2 fft"]
 #                           [--size N] [--out DIR] [--extra "flags"] [--jobs N] [--retry-failed]
-#   --split     train (seeds 1 2, the default) or validation (seeds 101 102 103 104 105).
-#               SUITE_SEEDS="101 102" runs a subset of the validation seeds.
+#   --split     train (seeds 1 2, the default), validation (seeds 101 102 103 104 105) or
+#               holdout (seeds 201 202 203 204 205).
+#               SUITE_SEEDS="101 102" runs a subset of the validation or holdout seeds.
 #               Validation seeds are never used for tuning: settings are chosen on the train
-#               split only, and validation is run once to report.
+#               split only, and validation is run once to report. Once validation results
+#               have been used to choose between candidate defaults, holdout is the split
+#               that has not: it is run once, on the chosen defaults.
 #   --families  image families (default: all eight)
 #   --models    sh (sh-VAE), sl1 / sl2 (phy-VAE, gradient mode), fft (classical baseline);
 #               default all four
@@ -56,7 +59,8 @@ done
 case "$split" in
   train) seeds="1 2" ;;
   validation) seeds="${SUITE_SEEDS:-101 102 103 104 105}" ;;
-  *) echo "run.sh: --split must be train or validation, not $split" >&2; exit 2 ;;
+  holdout) seeds="${SUITE_SEEDS:-201 202 203 204 205}" ;;
+  *) echo "run.sh: --split must be train, validation or holdout, not $split" >&2; exit 2 ;;
 esac
 [[ "$size" =~ ^[0-9]+$ ]] || { echo "run.sh: --size must be a number" >&2; exit 2; }
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --jobs must be a positive number" >&2; exit 2; }

@@ -360,7 +360,7 @@ pub struct TrainArgs {
     /// (default: measured, the lattice cell over the window).
     #[arg(long)]
     pub shift_prior: Option<f32>,
-    /// Patch window in px (default: measured, about two lattice cells).
+    /// Patch window in px (default: measured, a cell and a half on one lattice, else two cells).
     #[arg(long)]
     pub window: Option<usize>,
     /// Patch step in px (default: a quarter of the window).

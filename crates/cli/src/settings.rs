@@ -121,12 +121,12 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
         return Ok(RunConfig::paper());
     }
     let facts = ImageFacts::measure(img.pixels.view())?;
-    let cap = if a.model == Some(ModelArg::Fft) {
-        auto::MAX_WINDOW_FFT
+    let method = if a.model == Some(ModelArg::Fft) {
+        Method::Fft
     } else {
-        auto::MAX_WINDOW
+        Method::Vae
     };
-    let s = auto::choose(&facts, a.window, cap);
+    let s = auto::choose(&facts, a.window, method);
     let mut c = RunConfig::default();
     c.set_window(s.window);
     c.data.step = s.step;

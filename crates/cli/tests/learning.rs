@@ -59,7 +59,7 @@ fn settings_come_from_the_lattice_and_flags_win() {
     two_phase(d.path());
     let img = d.path().join("image.npy");
     // Two lattices of 12 and 14 px: the cell is one of them, and the window
-    // holds about two cells; the step is a quarter of it, and the shift prior
+    // holds about two cells (below); the step is a quarter of it, and the shift prior
     // half a cell per unit: cell / window.
     let a = d.path().join("a");
     let (m, _, report) = train(&img, &a, &["--steps", "20", "--hidden", "16"]);
@@ -68,6 +68,12 @@ fn settings_come_from_the_lattice_and_flags_win() {
         (cell - 12.0).abs() < 0.5 || (cell - 14.0).abs() < 0.5,
         "cell {cell}"
     );
+    // The second lattice puts measured peaks off the registered one, so a
+    // VAE keeps a window of two cells (one lattice alone gets a cell and a half).
+    let off = m["settings"]["facts"]["off_lattice_peaks"]
+        .as_u64()
+        .unwrap();
+    assert!(off >= 1, "off-lattice peaks {off}");
     let window = m["window"].as_u64().unwrap() as f64;
     assert!((window - 2.0 * cell).abs() <= 2.0, "window {window}");
     let window = window as u64;

@@ -8,7 +8,7 @@
 //!
 //! | setting | rule | why |
 //! |---|---|---|
-//! | window | `WINDOW_PERIODS * P`, even, in `[MIN_WINDOW, MAX_WINDOW]`, at most a quarter of the image side | a patch holds a couple of unit cells: enough to tell lattices apart, few enough for the coordinate decoder to draw |
+//! | window | a VAE: `WINDOW_PERIODS_ONE_LATTICE * P` when every peak lies on one lattice ([`ImageFacts::one_lattice`]), else `WINDOW_PERIODS * P`, at most [`MAX_WINDOW`]; the FFT baseline: `WINDOW_PERIODS * P`, at most [`MAX_WINDOW_FFT`]; even, at least [`MIN_WINDOW`], at most a quarter of the image side | phases that differ in their lattice (period, orientation) are told apart by where their peaks lie, which a window resolves to `1 / window`, so it holds two cells; phases on one lattice differ only in what the cell holds, which a cell and a half shows, and a smaller window mixes less of the two sides of a boundary |
 //! | step | `window / 4`, in `[MIN_STEP, MAX_STEP]` px | neighbouring patches overlap by three quarters: the latent maps resolve boundaries to a quarter window |
 //! | shift prior `k` | `P / window` | a shift latent of +-1 moves the decoder grid by half a period, so every lattice position is reachable within one prior standard deviation |
 //! | beta | [`BETA`] constant | a ramp to 1 switches the content latents off on noisy images (posterior collapse); a small constant keeps them on |
@@ -25,14 +25,24 @@
 use phyvae_imaging::lattice::{LatticeMeasurement, measure_lattice};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Method;
 use crate::{Result, RunError};
 
 /// Whether the automatic settings give the spatial decoder Fourier features
 /// at the measured lattice's wavevectors ([`lattice_frequencies`]).
 pub const LATTICE_FEATURES: bool = false;
 
-/// Lattice periods per window side.
+/// Lattice periods per window side: of the FFT baseline, and of a VAE on an
+/// image with peaks off the registration lattice (a second lattice).
 pub const WINDOW_PERIODS: f64 = 2.0;
+/// Lattice periods per window side of a VAE on an image whose peaks all lie
+/// on one lattice ([`ImageFacts::one_lattice`]: precipitates, motifs,
+/// ferroelectric domains). On the suite's training images of those families
+/// it segmented better than two cells (a window straddling a boundary mixes
+/// less of the two sides), and it trains about twice as fast; on images with
+/// a second lattice (grain boundaries, two periods, three phases) two cells
+/// did better.
+pub const WINDOW_PERIODS_ONE_LATTICE: f64 = 1.5;
 /// Smallest automatic window, px.
 pub const MIN_WINDOW: usize = 12;
 /// Largest automatic window of a VAE, px: the decoder's cost grows with the
@@ -61,7 +71,7 @@ pub const RETRIES: usize = 1;
 /// Standard deviation of the maps' low-pass before segmentation, in unit
 /// cells: half a cell attenuates an oscillation at the lattice period by
 /// `exp(-2 pi^2 / 4)` (a factor of 7e-3) and blurs a boundary by less than the
-/// window of two cells already does.
+/// window of one and a half to two cells already does.
 pub const LOWPASS_CELLS: f64 = 0.5;
 /// Largest ratio of the periods of the two registration wavevectors: a
 /// second peak of a very different period more likely belongs to another
@@ -73,6 +83,11 @@ pub const REGISTER_MIN_ANGLE_DEG: f64 = 30.0;
 /// measured peak and a half- or third-point of the registration lattice for
 /// the peak to refine that lattice (see [`refine_basis`]).
 pub const REFINE_TOLERANCE_BINS: f64 = 1.0;
+/// Distance, in frequency bins of the measured spectrum, beyond which a peak
+/// is off the registration lattice ([`ImageFacts::off_lattice_peaks`]): the
+/// peaks' positions are measured to a fraction of a bin, and a high-order
+/// reflection carries the basis' error times its order.
+pub const OFF_LATTICE_TOLERANCE_BINS: f64 = 1.5;
 /// Relative tolerance under which two measured periods are one.
 const PERIOD_TOLERANCE: f64 = 0.08;
 
@@ -97,6 +112,13 @@ pub struct ImageFacts {
     /// strongest peak alone when no second one qualifies; empty without a peak.
     #[serde(default)]
     pub wavevectors: Vec<[f64; 2]>,
+    /// Measured peaks that do not lie on the lattice the `wavevectors` span
+    /// (farther than [`OFF_LATTICE_TOLERANCE_BINS`] from every point
+    /// `i g1 + j g2`, or from every multiple of `g1` when there is one
+    /// wavevector): a second lattice, of another period or orientation.
+    /// All peaks are off-lattice when there is no wavevector.
+    #[serde(default)]
+    pub off_lattice_peaks: usize,
 }
 
 impl ImageFacts {
@@ -135,6 +157,12 @@ impl ImageFacts {
                 wavevectors = basis.to_vec();
             }
         }
+        let tol = OFF_LATTICE_TOLERANCE_BINS / m.tile.max(1) as f64;
+        let off_lattice_peaks = m
+            .peaks
+            .iter()
+            .filter(|p| lattice_residual(&wavevectors, [p.ky, p.kx]) > tol)
+            .count();
         Self {
             rows,
             cols,
@@ -142,7 +170,43 @@ impl ImageFacts {
             cell_px: m.largest_period(),
             noise_to_signal,
             wavevectors,
+            off_lattice_peaks,
         }
+    }
+
+    /// Whether the image shows one lattice: at least one wavevector, and every
+    /// measured peak on the lattice it spans (phases, if several, differ in
+    /// what the cell holds, not in the lattice).
+    #[must_use]
+    pub fn one_lattice(&self) -> bool {
+        !self.wavevectors.is_empty() && self.off_lattice_peaks == 0
+    }
+}
+
+/// Distance (cycles per px) from `p` to the nearest point of the lattice
+/// spanned by `basis` (two wavevectors: `i g1 + j g2`; one: `i g1`);
+/// infinite for an empty or degenerate basis.
+fn lattice_residual(basis: &[[f64; 2]], p: [f64; 2]) -> f64 {
+    match basis {
+        [g] => {
+            let gg = dot(*g, *g);
+            if gg <= f64::EPSILON {
+                return f64::INFINITY;
+            }
+            let r = axpy(p, -(dot(p, *g) / gg).round(), *g);
+            dot(r, r).sqrt()
+        }
+        [g1, g2, ..] => {
+            let det = g1[0] * g2[1] - g1[1] * g2[0];
+            if det.abs() <= f64::EPSILON {
+                return f64::INFINITY;
+            }
+            let a = ((p[0] * g2[1] - p[1] * g2[0]) / det).round();
+            let b = ((g1[0] * p[1] - g1[1] * p[0]) / det).round();
+            let r = axpy(axpy(p, -a, *g1), -b, *g2);
+            dot(r, r).sqrt()
+        }
+        [] => f64::INFINITY,
     }
 }
 
@@ -312,19 +376,26 @@ fn fmt_periods(p: &[f64]) -> String {
     v.join(", ")
 }
 
-/// Chooses the settings for an image with `facts`; a `window` given by the
-/// user replaces the automatic one, and the step and shift prior follow it.
-/// The automatic window is at most `max_window` ([`MAX_WINDOW`] for a VAE,
-/// [`MAX_WINDOW_FFT`] for the baseline).
+/// Chooses the settings of `method` for an image with `facts`; a `window`
+/// given by the user replaces the automatic one, and the step and shift prior
+/// follow it. The automatic window holds [`WINDOW_PERIODS_ONE_LATTICE`] cells
+/// for a VAE on an image of one lattice, [`WINDOW_PERIODS`] otherwise, and is
+/// at most [`MAX_WINDOW`] for a VAE, [`MAX_WINDOW_FFT`] for the baseline.
 #[must_use]
-pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> AutoSettings {
+pub fn choose(facts: &ImageFacts, window: Option<usize>, method: Method) -> AutoSettings {
     let side = facts.rows.min(facts.cols);
     let (cell, found) = match facts.cell_px {
         Some(p) => (p, true),
         None => (FALLBACK_PERIOD, false),
     };
+    let one_lattice = method == Method::Vae && facts.one_lattice();
+    let (periods, max_window) = match method {
+        Method::Vae if one_lattice => (WINDOW_PERIODS_ONE_LATTICE, MAX_WINDOW),
+        Method::Vae => (WINDOW_PERIODS, MAX_WINDOW),
+        Method::Fft => (WINDOW_PERIODS, MAX_WINDOW_FFT),
+    };
     let cap = (side / 4).max(MIN_WINDOW);
-    let raw = (WINDOW_PERIODS * cell).round() as usize;
+    let raw = (periods * cell).round() as usize;
     let given = window.is_some();
     let window = window
         .unwrap_or_else(|| {
@@ -391,8 +462,21 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, max_window: usize) -> A
     let window_reason = if given {
         format!("{lattice}; given on the command line")
     } else {
+        let why = match (method, one_lattice) {
+            (Method::Fft, _) => "the baseline's spectra sharpen with more cells",
+            (Method::Vae, false) if facts.wavevectors.is_empty() => {
+                "no lattice to register on, so no peak is known to lie on one lattice"
+            }
+            (Method::Vae, true) => {
+                "every peak on one lattice, so the phases differ in what the cell holds, which a cell and a half shows; a smaller window mixes less of the two sides of a boundary"
+            }
+            (Method::Vae, false) => {
+                "peaks off the registration lattice (a second lattice), whose positions a window resolves to 1 / window"
+            }
+        };
         format!(
-            "{lattice}; a window of about {WINDOW_PERIODS} cells (even, {MIN_WINDOW} to {MAX_WINDOW} px, at most a quarter of the image side)"
+            "{lattice}; {} measured peak(s) off the registration lattice; a window of about {periods} cells (even, {MIN_WINDOW} to {max_window} px, at most a quarter of the image side): {why}",
+            facts.off_lattice_peaks
         )
     };
     let choices = vec![
@@ -502,7 +586,7 @@ mod tests {
     use super::*;
 
     fn choose_(f: &ImageFacts) -> AutoSettings {
-        choose(f, None, MAX_WINDOW)
+        choose(f, None, Method::Vae)
     }
 
     /// The feature's phase must advance by `2 pi (ky, kx)` from one pixel to
@@ -526,7 +610,7 @@ mod tests {
 
     #[test]
     fn a_given_window_sets_step_and_shift_prior() {
-        let a = choose(&facts(Some(10.0), 512), Some(40), MAX_WINDOW);
+        let a = choose(&facts(Some(10.0), 512), Some(40), Method::Vae);
         assert_eq!((a.window, a.step), (40, 8));
         assert!((a.shift_prior - 0.25).abs() < 1e-6);
     }
@@ -539,6 +623,7 @@ mod tests {
             cell_px: cell,
             noise_to_signal: 0.3,
             wavevectors: Vec::new(),
+            off_lattice_peaks: 0,
         }
     }
 
@@ -563,7 +648,7 @@ mod tests {
         assert_eq!(choose_(&facts(Some(60.0), 512)).window, MAX_WINDOW);
         // The baseline's cap is higher: 2 x 20 px = 40.
         assert_eq!(
-            choose(&facts(Some(20.0), 512), None, MAX_WINDOW_FFT).window,
+            choose(&facts(Some(20.0), 512), None, Method::Fft).window,
             40
         );
         // A 128 px image caps the window at 32.
@@ -573,7 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lattice_image_is_measured_and_gets_a_two_cell_window() {
+    fn a_one_lattice_image_is_measured_and_gets_a_window_of_a_cell_and_a_half() {
         // A square lattice of period 12 px: cos(2 pi x / 12) + cos(2 pi y / 12).
         let img = ndarray::Array2::from_shape_fn((256, 256), |(r, c)| {
             let t = std::f32::consts::TAU / 12.0;
@@ -582,8 +667,12 @@ mod tests {
         let f = ImageFacts::measure(img.view()).unwrap();
         let cell = f.cell_px.unwrap();
         assert!((cell - 12.0).abs() < 0.2, "cell {cell}");
-        let a = choose(&f, None, MAX_WINDOW);
-        assert_eq!(a.window, 24);
+        assert_eq!(f.off_lattice_peaks, 0);
+        assert!(f.one_lattice());
+        let a = choose(&f, None, Method::Vae);
+        // 1.5 x 12 = 18 px for a VAE; the baseline keeps two cells.
+        assert_eq!(a.window, 18);
+        assert_eq!(choose(&f, None, Method::Fft).window, 24);
         // Registered to the two cosines' wavevectors, (1/12, 0) and (0, 1/12)
         // in some order and sign.
         assert_eq!(a.register.len(), 2, "{:?}", a.register);
@@ -595,11 +684,57 @@ mod tests {
         let flat = ndarray::Array2::<f32>::zeros((128, 128));
         let f = ImageFacts::measure(flat.view()).unwrap();
         assert_eq!(f.cell_px, None);
-        assert!(choose(&f, None, MAX_WINDOW).register.is_empty());
+        assert!(choose(&f, None, Method::Vae).register.is_empty());
         assert_eq!(
-            choose(&f, None, MAX_WINDOW).window,
+            choose(&f, None, Method::Vae).window,
             2 * FALLBACK_PERIOD as usize
         );
+    }
+
+    #[test]
+    fn a_second_lattice_is_off_the_first_and_keeps_two_cells() {
+        // Left half: a square lattice of 12 px; right half: the same lattice
+        // turned by 30 degrees (a grain boundary). The turned lattice's peaks,
+        // at (cos 30, sin 30) / 12 and (-sin 30, cos 30) / 12, are 0.52 / 12
+        // cycles per px (6.8 bins of a 128 px tile) from every point of the
+        // first lattice.
+        let t = std::f32::consts::TAU / 12.0;
+        let (c30, s30) = (30f32.to_radians().cos(), 30f32.to_radians().sin());
+        let img = ndarray::Array2::from_shape_fn((256, 256), |(r, c)| {
+            let (x, y) = (c as f32, r as f32);
+            if c < 128 {
+                (t * x).cos() + (t * y).cos()
+            } else {
+                (t * (c30 * x + s30 * y)).cos() + (t * (-s30 * x + c30 * y)).cos()
+            }
+        });
+        let f = ImageFacts::measure(img.view()).unwrap();
+        assert!(f.off_lattice_peaks >= 2, "{f:?}");
+        assert!(!f.one_lattice());
+        assert_eq!(choose(&f, None, Method::Vae).window, 24);
+    }
+
+    #[test]
+    fn lattice_residual_is_the_distance_to_the_nearest_lattice_point() {
+        let basis = [[0.1, 0.0], [0.0, 0.1]];
+        // (0.21, -0.095) is nearest to 2 g1 - g2 = (0.2, -0.1), at
+        // hypot(0.01, 0.005).
+        let r = lattice_residual(&basis, [0.21, -0.095]);
+        assert!((r - 0.01f64.hypot(0.005)).abs() < 1e-12, "{r}");
+        // One wavevector: the nearest multiple, 3 g = (0.3, 0), is 0.02 away
+        // across it.
+        let r = lattice_residual(&basis[..1], [0.3, 0.02]);
+        assert!((r - 0.02).abs() < 1e-12, "{r}");
+        // No basis, or a degenerate one: nothing is on it.
+        assert!(lattice_residual(&[], [0.1, 0.0]).is_infinite());
+        assert!(lattice_residual(&[[0.1, 0.0], [0.2, 0.0]], [0.1, 0.0]).is_infinite());
+        // Without a wavevector an image is not of one lattice.
+        let mut f = facts(Some(12.0), 256);
+        assert!(!f.one_lattice());
+        f.wavevectors = vec![[0.1, 0.0]];
+        assert!(f.one_lattice());
+        f.off_lattice_peaks = 1;
+        assert!(!f.one_lattice());
     }
 
     /// Whether `v` is an integer combination of `basis`, to 1e-9.
