@@ -381,3 +381,60 @@ fn suite_images_come_with_their_parameters() {
     assert!(p["params"]["delta_px"].is_string(), "{p}");
     assert!(out.join("truth.npy").is_file());
 }
+
+/// Writes `pixels` (`rows x cols`, row-major) as a little-endian `f32` `.npy`.
+fn write_npy_f32(path: &Path, rows: usize, cols: usize, pixels: &[f32]) {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic, version and length take 10 bytes; the header ends in a newline
+    // and pads the whole to a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in pixels {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// An image of one phase (a square lattice of period 10 px under Gaussian
+/// noise of half its amplitude) has no regions: the FFT baseline's principal
+/// components are noise, and the run says so instead of presenting their
+/// segmentation as phases.
+#[test]
+fn an_image_of_one_phase_has_no_regions() {
+    let d = tempfile::tempdir().unwrap();
+    let n = 192;
+    // Box-Muller on a fixed linear congruential generator (Knuth's MMIX constants).
+    let mut state: u64 = 7;
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let tau = std::f64::consts::TAU;
+    let pixels: Vec<f32> = (0..n * n)
+        .map(|i| {
+            let (y, x) = ((i / n) as f64, (i % n) as f64);
+            let noise = (-2.0 * uniform().ln()).sqrt() * (tau * uniform()).cos();
+            ((tau * x / 10.0).cos() + (tau * y / 10.0).cos() + 0.5 * noise) as f32
+        })
+        .collect();
+    let img = d.path().join("one.npy");
+    write_npy_f32(&img, n, n, &pixels);
+    let out = d.path().join("fft");
+    let o = phyvae(&["train", s(&img), "--out", s(&out), "--model", "fft"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = metrics(&out);
+    assert_eq!(kinds(&m), vec!["no-regions"], "{}", m["result"]);
+    assert_eq!(m["diagnosis"]["ok"], false);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("no map splits into regions"), "{stderr}");
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("Not a result"));
+}

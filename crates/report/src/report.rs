@@ -593,6 +593,21 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
         )]);
     };
     let mut items = Vec::new();
+    if let Some(d) = &run.metrics.diagnosis
+        && !d.findings.is_empty()
+    {
+        items.push(Item::Alert(
+            "Not a result".into(),
+            vec![format!(
+                "The diagnosis found this run failed ({}); the map and segmentation below are shown to inspect the failure, not as phases of the image.",
+                d.findings
+                    .iter()
+                    .map(|f| f.kind.title())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )],
+        ));
+    }
     let mut facts = vec![
         ("result map".to_owned(), map.to_owned()),
         (

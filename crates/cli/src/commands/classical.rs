@@ -28,7 +28,7 @@ use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::RunDir;
 
 use crate::cli::TrainArgs;
-use crate::commands::output::{base_metrics, finish_run, write_maps};
+use crate::commands::output::{base_metrics, finish_run, warn_diagnosis, write_maps};
 use crate::commands::result::{self, MapResult};
 use crate::progress::Progress;
 
@@ -83,7 +83,7 @@ pub fn run(
         .collect();
     let mut metrics = base_metrics(&a.input, img, &cfg.data, patches, &names, &names, progress);
     metrics.maps = per_map.into_iter().collect();
-    metrics.result = Some(result::pick(
+    let picked = result::pick(
         &dir,
         &candidates,
         result::Weighting::Equal,
@@ -92,11 +92,18 @@ pub fn run(
         truth,
         &metrics.maps,
         "every principal-component map is flat: the patches' spectra do not vary",
-    )?);
+    )?;
+    // No latents to diagnose; whether the components show regions is checked.
+    let mut diagnosis = Diagnosis::default();
+    if let Some(sep) = &picked.separability {
+        diagnosis.check_separation(sep);
+    }
+    warn_diagnosis(&diagnosis, progress);
+    metrics.result = Some(picked);
     metrics.method = Some(Method::Fft);
     metrics.explained_variance_ratio = Some(p.explained_variance_ratio().to_vec());
     metrics.features_seconds = Some(seconds);
     metrics.settings = cfg.auto.clone();
-    metrics.diagnosis = Some(Diagnosis::default());
+    metrics.diagnosis = Some(diagnosis);
     finish_run(&dir, metrics, t0, progress)
 }

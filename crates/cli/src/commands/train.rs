@@ -108,7 +108,7 @@ fn maps_and_result(
     metrics: &mut Metrics,
     maps: &LatentMaps,
     names: &[String],
-    diagnosis: Diagnosis,
+    mut diagnosis: Diagnosis,
     truth: Option<&Array2<i32>>,
     cfg: (&VisualizeParams, Option<usize>, u64),
     reason: &str,
@@ -124,10 +124,9 @@ fn maps_and_result(
         params,
         progress,
     )?;
-    warn_diagnosis(&diagnosis, progress);
     metrics.maps = per_map.into_iter().collect();
     let candidates = informative(&diagnosis, names, &segs);
-    metrics.result = Some(result::pick(
+    let picked = result::pick(
         dir,
         &candidates,
         result::Weighting::OwnUnits,
@@ -136,7 +135,12 @@ fn maps_and_result(
         truth,
         &metrics.maps,
         reason,
-    )?);
+    )?;
+    if let Some(sep) = &picked.separability {
+        diagnosis.check_separation(sep);
+    }
+    warn_diagnosis(&diagnosis, progress);
+    metrics.result = Some(picked);
     metrics.diagnosis = Some(diagnosis);
     Ok(())
 }
