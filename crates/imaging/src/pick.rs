@@ -190,6 +190,139 @@ pub fn cluster_maps(
     })
 }
 
+/// Times [`refine_by_interiors`] re-centres the classes at most.
+pub const INTERIOR_ITERATIONS: usize = 5;
+/// Fewest interior cells from which [`refine_by_interiors`] takes a class's
+/// centroid; a class with fewer keeps the mean over all its cells.
+pub const MIN_INTERIOR_CELLS: usize = 5;
+
+/// `labels` (classes `0..k` on the grid of `maps`) re-centred on the classes'
+/// interiors: each class's centroid is the mean of the map values over its
+/// interior cells, those whose every neighbour within `radius` cells
+/// (Chebyshev distance, inside the grid) carries the same label; every cell
+/// then takes the class of the nearest centroid (Euclidean), until the labels
+/// settle or [`INTERIOR_ITERATIONS`] passes. The classes are renumbered so
+/// that 0 is the largest.
+///
+/// Why: k-means puts a centroid at the mean of all the cells of its class,
+/// boundary cells included. A patch that straddles a boundary holds both
+/// phases, and its map values lie between theirs. The smaller a region, the
+/// larger the share of such cells in its class, so its centroid moves towards
+/// the other class, the midpoint between the centroids follows, and the small
+/// region grows by about a grid cell along its whole boundary. An interior at
+/// least half a window from every other class holds no straddling patch.
+///
+/// A class with fewer than [`MIN_INTERIOR_CELLS`] interior cells uses all its
+/// cells. A pass that would leave a class empty is not taken. Written here:
+/// an erosion by a square and a nearest-centroid step, on a grid of at most a
+/// few ten thousand cells.
+///
+/// # Errors
+/// [`ImagingError::EmptyImage`] without maps or cells, and
+/// [`ImagingError::ShapeMismatch`] when a map or `labels` differs in shape.
+pub fn refine_by_interiors(
+    maps: &[ArrayView2<'_, f32>],
+    labels: ArrayView2<'_, i32>,
+    radius: usize,
+) -> Result<Array2<i32>> {
+    let (gh, gw) = labels.dim();
+    if maps.is_empty() || gh * gw == 0 {
+        return Err(ImagingError::EmptyImage { rows: gh, cols: gw });
+    }
+    for m in maps {
+        if m.dim() != (gh, gw) {
+            return Err(ImagingError::ShapeMismatch {
+                what: "maps and labels to refine",
+                expected: vec![gh, gw],
+                found: vec![m.nrows(), m.ncols()],
+            });
+        }
+    }
+    let k = labels
+        .iter()
+        .map(|&l| usize::try_from(l).map_or(0, |l| l + 1))
+        .max()
+        .unwrap_or(0);
+    let mut current = labels.to_owned();
+    if k < 2 {
+        return Ok(current);
+    }
+    let d = maps.len();
+    for _ in 0..INTERIOR_ITERATIONS {
+        let mut sum_in = vec![0.0f64; k * d];
+        let mut n_in = vec![0usize; k];
+        let mut sum_all = vec![0.0f64; k * d];
+        let mut n_all = vec![0usize; k];
+        for r in 0..gh {
+            for c in 0..gw {
+                let Ok(l) = usize::try_from(current[[r, c]]) else {
+                    continue;
+                };
+                let (r0, r1) = (r.saturating_sub(radius), (r + radius + 1).min(gh));
+                let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(gw));
+                let interior =
+                    (r0..r1).all(|i| (c0..c1).all(|j| current[[i, j]] == current[[r, c]]));
+                for (j, m) in maps.iter().enumerate() {
+                    let v = f64::from(m[[r, c]]);
+                    sum_all[l * d + j] += v;
+                    if interior {
+                        sum_in[l * d + j] += v;
+                    }
+                }
+                n_all[l] += 1;
+                if interior {
+                    n_in[l] += 1;
+                }
+            }
+        }
+        let centroids: Vec<f64> = (0..k * d)
+            .map(|i| {
+                let l = i / d;
+                if n_in[l] >= MIN_INTERIOR_CELLS {
+                    sum_in[i] / n_in[l] as f64
+                } else {
+                    sum_all[i] / n_all[l].max(1) as f64
+                }
+            })
+            .collect();
+        let next = Array2::from_shape_fn((gh, gw), |(r, c)| {
+            let dist = |l: usize| -> f64 {
+                maps.iter()
+                    .enumerate()
+                    .map(|(j, m)| {
+                        let e = f64::from(m[[r, c]]) - centroids[l * d + j];
+                        e * e
+                    })
+                    .sum()
+            };
+            let best = (1..k).fold(0, |b, l| if dist(l) < dist(b) { l } else { b });
+            best as i32
+        });
+        let mut counts = vec![0usize; k];
+        for &l in &next {
+            counts[l as usize] += 1;
+        }
+        if counts.contains(&0) || next == current {
+            break;
+        }
+        current = next;
+    }
+    // Renumber: 0 the largest class (ties by the old number).
+    let mut counts = vec![0usize; k];
+    for &l in &current {
+        if let Ok(l) = usize::try_from(l) {
+            counts[l] += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by_key(|&l| std::cmp::Reverse(counts[l]));
+    let mut rank = vec![0i32; k];
+    for (new, &old) in order.iter().enumerate() {
+        rank[old] = new as i32;
+    }
+    Ok(current.mapv(|l| usize::try_from(l).map_or(l, |l| rank[l])))
+}
+
 /// Mean silhouette over the `sample` rows of `x` (Euclidean distances, only
 /// sampled points as neighbours); a point alone in its class scores 0.
 fn mean_silhouette(x: &Array2<f64>, labels: &[usize], sample: &[usize]) -> f64 {
@@ -282,6 +415,50 @@ mod tests {
         assert!(matches!(
             separability(v.view(), l.view()),
             Err(ImagingError::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn interiors_move_a_straddling_cell_to_the_phase_it_mostly_holds() {
+        // One row of 20 cells: a large phase at 0 (cells 0 to 12), a small
+        // one at 10 (cells 14 to 19), and cell 13 straddling them, 48 % of
+        // the small phase (4.8). K-means' centroids are 0 and
+        // (4.8 + 6 * 10) / 7 = 9.26, midpoint 4.63: cell 13 goes to the small
+        // phase. The interiors (radius 1) leave cell 13 and its neighbours
+        // out: centroids 0 and 10, midpoint 5, so cell 13 joins the large one.
+        let m = Array2::from_shape_fn((1, 20), |(_, c)| match c {
+            0..=12 => 0.0f32,
+            13 => 4.8,
+            _ => 10.0,
+        });
+        let kmeans_labels = Array2::from_shape_fn((1, 20), |(_, c)| i32::from(c >= 13));
+        let refined = refine_by_interiors(&[m.view()], kmeans_labels.view(), 1).unwrap();
+        let expected = Array2::from_shape_fn((1, 20), |(_, c)| i32::from(c >= 14));
+        assert_eq!(refined, expected);
+        // The classes are renumbered, 0 the largest.
+        let swapped = kmeans_labels.mapv(|l| 1 - l);
+        assert_eq!(
+            refine_by_interiors(&[m.view()], swapped.view(), 1).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn interiors_leave_one_class_and_check_shapes() {
+        let m = bands(2);
+        let one = Array2::<i32>::zeros((16, 16));
+        assert_eq!(
+            refine_by_interiors(&[m.view()], one.view(), 2).unwrap(),
+            one
+        );
+        let small = Array2::<i32>::zeros((4, 4));
+        assert!(matches!(
+            refine_by_interiors(&[m.view()], small.view(), 2),
+            Err(ImagingError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            refine_by_interiors(&[], one.view(), 2),
+            Err(ImagingError::EmptyImage { .. })
         ));
     }
 

@@ -88,6 +88,10 @@ pub fn run(
         &candidates,
         result::Weighting::Equal,
         cfg.result.classes,
+        // The spectra of a straddling patch mix about linearly: no re-centring
+        // (on the validation split it helped the VAE, and moved the baseline
+        // both ways).
+        None,
         cfg.train.seed,
         truth,
         &metrics.maps,

@@ -10,7 +10,10 @@
 //!   variance): the map that most clearly splits into regions;
 //! - **segmentation**: k-means on all candidates' low-passed maps together
 //!   (weighted as [`Weighting`] says), with `--classes` classes, or as many (2 to 4) as the mean silhouette
-//!   prefers ([`phyvae_imaging::pick::cluster_maps`]). Two content latents
+//!   prefers ([`phyvae_imaging::pick::cluster_maps`]); for a VAE the classes
+//!   are then re-centred on their interiors, half a window from any other
+//!   class ([`phyvae_imaging::pick::refine_by_interiors`]), so that patches
+//!   straddling a boundary do not pull a small region's centroid. Two content latents
 //!   often share a phase distinction between them, so clustering both sees
 //!   what either alone may miss, and it can give more than two phases.
 //!
@@ -22,7 +25,7 @@ use anyhow::Result;
 use ndarray::{Array2, ArrayView2};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
-use phyvae_imaging::pick::{cluster_maps, separability};
+use phyvae_imaging::pick::{cluster_maps, refine_by_interiors, separability};
 use phyvae_imaging::pipeline::{Segmentations, min_max_scaled};
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
@@ -33,7 +36,7 @@ use crate::commands::output::create_dir;
 use crate::commands::segment::upscale_for;
 
 /// The criterion, as metrics.json and the report state it.
-pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4)";
+pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid";
 
 /// How the result clustering weighs the candidate maps against each other.
 /// Either way it clusters the low-passed maps ([`Segmentations::lowpassed`]),
@@ -107,7 +110,10 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 }
 
 /// Picks the result among `candidates`, writes `out/result/labels.npy` and
-/// `labels.png`, and returns metrics.json's `"result"`. Without candidates the
+/// `labels.png`, and returns metrics.json's `"result"`. With
+/// `interior_radius`, the k-means classes are re-centred on their interiors
+/// (cells at least that many grid cells from another class;
+/// [`refine_by_interiors`]). Without candidates the
 /// result is `null` with `reason`, and nothing is written.
 ///
 /// # Errors
@@ -118,6 +124,7 @@ pub fn pick(
     candidates: &[MapResult<'_>],
     weighting: Weighting,
     classes: Option<usize>,
+    interior_radius: Option<usize>,
     seed: u64,
     truth: Option<&Array2<i32>>,
     per_map: &PerMap,
@@ -142,7 +149,10 @@ pub fn pick(
     }
     let weighted = weighted_maps(&usable, weighting);
     let maps: Vec<ArrayView2<'_, f32>> = weighted.iter().map(|m| m.view()).collect();
-    let clustered = cluster_maps(&maps, classes, seed)?;
+    let mut clustered = cluster_maps(&maps, classes, seed)?;
+    if let Some(radius) = interior_radius {
+        clustered.labels = refine_by_interiors(&maps, clustered.labels.view(), radius)?;
+    }
     create_dir(&dir.file(files::RESULT_DIR))?;
     let labels_path = dir.result_labels();
     io::write_npy_i32(&labels_path, clustered.labels.view())?;

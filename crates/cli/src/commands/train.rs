@@ -126,11 +126,15 @@ fn maps_and_result(
     )?;
     metrics.maps = per_map.into_iter().collect();
     let candidates = informative(&diagnosis, names, &segs);
+    // Half a window in grid cells: a patch whose origin is that far from
+    // another class does not straddle the boundary.
+    let interior_radius = metrics.window.div_ceil(2 * metrics.step.max(1));
     let picked = result::pick(
         dir,
         &candidates,
         result::Weighting::OwnUnits,
         classes,
+        Some(interior_radius),
         seed,
         truth,
         &metrics.maps,
