@@ -504,7 +504,7 @@ pub fn kmeans(x: ArrayView2<'_, f64>, k: usize, n_init: usize, seed: u64) -> Res
         value: n_init.to_string(),
         rule: "must be at least 1",
     })?;
-    Ok(canonical(x, best))
+    Ok(canonical(best))
 }
 
 /// k-means++ seeding: `k` distinct-as-possible centres drawn from the samples.
@@ -544,7 +544,7 @@ fn kmeans_plus_plus(x: ArrayView2<'_, f64>, k: usize, rng: &mut ChaCha8Rng) -> A
 }
 
 /// Nearest centroid of every sample (lowest index on ties) and the squared distance.
-fn assign(x: ArrayView2<'_, f64>, centroids: &Array2<f64>) -> (Vec<usize>, Vec<f64>) {
+pub(crate) fn assign(x: ArrayView2<'_, f64>, centroids: &Array2<f64>) -> (Vec<usize>, Vec<f64>) {
     (0..x.nrows())
         .into_par_iter()
         .map(|i| {
@@ -633,13 +633,12 @@ fn lloyd(x: ArrayView2<'_, f64>, mut centroids: Array2<f64>) -> KMeans {
     }
 }
 
-/// Renumbers clusters by decreasing size, ties by smallest sample index.
-fn canonical(x: ArrayView2<'_, f64>, km: KMeans) -> KMeans {
-    let k = km.centroids.nrows();
-    let n = x.nrows();
+/// The canonical number of each of `k` labels (labels in `0..k`): by
+/// decreasing size, ties by smallest sample index. Returns `new_of_old`.
+pub(crate) fn canonical_order(labels: &[usize], k: usize) -> Vec<usize> {
     let mut size = vec![0_usize; k];
-    let mut first = vec![n; k];
-    for (i, &l) in km.labels.iter().enumerate() {
+    let mut first = vec![labels.len(); k];
+    for (i, &l) in labels.iter().enumerate() {
         size[l] += 1;
         first[l] = first[l].min(i);
     }
@@ -648,6 +647,17 @@ fn canonical(x: ArrayView2<'_, f64>, km: KMeans) -> KMeans {
     let mut new_of_old = vec![0; k];
     for (new, &old) in order.iter().enumerate() {
         new_of_old[old] = new;
+    }
+    new_of_old
+}
+
+/// Renumbers clusters by decreasing size, ties by smallest sample index.
+fn canonical(km: KMeans) -> KMeans {
+    let k = km.centroids.nrows();
+    let new_of_old = canonical_order(&km.labels, k);
+    let mut order = vec![0; k];
+    for (old, &new) in new_of_old.iter().enumerate() {
+        order[new] = old;
     }
     let mut centroids = Array2::<f64>::zeros(km.centroids.dim());
     for (new, &old) in order.iter().enumerate() {

@@ -19,7 +19,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::cluster::kmeans;
+use crate::cluster::{assign, canonical_order, kmeans};
 use crate::error::ImagingError;
 use crate::{Real, Result};
 
@@ -120,15 +120,7 @@ pub fn cluster_maps(
     if gh * gw == 0 {
         return Err(ImagingError::EmptyImage { rows: gh, cols: gw });
     }
-    for m in maps {
-        if m.dim() != (gh, gw) {
-            return Err(ImagingError::ShapeMismatch {
-                what: "maps to cluster",
-                expected: vec![gh, gw],
-                found: vec![m.nrows(), m.ncols()],
-            });
-        }
-    }
+    check_shapes(maps, (gh, gw), "maps to cluster")?;
     if let Some(k) = classes
         && k < 2
     {
@@ -201,8 +193,8 @@ pub const MIN_INTERIOR_CELLS: usize = 5;
 /// interior cells, those whose every neighbour within `radius` cells
 /// (Chebyshev distance, inside the grid) carries the same label; every cell
 /// then takes the class of the nearest centroid (Euclidean), until the labels
-/// settle or [`INTERIOR_ITERATIONS`] passes. The classes are renumbered so
-/// that 0 is the largest.
+/// settle or [`INTERIOR_ITERATIONS`] passes. The classes are renumbered as
+/// k-means numbers them: 0 the largest, ties by the first cell.
 ///
 /// Why: k-means puts a centroid at the mean of all the cells of its class,
 /// boundary cells included. A patch that straddles a boundary holds both
@@ -213,13 +205,14 @@ pub const MIN_INTERIOR_CELLS: usize = 5;
 /// least half a window from every other class holds no straddling patch.
 ///
 /// A class with fewer than [`MIN_INTERIOR_CELLS`] interior cells uses all its
-/// cells. A pass that would leave a class empty is not taken. Written here:
-/// an erosion by a square and a nearest-centroid step, on a grid of at most a
-/// few ten thousand cells.
+/// cells. A pass that would leave a class empty is not taken. The erosion by
+/// a square is written here (a grid of at most a few ten thousand cells); the
+/// nearest-centroid step and the numbering are k-means' own.
 ///
 /// # Errors
-/// [`ImagingError::EmptyImage`] without maps or cells, and
-/// [`ImagingError::ShapeMismatch`] when a map or `labels` differs in shape.
+/// [`ImagingError::EmptyImage`] without maps or cells,
+/// [`ImagingError::ShapeMismatch`] when a map or `labels` differs in shape,
+/// and [`ImagingError::InvalidParameter`] (`labels`) for a negative label.
 pub fn refine_by_interiors(
     maps: &[ArrayView2<'_, f32>],
     labels: ArrayView2<'_, i32>,
@@ -229,98 +222,97 @@ pub fn refine_by_interiors(
     if maps.is_empty() || gh * gw == 0 {
         return Err(ImagingError::EmptyImage { rows: gh, cols: gw });
     }
-    for m in maps {
-        if m.dim() != (gh, gw) {
-            return Err(ImagingError::ShapeMismatch {
-                what: "maps and labels to refine",
-                expected: vec![gh, gw],
-                found: vec![m.nrows(), m.ncols()],
-            });
-        }
-    }
-    let k = labels
+    check_shapes(maps, (gh, gw), "maps and labels to refine")?;
+    let mut current: Vec<usize> = labels
         .iter()
-        .map(|&l| usize::try_from(l).map_or(0, |l| l + 1))
-        .max()
-        .unwrap_or(0);
-    let mut current = labels.to_owned();
+        .map(|&l| usize::try_from(l))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| ImagingError::InvalidParameter {
+            name: "labels",
+            value: labels.iter().min().copied().unwrap_or(0).to_string(),
+            rule: "class numbers from 0",
+        })?;
+    let k = current.iter().max().map_or(0, |&m| m + 1);
     if k < 2 {
-        return Ok(current);
+        return Ok(labels.to_owned());
     }
-    let d = maps.len();
+    let x = Array2::from_shape_fn((gh * gw, maps.len()), |(i, j)| {
+        f64::from(maps[j][[i / gw, i % gw]])
+    });
     for _ in 0..INTERIOR_ITERATIONS {
-        let mut sum_in = vec![0.0f64; k * d];
-        let mut n_in = vec![0usize; k];
-        let mut sum_all = vec![0.0f64; k * d];
-        let mut n_all = vec![0usize; k];
-        for r in 0..gh {
-            for c in 0..gw {
-                let Ok(l) = usize::try_from(current[[r, c]]) else {
-                    continue;
-                };
-                let (r0, r1) = (r.saturating_sub(radius), (r + radius + 1).min(gh));
-                let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(gw));
-                let interior =
-                    (r0..r1).all(|i| (c0..c1).all(|j| current[[i, j]] == current[[r, c]]));
-                for (j, m) in maps.iter().enumerate() {
-                    let v = f64::from(m[[r, c]]);
-                    sum_all[l * d + j] += v;
-                    if interior {
-                        sum_in[l * d + j] += v;
-                    }
-                }
-                n_all[l] += 1;
-                if interior {
-                    n_in[l] += 1;
-                }
-            }
-        }
-        let centroids: Vec<f64> = (0..k * d)
-            .map(|i| {
-                let l = i / d;
-                if n_in[l] >= MIN_INTERIOR_CELLS {
-                    sum_in[i] / n_in[l] as f64
-                } else {
-                    sum_all[i] / n_all[l].max(1) as f64
-                }
-            })
-            .collect();
-        let next = Array2::from_shape_fn((gh, gw), |(r, c)| {
-            let dist = |l: usize| -> f64 {
-                maps.iter()
-                    .enumerate()
-                    .map(|(j, m)| {
-                        let e = f64::from(m[[r, c]]) - centroids[l * d + j];
-                        e * e
-                    })
-                    .sum()
-            };
-            let best = (1..k).fold(0, |b, l| if dist(l) < dist(b) { l } else { b });
-            best as i32
-        });
+        let centroids = interior_centroids(&x, &current, k, (gh, gw), radius);
+        let (next, _) = assign(x.view(), &centroids);
         let mut counts = vec![0usize; k];
         for &l in &next {
-            counts[l as usize] += 1;
+            counts[l] += 1;
         }
         if counts.contains(&0) || next == current {
             break;
         }
         current = next;
     }
-    // Renumber: 0 the largest class (ties by the old number).
-    let mut counts = vec![0usize; k];
-    for &l in &current {
-        if let Ok(l) = usize::try_from(l) {
-            counts[l] += 1;
+    let new_of_old = canonical_order(&current, k);
+    Ok(Array2::from_shape_fn((gh, gw), |(r, c)| {
+        new_of_old[current[r * gw + c]] as i32
+    }))
+}
+
+/// The centroid (row `l`, over the columns of `x`) of each of the `k` classes
+/// of `labels` on a `gh x gw` grid, taken over its interior cells as
+/// [`refine_by_interiors`] says, or over all its cells when it has fewer
+/// than [`MIN_INTERIOR_CELLS`] interior ones.
+fn interior_centroids(
+    x: &Array2<f64>,
+    labels: &[usize],
+    k: usize,
+    (gh, gw): (usize, usize),
+    radius: usize,
+) -> Array2<f64> {
+    let d = x.ncols();
+    let mut sum_in = Array2::<f64>::zeros((k, d));
+    let mut sum_all = Array2::<f64>::zeros((k, d));
+    let mut n_in = vec![0usize; k];
+    let mut n_all = vec![0usize; k];
+    for (i, &l) in labels.iter().enumerate() {
+        let (r, c) = (i / gw, i % gw);
+        let (r0, r1) = (r.saturating_sub(radius), (r + radius + 1).min(gh));
+        let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(gw));
+        let interior = (r0..r1).all(|a| (c0..c1).all(|b| labels[a * gw + b] == l));
+        sum_all.row_mut(l).scaled_add(1.0, &x.row(i));
+        n_all[l] += 1;
+        if interior {
+            sum_in.row_mut(l).scaled_add(1.0, &x.row(i));
+            n_in[l] += 1;
         }
     }
-    let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by_key(|&l| std::cmp::Reverse(counts[l]));
-    let mut rank = vec![0i32; k];
-    for (new, &old) in order.iter().enumerate() {
-        rank[old] = new as i32;
+    let mut centroids = Array2::<f64>::zeros((k, d));
+    for l in 0..k {
+        let (sum, n) = if n_in[l] >= MIN_INTERIOR_CELLS {
+            (sum_in.row(l), n_in[l])
+        } else {
+            (sum_all.row(l), n_all[l])
+        };
+        centroids.row_mut(l).assign(&(&sum / n.max(1) as f64));
     }
-    Ok(current.mapv(|l| usize::try_from(l).map_or(l, |l| rank[l])))
+    centroids
+}
+
+/// Checks that every map is `gh x gw`.
+fn check_shapes(
+    maps: &[ArrayView2<'_, f32>],
+    (gh, gw): (usize, usize),
+    what: &'static str,
+) -> Result<()> {
+    for m in maps {
+        if m.dim() != (gh, gw) {
+            return Err(ImagingError::ShapeMismatch {
+                what,
+                expected: vec![gh, gw],
+                found: vec![m.nrows(), m.ncols()],
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Mean silhouette over the `sample` rows of `x` (Euclidean distances, only
@@ -459,6 +451,11 @@ mod tests {
         assert!(matches!(
             refine_by_interiors(&[], one.view(), 2),
             Err(ImagingError::EmptyImage { .. })
+        ));
+        let negative = one.mapv(|_| -1);
+        assert!(matches!(
+            refine_by_interiors(&[m.view()], negative.view(), 2),
+            Err(ImagingError::InvalidParameter { name: "labels", .. })
         ));
     }
 

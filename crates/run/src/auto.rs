@@ -197,17 +197,26 @@ fn lattice_residual(basis: &[[f64; 2]], p: [f64; 2]) -> f64 {
             dot(r, r).sqrt()
         }
         [g1, g2, ..] => {
-            let det = g1[0] * g2[1] - g1[1] * g2[0];
-            if det.abs() <= f64::EPSILON {
+            let Some([a, b]) = lattice_coords([*g1, *g2], p) else {
                 return f64::INFINITY;
-            }
-            let a = ((p[0] * g2[1] - p[1] * g2[0]) / det).round();
-            let b = ((g1[0] * p[1] - g1[1] * p[0]) / det).round();
-            let r = axpy(axpy(p, -a, *g1), -b, *g2);
+            };
+            let r = axpy(axpy(p, -a.round(), *g1), -b.round(), *g2);
             dot(r, r).sqrt()
         }
         [] => f64::INFINITY,
     }
+}
+
+/// The coordinates `[a, b]` of `p = a g1 + b g2` (Cramer's rule); `None`
+/// for a degenerate basis.
+fn lattice_coords([g1, g2]: [[f64; 2]; 2], p: [f64; 2]) -> Option<[f64; 2]> {
+    let det = g1[0] * g2[1] - g1[1] * g2[0];
+    (det.abs() > f64::EPSILON).then(|| {
+        [
+            (p[0] * g2[1] - p[1] * g2[0]) / det,
+            (g1[0] * p[1] - g1[1] * p[0]) / det,
+        ]
+    })
 }
 
 fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
@@ -265,13 +274,10 @@ pub fn refine_basis(basis: [[f64; 2]; 2], peaks: &[[f64; 2]], tol: f64) -> [[f64
     // more than a measured spectrum resolves.
     'refine: for _ in 0..4 {
         let [g1, g2] = basis;
-        let det = g1[0] * g2[1] - g1[1] * g2[0];
-        if det.abs() <= f64::EPSILON {
-            break;
-        }
         for &p in peaks {
-            let a = (p[0] * g2[1] - p[1] * g2[0]) / det;
-            let b = (g1[0] * p[1] - g1[1] * p[0]) / det;
+            let Some([a, b]) = lattice_coords(basis, p) else {
+                break 'refine;
+            };
             for n in [2i64, 3] {
                 let nf = n as f64;
                 let (ai, bi) = ((a * nf).round(), (b * nf).round());
