@@ -312,10 +312,12 @@ impl Segmentations {
 /// # Ok::<(), phyvae_imaging::ImagingError>(())
 /// ```
 pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result<Segmentations> {
-    check_finite(map)?;
-    let (lo, hi) = min_max(map);
-    let range = hi - lo;
-    if f64::from(range) <= params.flat_threshold {
+    let Some(OtsuSplit {
+        lowpassed,
+        denoised,
+        otsu: otsu_labels,
+    }) = otsu_split(map, params)?
+    else {
         let zeros = Array2::<i32>::zeros(map.dim());
         return Ok(Segmentations {
             denoised: Array2::zeros(map.dim()),
@@ -330,17 +332,7 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
             skipped: Vec::new(),
             flat: true,
         });
-    }
-    let smoothed;
-    let map = if params.lowpass_sigma > 0.0 {
-        smoothed = gaussian(map, params.lowpass_sigma)?;
-        smoothed.view()
-    } else {
-        map
     };
-    let normalised = min_max_scaled(map);
-    let denoised = denoise_bilateral(normalised.view(), &params.bilateral)?;
-    let otsu_labels = binarize(denoised.view(), otsu(denoised.view())?);
     let mut multiotsu_labels = Vec::with_capacity(params.multiotsu_classes.len());
     let mut skipped = Vec::new();
     for &c in &params.multiotsu_classes {
@@ -362,9 +354,50 @@ pub fn segment_map(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result
         skipped,
         chanvese: cv.segmentation.mapv(i32::from),
         denoised,
-        lowpassed: map.to_owned(),
+        lowpassed,
         flat: false,
     })
+}
+
+/// The first steps of [`segment_map`], for a caller that needs only the
+/// binary split: the low-passed map, the normalised and bilateral-denoised
+/// map, and its Otsu labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtsuSplit {
+    /// As [`Segmentations::lowpassed`].
+    pub lowpassed: Array2<f32>,
+    /// As [`Segmentations::denoised`].
+    pub denoised: Array2<f32>,
+    /// As [`Segmentations::otsu`].
+    pub otsu: Array2<i32>,
+}
+
+/// Low-pass (when [`VisualizeParams::lowpass_sigma`] is above 0), normalise,
+/// bilateral-denoise and Otsu-split one map, as [`segment_map`] does first;
+/// `None` for a flat map (`max - min <= flat_threshold`).
+///
+/// # Errors
+/// [`ImagingError::EmptyImage`] / [`ImagingError::NonFinite`] for an empty or
+/// non-finite map.
+pub fn otsu_split(map: ArrayView2<'_, f32>, params: &VisualizeParams) -> Result<Option<OtsuSplit>> {
+    check_finite(map)?;
+    let (lo, hi) = min_max(map);
+    if f64::from(hi - lo) <= params.flat_threshold {
+        return Ok(None);
+    }
+    let lowpassed = if params.lowpass_sigma > 0.0 {
+        gaussian(map, params.lowpass_sigma)?
+    } else {
+        map.to_owned()
+    };
+    let normalised = min_max_scaled(lowpassed.view());
+    let denoised = denoise_bilateral(normalised.view(), &params.bilateral)?;
+    let otsu_labels = binarize(denoised.view(), otsu(denoised.view())?);
+    Ok(Some(OtsuSplit {
+        lowpassed,
+        denoised,
+        otsu: otsu_labels,
+    }))
 }
 
 #[cfg(test)]
