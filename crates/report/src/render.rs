@@ -307,6 +307,9 @@ fn encode(pixels: &Pixels, path: &Path) -> Result<Vec<u8>> {
     let mut encoder = png::Encoder::new(&mut out, pixels.width, pixels.height);
     encoder.set_color(pixels.colour);
     encoder.set_depth(png::BitDepth::Eight);
+    // fdeflate's PNG-tuned compression: several times faster than the default
+    // (miniz) for files a little larger.
+    encoder.set_compression(png::Compression::Fast);
     let mut writer = encoder.write_header().map_err(png_err)?;
     writer.write_image_data(&pixels.data).map_err(png_err)?;
     writer.finish().map_err(png_err)?;
