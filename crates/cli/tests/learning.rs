@@ -438,3 +438,45 @@ fn an_image_of_one_phase_has_no_regions() {
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("Not a result"));
 }
+
+/// A VAE stopped after 200 steps, with a narrow network, has not learned the
+/// two phases of a 96 px image, yet nothing in its training looks wrong: its
+/// latents vary and its maps split into regions. The classical baseline does
+/// separate the phases, and the run says that the two disagree instead of
+/// presenting its result as if checked.
+#[test]
+fn a_result_that_disagrees_with_the_baseline_gets_a_caution() {
+    let d = tempfile::tempdir().unwrap();
+    common::synth("two-phase", 96, 2, d.path());
+    let img = d.path().join("image.npy");
+    let truth = d.path().join("truth.npy");
+    let out = d.path().join("a");
+    let (m, stderr, report) = train(
+        &img,
+        &out,
+        &["--steps", "200", "--hidden", "32", "--truth", s(&truth)],
+    );
+    // The result is wrong (scored against the truth), and nothing failed.
+    let ari = m["result"]["score"]["ari"].as_f64().unwrap();
+    assert!(ari < 0.3, "the run learned the phases after all: ARI {ari}");
+    assert!(kinds(&m).is_empty(), "{}", m["diagnosis"]);
+    assert_eq!(m["diagnosis"]["ok"], true);
+    // The baseline shows regions and disagrees with the result.
+    let b = &m["result"]["baseline"];
+    assert!(b["separability"].as_f64().unwrap() >= 0.72, "{b}");
+    assert!(b["agreement"].as_f64().unwrap() < 0.5, "{b}");
+    let cautions: Vec<&str> = m["diagnosis"]["cautions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(cautions, vec!["disagrees-with-baseline"]);
+    assert!(
+        stderr.contains("caution: the result disagrees with the classical baseline"),
+        "{stderr}"
+    );
+    assert!(report.contains("Check this result"));
+    assert!(report.contains("classical baseline"));
+    assert!(!report.contains("Not a result"));
+}

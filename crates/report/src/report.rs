@@ -548,6 +548,17 @@ fn verdict_items(run: &RunData) -> Vec<Item> {
             "This run was made before runs were diagnosed: nobody checked whether its latents learned anything.".into(),
         )];
     };
+    if d.findings.is_empty() && !d.cautions.is_empty() {
+        let lines = d
+            .cautions
+            .iter()
+            .map(|f| format!("{}: {}. Try: {}.", f.kind.title(), f.message, f.advice))
+            .collect();
+        return vec![Item::Alert(
+            "Check this result: the training checks passed, but the result may be wrong.".into(),
+            lines,
+        )];
+    }
     if d.findings.is_empty() {
         let active: Vec<String> = d
             .latents
@@ -634,6 +645,15 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     if let Some(sep) = &r.separability {
         let v: Vec<String> = sep.iter().map(|(k, e)| format!("{k} {e:.3}")).collect();
         facts.push(("Otsu separability".to_owned(), v.join(", ")));
+    }
+    if let Some(b) = &r.baseline {
+        facts.push((
+            "classical baseline".to_owned(),
+            format!(
+                "|FFT| of {} px windows at a {} px step, {} classes (separability {:.3}): agrees with the result at ARI {:.3}",
+                b.window, b.step, b.classes, b.separability, b.agreement
+            ),
+        ));
     }
     if let Some(score) = &r.score {
         let (o_ari, o_map, o_seg) = r.oracle.as_ref().map_or((0.0, "-", "-"), |o| {
@@ -1101,28 +1121,11 @@ mod tests {
         assert_eq!(spread(61, 4), vec![0, 20, 40, 60]);
     }
 
-    #[test]
-    fn the_original_commands_are_quoted_for_a_shell() {
-        let run = RunData {
+    /// A run of one 1 x 1 latent map with `metrics`, and nothing else.
+    fn bare_run(metrics: phyvae_run::metrics::Metrics) -> RunData {
+        RunData {
             dir: "r".into(),
-            metrics: phyvae_run::metrics::Metrics {
-                commands: vec![
-                    ["/x/phyvae", "train", "my image.png", "--out", "r"]
-                        .map(String::from)
-                        .to_vec(),
-                    [
-                        "/x/phyvae",
-                        "train",
-                        "my image.png",
-                        "--out",
-                        "r",
-                        "--resume",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                ],
-                ..phyvae_run::metrics::Metrics::default()
-            },
+            metrics,
             config: None,
             history: Vec::new(),
             latents: ndarray::Array3::zeros((1, 1, 1)),
@@ -1134,13 +1137,55 @@ mod tests {
             manifold: None,
             snapshots: Vec::new(),
             truth: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_original_commands_are_quoted_for_a_shell() {
+        let run = bare_run(phyvae_run::metrics::Metrics {
+            commands: vec![
+                ["/x/phyvae", "train", "my image.png", "--out", "r"]
+                    .map(String::from)
+                    .to_vec(),
+                [
+                    "/x/phyvae",
+                    "train",
+                    "my image.png",
+                    "--out",
+                    "r",
+                    "--resume",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ],
+            ..phyvae_run::metrics::Metrics::default()
+        });
         assert_eq!(
             original_commands(&run),
             vec![
                 "phyvae train 'my image.png' --out r",
                 "phyvae train 'my image.png' --out r --resume"
             ]
+        );
+    }
+
+    #[test]
+    fn a_caution_is_shown_as_a_check_not_as_a_failure() {
+        let mut diagnosis = phyvae_run::diagnose::Diagnosis::default();
+        diagnosis.check_agreement(0.2, 0.95);
+        let run = bare_run(phyvae_run::metrics::Metrics {
+            diagnosis: Some(diagnosis),
+            ..phyvae_run::metrics::Metrics::default()
+        });
+        let items = verdict_items(&run);
+        let [Item::Alert(title, lines)] = items.as_slice() else {
+            panic!("one alert expected: {items:?}");
+        };
+        assert!(title.starts_with("Check this result"), "{title}");
+        assert!(!title.contains("failed"), "{title}");
+        assert!(
+            lines[0].contains("classical baseline") && lines[0].contains("0.20"),
+            "{lines:?}"
         );
     }
 

@@ -115,6 +115,31 @@ pub struct ResultMetrics {
     /// With a truth map: the best map and segmentation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oracle: Option<Oracle>,
+    /// A VAE's result held against the classical baseline's segmentation of
+    /// the same image ([`BaselineCheck`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineCheck>,
+}
+
+/// A second opinion on a VAE's result: the classical baseline (`|FFT|` of
+/// Hann-windowed patches, PCA, k-means, as `--model fft`) run on the same
+/// image inside the VAE's run, and how far the two segmentations agree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineCheck {
+    /// The baseline's window, px (its own automatic choice, two cells).
+    pub window: usize,
+    /// Its step, px (the run's, so that the two grids share their spacing).
+    pub step: usize,
+    /// Classes of the baseline's segmentation.
+    pub classes: usize,
+    /// The largest Otsu separability of its component maps: below
+    /// `phyvae_run::diagnose::MIN_SEPARABILITY` they show no regions, and the
+    /// agreement says nothing.
+    pub separability: f64,
+    /// Adjusted Rand index between the result and the baseline's labels, each
+    /// read at the result grid's cell centres (1: the same partition; about
+    /// 0: unrelated).
+    pub agreement: f64,
 }
 
 /// Reads `commands` as a list of command lines, or as the single command

@@ -19,13 +19,17 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use ndarray::{Array2, Array3};
-use phyvae_data::patches::PatchSet;
-use phyvae_imaging::cluster::pca;
+use ndarray::{Array2, Array3, ArrayView2, Axis};
+use phyvae_data::patches::{PatchGrid, PatchSet};
+use phyvae_imaging::cluster::{Pca, pca};
 use phyvae_imaging::fft_features::window_spectra;
+use phyvae_imaging::metrics::adjusted_rand_index;
+use phyvae_imaging::pick::{cluster_maps, separability};
+use phyvae_imaging::pipeline::{VisualizeParams, min_max_scaled, otsu_split};
 use phyvae_run::config::{Method, RunConfig};
 use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::RunDir;
+use phyvae_run::metrics::BaselineCheck;
 
 use crate::cli::TrainArgs;
 use crate::commands::output::{base_metrics, finish_run, warn_diagnosis, write_maps};
@@ -49,20 +53,15 @@ pub fn run(
     progress: Progress,
 ) -> Result<()> {
     let grid = patches.grid();
-    let (gh, gw) = (grid.gh(), grid.gw());
     let st = progress.step("window spectra and PCA");
     let start = Instant::now();
-    let features = window_spectra(patches.scaled_image(), grid.window(), grid.step())?; // (n, d)
-    let k = COMPONENTS
-        .min(features.nrows())
-        .min(features.ncols())
-        .max(1);
-    let p = pca(features.view(), k, cfg.train.seed)?;
-    let scores = p.transform(features.view())?; // (n, k)
-    let mut maps = Array3::<f32>::zeros((gh, gw, k));
-    for ((i, c), v) in scores.indexed_iter() {
-        maps[[i / gw, i % gw, c]] = *v as f32;
-    }
+    let (maps, p) = component_maps(
+        patches.scaled_image(),
+        grid.window(),
+        grid.step(),
+        cfg.train.seed,
+    )?;
+    let k = maps.dim().2;
     let seconds = start.elapsed().as_secs_f64();
     st.done();
     let names: Vec<String> = (1..=k).map(|i| format!("pc{i}")).collect();
@@ -83,7 +82,7 @@ pub fn run(
         .collect();
     let mut metrics = base_metrics(&a.input, img, &cfg.data, patches, &names, &names, progress);
     metrics.maps = per_map.into_iter().collect();
-    let picked = result::pick(
+    let (picked, _) = result::pick(
         &dir,
         &candidates,
         result::Weighting::Equal,
@@ -110,4 +109,93 @@ pub fn run(
     metrics.settings = cfg.auto.clone();
     metrics.diagnosis = Some(diagnosis);
     finish_run(&dir, metrics, t0, progress)
+}
+
+/// The principal-component maps `(gh, gw, k)` of the `|FFT|` descriptors of
+/// `image`'s `window`-px patches at `step` (the grid of
+/// [`phyvae_data::patches::PatchGrid`]), with their PCA.
+fn component_maps(
+    image: ArrayView2<'_, f32>,
+    window: usize,
+    step: usize,
+    seed: u64,
+) -> Result<(Array3<f32>, Pca)> {
+    let (rows, cols) = image.dim();
+    let grid = PatchGrid::new(rows, cols, window, step)?;
+    let (gh, gw) = (grid.gh(), grid.gw());
+    let features = window_spectra(image, window, step)?; // (n, d)
+    let k = COMPONENTS
+        .min(features.nrows())
+        .min(features.ncols())
+        .max(1);
+    let p = pca(features.view(), k, seed)?;
+    let scores = p.transform(features.view())?; // (n, k)
+    let mut maps = Array3::<f32>::zeros((gh, gw, k));
+    for ((i, c), v) in scores.indexed_iter() {
+        maps[[i / gw, i % gw, c]] = *v as f32;
+    }
+    Ok((maps, p))
+}
+
+/// The classical baseline as a second opinion on a VAE's `result` labels
+/// (on `grid`, over `image`): the baseline's segmentation of the same
+/// image with a `window`-px window at the grid's step, made as `--model fft`
+/// makes it (components low-passed, denoised and split with `params`
+/// ([`otsu_split`]) for their separability, their low-passed maps
+/// clustered with equal weights into `classes` classes or as many as the
+/// silhouette prefers), read at the centres of `grid`'s cells, and its
+/// agreement with `result` (adjusted Rand index). `None` when every
+/// component map is flat.
+///
+/// # Errors
+/// When the descriptors, the PCA, a segmentation or the clustering fails.
+pub fn second_opinion(
+    image: ArrayView2<'_, f32>,
+    grid: &PatchGrid,
+    result: ArrayView2<'_, i32>,
+    window: usize,
+    params: &VisualizeParams,
+    classes: Option<usize>,
+    seed: u64,
+) -> Result<Option<BaselineCheck>> {
+    let step = grid.step();
+    let (maps, _) = component_maps(image, window, step, seed)?;
+    let mut lowpassed = Vec::new();
+    let mut best = f64::NAN;
+    for m in maps.axis_iter(Axis(2)) {
+        let Some(seg) = otsu_split(m, params)? else {
+            continue;
+        };
+        let eta = separability(seg.denoised.view(), seg.otsu.view())?;
+        if best.is_nan() || eta > best {
+            best = eta;
+        }
+        lowpassed.push(min_max_scaled(seg.lowpassed.view()));
+    }
+    if lowpassed.is_empty() {
+        return Ok(None);
+    }
+    let views: Vec<ArrayView2<'_, f32>> = lowpassed.iter().map(|m| m.view()).collect();
+    let clustered = cluster_maps(&views, classes, seed)?;
+    // The baseline's cell whose centre is nearest each result cell's centre:
+    // with one step, the two grids differ by (window - result window) / 2 px.
+    let (bh, bw) = clustered.labels.dim();
+    let at = |i: usize, n: usize| -> usize {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let j = ((i * step) as f64 + (grid.window() as f64 - window as f64) / 2.0) / step as f64;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let j = j.round().max(0.0) as usize;
+        j.min(n - 1)
+    };
+    let baseline = Array2::from_shape_fn(result.dim(), |(r, c)| {
+        clustered.labels[[at(r, bh), at(c, bw)]]
+    });
+    let agreement = adjusted_rand_index(result, baseline.view())?;
+    Ok(Some(BaselineCheck {
+        window,
+        step,
+        classes: clustered.classes,
+        separability: best,
+        agreement,
+    }))
 }

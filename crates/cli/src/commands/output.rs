@@ -115,9 +115,10 @@ pub fn warn_diagnosis(d: &Diagnosis, progress: Progress) {
     if !progress.prints_results() {
         return;
     }
-    for f in &d.findings {
+    let said = d.findings.iter().map(|f| ("warning", f));
+    for (what, f) in said.chain(d.cautions.iter().map(|f| ("caution", f))) {
         eprintln!(
-            "warning: {}: {}. Try: {}.",
+            "{what}: {}: {}. Try: {}.",
             f.kind.title(),
             f.message,
             f.advice

@@ -110,7 +110,7 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 }
 
 /// Picks the result among `candidates`, writes `out/result/labels.npy` and
-/// `labels.png`, and returns metrics.json's `"result"`. With
+/// `labels.png`, and returns metrics.json's `"result"` with the labels. With
 /// `interior_radius`, the k-means classes are re-centred on their interiors
 /// (cells at least that many grid cells from another class;
 /// [`refine_by_interiors`]). Without candidates the
@@ -129,14 +129,15 @@ pub fn pick(
     truth: Option<&Array2<i32>>,
     per_map: &PerMap,
     reason: &str,
-) -> Result<ResultMetrics> {
+) -> Result<(ResultMetrics, Option<Array2<i32>>)> {
     let usable: Vec<&MapResult<'_>> = candidates.iter().filter(|c| !c.seg.flat).collect();
     if usable.is_empty() {
-        return Ok(ResultMetrics {
+        let none = ResultMetrics {
             criterion: Some(CRITERION.to_owned()),
             oracle: truth.and_then(|_| oracle(per_map, None)),
             ..ResultMetrics::none(reason)
-        });
+        };
+        return Ok((none, None));
     }
     let mut eta = std::collections::BTreeMap::new();
     let mut best: Option<(f64, &str)> = None;
@@ -184,7 +185,7 @@ pub fn pick(
         }
         r.score = Some(s);
     }
-    Ok(r)
+    Ok((r, Some(clustered.labels)))
 }
 
 /// The per-map metrics as metrics.json holds them.

@@ -12,6 +12,7 @@ use phyvae_model::Device;
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
 use phyvae_model::memory::{self, MemoryEstimate};
 use phyvae_model::train::Trainer;
+use phyvae_run::auto;
 use phyvae_run::config::{Method, RunConfig, TrainConfig};
 use phyvae_run::diagnose::{Diagnosis, FindingKind, RunFacts, diagnose};
 use phyvae_run::files::{self, RunDir, latent_names};
@@ -111,6 +112,7 @@ fn maps_and_result(
     mut diagnosis: Diagnosis,
     truth: Option<&Array2<i32>>,
     cfg: (&VisualizeParams, Option<usize>, u64),
+    baseline: (&PatchSet, usize),
     reason: &str,
     progress: Progress,
 ) -> Result<()> {
@@ -129,7 +131,7 @@ fn maps_and_result(
     // Half a window in grid cells: a patch whose origin is that far from
     // another class does not straddle the boundary.
     let interior_radius = metrics.window.div_ceil(2 * metrics.step.max(1));
-    let picked = result::pick(
+    let (mut picked, labels) = result::pick(
         dir,
         &candidates,
         result::Weighting::OwnUnits,
@@ -143,10 +145,37 @@ fn maps_and_result(
     if let Some(sep) = &picked.separability {
         diagnosis.check_separation(sep);
     }
+    // A second opinion, on a result that did not fail: the classical
+    // baseline's segmentation of the same image.
+    if let Some(labels) = labels.filter(|_| diagnosis.findings.is_empty()) {
+        let (patches, window) = baseline;
+        let st = progress.step("the classical baseline, as a second opinion");
+        picked.baseline = classical::second_opinion(
+            patches.scaled_image(),
+            patches.grid(),
+            labels.view(),
+            window,
+            params,
+            classes,
+            seed,
+        )?;
+        st.done();
+        if let Some(b) = &picked.baseline {
+            diagnosis.check_agreement(b.agreement, b.separability);
+        }
+    }
     warn_diagnosis(&diagnosis, progress);
     metrics.result = Some(picked);
     metrics.diagnosis = Some(diagnosis);
     Ok(())
+}
+
+/// The window of the classical baseline's second opinion: its own automatic
+/// choice for the image `cfg` was measured on (two cells), else the run's
+/// `window`.
+fn baseline_window(cfg: Option<&RunConfig>, window: usize) -> usize {
+    cfg.and_then(|c| c.auto.as_ref())
+        .map_or(window, |s| auto::choose(&s.facts, None, Method::Fft).window)
 }
 
 /// `phyvae train IMAGE --out DIR ...`.
@@ -295,6 +324,7 @@ pub fn train_image(
         diagnosis,
         truth.as_ref(),
         what,
+        (&patches, baseline_window(Some(&cfg), cfg.data.window)),
         reason,
         progress,
     )?;
@@ -412,6 +442,7 @@ pub fn encode_image(
         diagnosis,
         truth.as_ref(),
         what,
+        (&patches, baseline_window(trained.as_ref(), data.window)),
         reason,
         progress,
     )?;

@@ -158,6 +158,14 @@ class Run:
         return list(d.get("findings") or [])
 
     @property
+    def cautions(self) -> list:
+        """What to check in a run that did not fail (a result that disagrees
+        with the classical baseline's segmentation); empty when nothing was
+        found."""
+        d = self.metrics.get("diagnosis") or {}
+        return list(d.get("cautions") or [])
+
+    @property
     def _calibration(self):
         """``(x, y, unit)`` of the image's pixel, or None."""
         ps = self.metrics.get("pixel_size")
@@ -206,11 +214,17 @@ class Run:
         return run
 
     def _warn(self) -> None:
-        """Repeats the diagnosis' findings as Python warnings."""
+        """Repeats the diagnosis' findings (and cautions) as Python warnings."""
         for f in self.diagnosis:
             warnings.warn(
                 f"{f.get('kind')}: {f.get('message')}. Try: {f.get('advice')}.",
                 RuntimeWarning,
+                stacklevel=3,
+            )
+        for f in self.cautions:
+            warnings.warn(
+                f"caution: {f.get('kind')}: {f.get('message')}. Try: {f.get('advice')}.",
+                UserWarning,
                 stacklevel=3,
             )
 
