@@ -144,8 +144,9 @@ fn component_maps(
 /// ([`otsu_split`]) for their separability, their low-passed maps
 /// clustered with equal weights into `classes` classes or as many as the
 /// silhouette prefers), read at the centres of `grid`'s cells, and its
-/// agreement with `result` (adjusted Rand index). `None` when every
-/// component map is flat.
+/// agreement with `result` (adjusted Rand index). A `window` the image cannot
+/// hold (an encoded image smaller than the one the window was chosen on)
+/// gives way to `grid`'s. `None` when every component map is flat.
 ///
 /// # Errors
 /// When the descriptors, the PCA, a segmentation or the clustering fails.
@@ -159,6 +160,12 @@ pub fn second_opinion(
     seed: u64,
 ) -> Result<Option<BaselineCheck>> {
     let step = grid.step();
+    let (rows, cols) = image.dim();
+    let window = if window <= rows.min(cols) {
+        window
+    } else {
+        grid.window()
+    };
     let (maps, _) = component_maps(image, window, step, seed)?;
     let mut lowpassed = Vec::new();
     let mut best = f64::NAN;
@@ -198,4 +205,36 @@ pub fn second_opinion(
         separability: best,
         agreement,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_baseline_window_larger_than_the_image_gives_way_to_the_grids() {
+        // Two halves of different stripe periods, 48 x 48 px, on a grid of
+        // 16 px patches; the baseline is asked for 64 px windows.
+        let image = Array2::from_shape_fn((48, 48), |(r, c)| {
+            let period = if c < 24 { 4.0 } else { 7.0 };
+            #[allow(clippy::cast_precision_loss)]
+            let v = (std::f32::consts::TAU * r as f32 / period).cos();
+            v
+        });
+        let grid = PatchGrid::new(48, 48, 16, 4).unwrap();
+        let result = Array2::from_shape_fn((grid.gh(), grid.gw()), |(_, c)| i32::from(c >= 4));
+        let check = second_opinion(
+            image.view(),
+            &grid,
+            result.view(),
+            64,
+            &VisualizeParams::default(),
+            Some(2),
+            0,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((check.window, check.step), (16, 4));
+        assert!((-1.0..=1.0).contains(&check.agreement), "{check:?}");
+    }
 }
