@@ -461,6 +461,10 @@ fn a_result_that_disagrees_with_the_baseline_gets_a_caution() {
     assert!(ari < 0.3, "the run learned the phases after all: ARI {ari}");
     assert!(kinds(&m).is_empty(), "{}", m["diagnosis"]);
     assert_eq!(m["diagnosis"]["ok"], true);
+    // A VAE's automatic class count records the counts set aside for a
+    // class without an interior (none or some of 3 and 4).
+    let set_aside = m["result"]["classes_without_interior"].as_array().unwrap();
+    assert!(set_aside.iter().all(|k| k == 3 || k == 4), "{set_aside:?}");
     // The baseline shows regions and disagrees with the result.
     let b = &m["result"]["baseline"];
     assert!(b["separability"].as_f64().unwrap() >= 0.72, "{b}");

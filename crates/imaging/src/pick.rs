@@ -16,6 +16,10 @@
 //!   most [`SILHOUETTE_SAMPLES`] cells taken at a fixed stride. (The BIC of a
 //!   Gaussian mixture over-splits here: a phase's latent values are not
 //!   Gaussian, and BIC then adds components to describe one phase's shape.)
+//!   Given an interior radius (half a window, in grid cells), a count above 2
+//!   is only eligible when every class has an interior, cells whose whole
+//!   neighbourhood of that radius carries their class: a class without one
+//!   is a band of patches straddling a boundary, not a phase.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -94,14 +98,31 @@ pub struct Clustered {
     pub chosen: bool,
     /// Mean silhouette of the result (on the sampled cells), in `[-1, 1]`.
     pub silhouette: f64,
+    /// Class counts the automatic choice set aside because one of their
+    /// classes had no interior (fewer than [`MIN_INTERIOR_CELLS`] cells whose
+    /// neighbourhood of the interior radius carries their class), in
+    /// increasing order; empty when the count was given or without a radius.
+    pub without_interior: Vec<usize>,
 }
 
 /// Clusters the cells of `maps` (each `gh x gw`, at least one) into `classes`
 /// classes by k-means on the per-cell vectors of map values, as they are (the
-/// caller chooses their units and so their weights). A constant map is left out. With `classes = None`
-/// the number is the one in `2..=MAX_AUTO_CLASSES` with the highest mean
-/// silhouette, a larger count winning only by more than
-/// [`SILHOUETTE_MARGIN`]. Deterministic for a given `seed`.
+/// caller chooses their units and so their weights). A constant map is left
+/// out. With `interior_radius`, each clustering is then re-centred on its
+/// classes' interiors ([`refine_by_interiors`] with that radius).
+///
+/// With `classes = None` the number is the one in `2..=MAX_AUTO_CLASSES` with
+/// the highest mean silhouette (of the k-means labels), a larger count
+/// winning only by more than [`SILHOUETTE_MARGIN`]. With `interior_radius`, a
+/// count above 2 is eligible only when each of its (re-centred) classes has
+/// at least [`MIN_INTERIOR_CELLS`] interior cells. Why: the latent values of a
+/// patch that straddles a boundary lie between the two phases', and the
+/// straddling patches of a long boundary form a cluster of their own, as
+/// compact as a phase, that the silhouette rewards; but they lie in a band
+/// about a window wide along the boundary, so no cell of theirs is half a
+/// window from both phases. A phase narrower than about a window cannot be
+/// told from such a band (its patches all hold a neighbour too) and is not
+/// counted. Deterministic for a given `seed`.
 ///
 /// # Errors
 /// [`ImagingError::EmptyImage`] without maps or cells,
@@ -111,6 +132,7 @@ pub struct Clustered {
 pub fn cluster_maps(
     maps: &[ArrayView2<'_, f32>],
     classes: Option<usize>,
+    interior_radius: Option<usize>,
     seed: u64,
 ) -> Result<Clustered> {
     let first = maps
@@ -149,36 +171,53 @@ pub fn cluster_maps(
             classes: 1,
             chosen: false,
             silhouette: 0.0,
+            without_interior: Vec::new(),
         });
     }
     let d = columns.len();
     let x = Array2::from_shape_fn((n, d), |(i, j)| columns[j][i]);
     let stride = n.div_ceil(SILHOUETTE_SAMPLES).max(1);
     let sample: Vec<usize> = (0..n).step_by(stride).collect();
-    let fit = |k: usize| -> Result<(Vec<usize>, f64)> {
+    // One clustering: its labels (re-centred with a radius), its mean
+    // silhouette, and whether every class has an interior.
+    let fit = |k: usize| -> Result<(Array2<i32>, f64, bool)> {
         let km = kmeans(x.view(), k.min(n), N_INIT, seed)?;
         let s = mean_silhouette(&x, &km.labels, &sample);
-        Ok((km.labels, s))
+        let labels = Array2::from_shape_fn((gh, gw), |(r, c)| km.labels[r * gw + c] as i32);
+        let Some(radius) = interior_radius else {
+            return Ok((labels, s, true));
+        };
+        let refined = refine_by_interiors(maps, labels.view(), radius)?;
+        let flat: Vec<usize> = refined.iter().map(|&l| l as usize).collect();
+        let mut interior = vec![0usize; k.min(n)];
+        for (&l, inside) in flat.iter().zip(interior_mask(&flat, (gh, gw), radius)) {
+            interior[l] += usize::from(inside);
+        }
+        let wide = interior.iter().all(|&c| c >= MIN_INTERIOR_CELLS);
+        Ok((refined, s, wide))
     };
-    let (k, (labels, silhouette), chosen) = match classes {
+    let mut without_interior = Vec::new();
+    let (k, (labels, silhouette, _), chosen) = match classes {
         Some(k) => (k.min(n), fit(k)?, false),
         None => {
             let mut best = (2, fit(2)?);
             for k in 3..=MAX_AUTO_CLASSES.min(n) {
                 let f = fit(k)?;
-                if f.1 > best.1.1 + SILHOUETTE_MARGIN {
+                if !f.2 {
+                    without_interior.push(k);
+                } else if f.1 > best.1.1 + SILHOUETTE_MARGIN {
                     best = (k, f);
                 }
             }
             (best.0, best.1, true)
         }
     };
-    let labels = Array2::from_shape_fn((gh, gw), |(r, c)| labels[r * gw + c] as i32);
     Ok(Clustered {
         labels,
         classes: k,
         chosen,
         silhouette,
+        without_interior,
     })
 }
 
@@ -205,8 +244,7 @@ pub const MIN_INTERIOR_CELLS: usize = 5;
 /// least half a window from every other class holds no straddling patch.
 ///
 /// A class with fewer than [`MIN_INTERIOR_CELLS`] interior cells uses all its
-/// cells. A pass that would leave a class empty is not taken. The erosion by
-/// a square is written here (a grid of at most a few ten thousand cells); the
+/// cells. A pass that would leave a class empty is not taken. The
 /// nearest-centroid step and the numbering are k-means' own.
 ///
 /// # Errors
@@ -273,11 +311,8 @@ fn interior_centroids(
     let mut sum_all = Array2::<f64>::zeros((k, d));
     let mut n_in = vec![0usize; k];
     let mut n_all = vec![0usize; k];
-    for (i, &l) in labels.iter().enumerate() {
-        let (r, c) = (i / gw, i % gw);
-        let (r0, r1) = (r.saturating_sub(radius), (r + radius + 1).min(gh));
-        let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(gw));
-        let interior = (r0..r1).all(|a| (c0..c1).all(|b| labels[a * gw + b] == l));
+    let mask = interior_mask(labels, (gh, gw), radius);
+    for (i, (&l, interior)) in labels.iter().zip(mask).enumerate() {
         sum_all.row_mut(l).scaled_add(1.0, &x.row(i));
         n_all[l] += 1;
         if interior {
@@ -295,6 +330,23 @@ fn interior_centroids(
         centroids.row_mut(l).assign(&(&sum / n.max(1) as f64));
     }
     centroids
+}
+
+/// Whether each cell of `labels` (row-major on a `gh x gw` grid) is interior:
+/// every cell within Chebyshev distance `radius` of it, inside the grid,
+/// carries its label. The erosion by a square is written here (a grid of at
+/// most a few ten thousand cells).
+fn interior_mask(labels: &[usize], (gh, gw): (usize, usize), radius: usize) -> Vec<bool> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            let (r, c) = (i / gw, i % gw);
+            let (r0, r1) = (r.saturating_sub(radius), (r + radius + 1).min(gh));
+            let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(gw));
+            (r0..r1).all(|a| (c0..c1).all(|b| labels[a * gw + b] == l))
+        })
+        .collect()
 }
 
 /// Checks that every map is `gh x gw`.
@@ -471,8 +523,8 @@ mod tests {
     fn clustering_recovers_bands_and_the_silhouette_counts_them() {
         for k in [2, 3] {
             let m = bands(k);
-            let given = cluster_maps(&[m.view()], Some(k), 1).unwrap();
-            let chosen = cluster_maps(&[m.view()], None, 1).unwrap();
+            let given = cluster_maps(&[m.view()], Some(k), None, 1).unwrap();
+            let chosen = cluster_maps(&[m.view()], None, None, 1).unwrap();
             assert!(chosen.chosen);
             assert_eq!(chosen.classes, k);
             for c in [given, chosen] {
@@ -490,23 +542,73 @@ mod tests {
         }
     }
 
+    /// A `16 x 24` map: a phase at 0 (columns before `from`), a phase at 10
+    /// (columns from `to`), and between them a band of value 5 (plus the
+    /// ripple of [`bands`]).
+    fn two_phases_and_a_band(from: usize, to: usize) -> Array2<f32> {
+        Array2::from_shape_fn((16, 24), |(r, c)| {
+            let v = if c < from {
+                0.0
+            } else if c < to {
+                5.0
+            } else {
+                10.0
+            };
+            v + 0.3 * ((r * 7 + c * 3) % 5) as f32
+        })
+    }
+
+    #[test]
+    fn a_class_without_an_interior_is_not_counted() {
+        // A band 3 columns wide (8 to 10): at radius 2 no cell of it has all
+        // its neighbours within 2 columns in the band (that takes 5 columns).
+        // The silhouette alone counts it as a third class: its values form a
+        // cluster as compact as the phases'.
+        let narrow = two_phases_and_a_band(8, 11);
+        let alone = cluster_maps(&[narrow.view()], None, None, 1).unwrap();
+        assert_eq!(alone.classes, 3);
+        assert!(alone.without_interior.is_empty());
+        let ruled = cluster_maps(&[narrow.view()], None, Some(2), 1).unwrap();
+        assert_eq!(ruled.classes, 2);
+        assert_eq!(ruled.without_interior, vec![3, 4]);
+        // A band 8 columns wide (8 to 15) has 4 interior columns of 16 cells:
+        // a third phase.
+        let wide = two_phases_and_a_band(8, 16);
+        let counted = cluster_maps(&[wide.view()], None, Some(2), 1).unwrap();
+        assert_eq!(counted.classes, 3);
+        assert_eq!(counted.without_interior, vec![4]);
+        for (c, band) in [(8, 5.0), (15, 5.0), (16, 10.0), (7, 0.0)] {
+            let same_as = |col: usize| counted.labels[[0, col]];
+            let expected = match band {
+                b if b < 1.0 => same_as(0),
+                b if b > 9.0 => same_as(23),
+                _ => same_as(12),
+            };
+            assert_eq!(counted.labels[[3, c]], expected, "column {c}");
+        }
+        // A given count is not checked.
+        let given = cluster_maps(&[narrow.view()], Some(3), Some(2), 1).unwrap();
+        assert_eq!(given.classes, 3);
+        assert!(!given.chosen && given.without_interior.is_empty());
+    }
+
     #[test]
     fn constant_maps_give_one_class_and_bad_input_errors() {
         let flat = Array2::<f32>::zeros((4, 4));
-        let c = cluster_maps(&[flat.view()], None, 0).unwrap();
+        let c = cluster_maps(&[flat.view()], None, None, 0).unwrap();
         assert_eq!(c.classes, 1);
         assert!(c.labels.iter().all(|&l| l == 0));
         assert!(matches!(
-            cluster_maps(&[], None, 0),
+            cluster_maps(&[], None, None, 0),
             Err(ImagingError::EmptyImage { .. })
         ));
         let other = Array2::<f32>::zeros((3, 4));
         assert!(matches!(
-            cluster_maps(&[flat.view(), other.view()], None, 0),
+            cluster_maps(&[flat.view(), other.view()], None, None, 0),
             Err(ImagingError::ShapeMismatch { .. })
         ));
         assert!(matches!(
-            cluster_maps(&[flat.view()], Some(1), 0),
+            cluster_maps(&[flat.view()], Some(1), None, 0),
             Err(ImagingError::InvalidParameter { .. })
         ));
     }

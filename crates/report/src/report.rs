@@ -590,6 +590,34 @@ fn verdict_items(run: &RunData) -> Vec<Item> {
     )]
 }
 
+/// The result segmentation in words: the maps clustered, the classes, and
+/// how their number was reached.
+fn segmentation_fact(r: &phyvae_run::metrics::ResultMetrics) -> String {
+    let how = if r.classes_chosen == Some(true) {
+        let set_aside = match r.classes_without_interior.as_deref() {
+            Some(ks) if !ks.is_empty() => format!(
+                "; {} set aside: a class without an interior half a window from the others is a band along a boundary, not a phase",
+                ks.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "chosen by the mean silhouette, {:.2}{set_aside}",
+            r.silhouette.unwrap_or(0.0)
+        )
+    } else {
+        "given".to_owned()
+    };
+    format!(
+        "k-means on the low-passed maps {} into {} classes ({how})",
+        r.maps_clustered.as_deref().unwrap_or_default().join(", "),
+        r.classes.map_or_else(|| "-".to_owned(), |k| k.to_string()),
+    )
+}
+
 /// The result the run picked without the truth.
 fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     let Some(r) = &run.metrics.result else {
@@ -621,22 +649,7 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     }
     let mut facts = vec![
         ("result map".to_owned(), map.to_owned()),
-        (
-            "segmentation".to_owned(),
-            format!(
-                "k-means on the low-passed maps {} into {} classes ({})",
-                r.maps_clustered.as_deref().unwrap_or_default().join(", "),
-                r.classes.map_or_else(|| "-".to_owned(), |k| k.to_string()),
-                if r.classes_chosen == Some(true) {
-                    format!(
-                        "chosen by the mean silhouette, {:.2}",
-                        r.silhouette.unwrap_or(0.0)
-                    )
-                } else {
-                    "given".to_owned()
-                }
-            ),
-        ),
+        ("segmentation".to_owned(), segmentation_fact(r)),
         (
             "criterion".to_owned(),
             r.criterion.clone().unwrap_or_else(|| "-".into()),
@@ -1187,6 +1200,29 @@ mod tests {
             lines[0].contains("classical baseline") && lines[0].contains("0.20"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn the_segmentation_says_which_class_counts_were_set_aside() {
+        let mut r = phyvae_run::metrics::ResultMetrics {
+            maps_clustered: Some(vec!["z1".into(), "z2".into()]),
+            classes: Some(2),
+            classes_chosen: Some(true),
+            silhouette: Some(0.804),
+            classes_without_interior: Some(vec![3, 4]),
+            ..phyvae_run::metrics::ResultMetrics::default()
+        };
+        assert_eq!(
+            segmentation_fact(&r),
+            "k-means on the low-passed maps z1, z2 into 2 classes (chosen by the mean silhouette, 0.80; 3 and 4 set aside: a class without an interior half a window from the others is a band along a boundary, not a phase)"
+        );
+        r.classes_without_interior = Some(Vec::new());
+        assert_eq!(
+            segmentation_fact(&r),
+            "k-means on the low-passed maps z1, z2 into 2 classes (chosen by the mean silhouette, 0.80)"
+        );
+        r.classes_chosen = Some(false);
+        assert!(segmentation_fact(&r).ends_with("(given)"));
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub fn second_opinion(
         return Ok(None);
     }
     let views: Vec<ArrayView2<'_, f32>> = lowpassed.iter().map(|m| m.view()).collect();
-    let clustered = cluster_maps(&views, classes, seed)?;
+    let clustered = cluster_maps(&views, classes, None, seed)?;
     // The baseline's cell whose centre is nearest each result cell's centre:
     // with one step, the two grids differ by (window - result window) / 2 px.
     let (bh, bw) = clustered.labels.dim();
