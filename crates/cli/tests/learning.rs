@@ -333,6 +333,8 @@ fn the_fft_baseline_separates_two_lattices_and_picks_a_result() {
     let r = &m["result"];
     assert_eq!(r["classes"], 2);
     assert_eq!(r["classes_chosen"], false);
+    // A given count is not checked for interiors.
+    assert!(r["classes_without_interior"].is_null(), "{r}");
     assert!(r["map"].as_str().unwrap().starts_with("pc"));
     // Lattices of 12 and 14 px have different spectra: the baseline splits them.
     let ari = r["score"]["ari"].as_f64().unwrap();

@@ -108,14 +108,15 @@ pub struct Clustered {
 /// Clusters the cells of `maps` (each `gh x gw`, at least one) into `classes`
 /// classes by k-means on the per-cell vectors of map values, as they are (the
 /// caller chooses their units and so their weights). A constant map is left
-/// out. With `interior_radius`, each clustering is then re-centred on its
-/// classes' interiors ([`refine_by_interiors`] with that radius).
+/// out.
 ///
 /// With `classes = None` the number is the one in `2..=MAX_AUTO_CLASSES` with
-/// the highest mean silhouette (of the k-means labels), a larger count
-/// winning only by more than [`SILHOUETTE_MARGIN`]. With `interior_radius`, a
-/// count above 2 is eligible only when each of its (re-centred) classes has
-/// at least [`MIN_INTERIOR_CELLS`] interior cells. Why: the latent values of a
+/// the highest mean silhouette, a larger count winning only by more than
+/// [`SILHOUETTE_MARGIN`]. With `interior_radius` (half the patch window, in
+/// grid cells), a count above 2 is eligible only when each of its classes has
+/// at least [`MIN_INTERIOR_CELLS`] interior cells, cells whose every
+/// neighbour within that radius (Chebyshev distance, inside the grid) is of
+/// their class. Why: the map values of a
 /// patch that straddles a boundary lie between the two phases', and the
 /// straddling patches of a long boundary form a cluster of their own, as
 /// compact as a phase, that the silhouette rewards; but they lie in a band
@@ -178,23 +179,23 @@ pub fn cluster_maps(
     let x = Array2::from_shape_fn((n, d), |(i, j)| columns[j][i]);
     let stride = n.div_ceil(SILHOUETTE_SAMPLES).max(1);
     let sample: Vec<usize> = (0..n).step_by(stride).collect();
-    // One clustering: its labels (re-centred with a radius), its mean
-    // silhouette, and whether every class has an interior.
-    let fit = |k: usize| -> Result<(Array2<i32>, f64, bool)> {
+    // One clustering: its labels, its mean silhouette, and whether every
+    // class has an interior.
+    let fit = |k: usize| -> Result<(Vec<usize>, f64, bool)> {
         let km = kmeans(x.view(), k.min(n), N_INIT, seed)?;
         let s = mean_silhouette(&x, &km.labels, &sample);
-        let labels = Array2::from_shape_fn((gh, gw), |(r, c)| km.labels[r * gw + c] as i32);
-        let Some(radius) = interior_radius else {
-            return Ok((labels, s, true));
-        };
-        let refined = refine_by_interiors(maps, labels.view(), radius)?;
-        let flat: Vec<usize> = refined.iter().map(|&l| l as usize).collect();
-        let mut interior = vec![0usize; k.min(n)];
-        for (&l, inside) in flat.iter().zip(interior_mask(&flat, (gh, gw), radius)) {
-            interior[l] += usize::from(inside);
-        }
-        let wide = interior.iter().all(|&c| c >= MIN_INTERIOR_CELLS);
-        Ok((refined, s, wide))
+        let wide = interior_radius.is_none_or(|radius| {
+            let mut interior = vec![0usize; k.min(n)];
+            for (&l, inside) in km
+                .labels
+                .iter()
+                .zip(interior_mask(&km.labels, (gh, gw), radius))
+            {
+                interior[l] += usize::from(inside);
+            }
+            interior.iter().all(|&c| c >= MIN_INTERIOR_CELLS)
+        });
+        Ok((km.labels, s, wide))
     };
     let mut without_interior = Vec::new();
     let (k, (labels, silhouette, _), chosen) = match classes {
@@ -212,6 +213,7 @@ pub fn cluster_maps(
             (best.0, best.1, true)
         }
     };
+    let labels = Array2::from_shape_fn((gh, gw), |(r, c)| labels[r * gw + c] as i32);
     Ok(Clustered {
         labels,
         classes: k,

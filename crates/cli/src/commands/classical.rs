@@ -87,10 +87,12 @@ pub fn run(
         &candidates,
         result::Weighting::Equal,
         cfg.result.classes,
+        // Half a window in grid cells.
+        grid.window().div_ceil(2 * grid.step().max(1)),
         // The spectra of a straddling patch mix about linearly: no re-centring
         // (on the validation split it helped the VAE, and moved the baseline
         // both ways).
-        None,
+        false,
         cfg.train.seed,
         truth,
         &metrics.maps,
@@ -143,7 +145,8 @@ fn component_maps(
 /// makes it (components low-passed, denoised and split with `params`
 /// ([`otsu_split`]) for their separability, their low-passed maps
 /// clustered with equal weights into `classes` classes or as many as the
-/// silhouette prefers), read at the centres of `grid`'s cells, and its
+/// silhouette prefers among the counts whose classes have interiors half a
+/// window wide), read at the centres of `grid`'s cells, and its
 /// agreement with `result` (adjusted Rand index). A `window` the image cannot
 /// hold (an encoded image smaller than the one the window was chosen on)
 /// gives way to `grid`'s. `None` when every component map is flat.
@@ -183,7 +186,12 @@ pub fn second_opinion(
         return Ok(None);
     }
     let views: Vec<ArrayView2<'_, f32>> = lowpassed.iter().map(|m| m.view()).collect();
-    let clustered = cluster_maps(&views, classes, None, seed)?;
+    let clustered = cluster_maps(
+        &views,
+        classes,
+        Some(window.div_ceil(2 * step.max(1))),
+        seed,
+    )?;
     // The baseline's cell whose centre is nearest each result cell's centre:
     // with one step, the two grids differ by (window - result window) / 2 px.
     let (bh, bw) = clustered.labels.dim();

@@ -13,10 +13,11 @@
 //!   prefers ([`phyvae_imaging::pick::cluster_maps`]); for a VAE the classes
 //!   are then re-centred on their interiors, half a window from any other
 //!   class ([`phyvae_imaging::pick::refine_by_interiors`]), so that patches
-//!   straddling a boundary do not pull a small region's centroid, and a count
-//!   above 2 is only chosen when every class has such an interior: patches
-//!   straddling a long boundary form a compact cluster of their own, a band
-//!   about a window wide with no interior, that is not a phase. Two content latents
+//!   straddling a boundary do not pull a small region's centroid. For both
+//!   models a count above 2 is only chosen when every class has such an
+//!   interior: patches straddling a long boundary form a compact cluster of
+//!   their own, a band about a window wide with no interior, that is not a
+//!   phase. Two content latents
 //!   often share a phase distinction between them, so clustering both sees
 //!   what either alone may miss, and it can give more than two phases.
 //!
@@ -28,7 +29,7 @@ use anyhow::Result;
 use ndarray::{Array2, ArrayView2};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
-use phyvae_imaging::pick::{cluster_maps, separability};
+use phyvae_imaging::pick::{cluster_maps, refine_by_interiors, separability};
 use phyvae_imaging::pipeline::{Segmentations, min_max_scaled};
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
@@ -39,7 +40,7 @@ use crate::commands::output::create_dir;
 use crate::commands::segment::upscale_for;
 
 /// The criterion, as metrics.json and the report state it.
-pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid, and a VAE's count above 2 chosen only when every class has such an interior (a class without one is a band of patches straddling a boundary)";
+pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid; a count above 2 chosen only when every class has an interior half a window from the others (a class without one is a band of patches straddling a boundary)";
 
 /// How the result clustering weighs the candidate maps against each other.
 /// Either way it clusters the low-passed maps ([`Segmentations::lowpassed`]),
@@ -113,12 +114,12 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 }
 
 /// Picks the result among `candidates`, writes `out/result/labels.npy` and
-/// `labels.png`, and returns metrics.json's `"result"` with the labels. With
-/// `interior_radius`, the k-means classes are re-centred on their interiors
-/// (cells at least that many grid cells from another class), and an
-/// automatic class count above 2 needs an interior in every class
-/// ([`cluster_maps`]). Without candidates the
-/// result is `null` with `reason`, and nothing is written.
+/// `labels.png`, and returns metrics.json's `"result"` with the labels. An
+/// automatic class count above 2 needs an interior in every class (cells at
+/// least `interior_radius` grid cells from another class, half a window;
+/// [`cluster_maps`]); with `recentre`, the k-means classes are then
+/// re-centred on those interiors ([`refine_by_interiors`]). Without
+/// candidates the result is `null` with `reason`, and nothing is written.
 ///
 /// # Errors
 /// When the clustering fails or a file cannot be written.
@@ -128,7 +129,8 @@ pub fn pick(
     candidates: &[MapResult<'_>],
     weighting: Weighting,
     classes: Option<usize>,
-    interior_radius: Option<usize>,
+    interior_radius: usize,
+    recentre: bool,
     seed: u64,
     truth: Option<&Array2<i32>>,
     per_map: &PerMap,
@@ -154,7 +156,10 @@ pub fn pick(
     }
     let weighted = weighted_maps(&usable, weighting);
     let maps: Vec<ArrayView2<'_, f32>> = weighted.iter().map(|m| m.view()).collect();
-    let clustered = cluster_maps(&maps, classes, interior_radius, seed)?;
+    let mut clustered = cluster_maps(&maps, classes, Some(interior_radius), seed)?;
+    if recentre {
+        clustered.labels = refine_by_interiors(&maps, clustered.labels.view(), interior_radius)?;
+    }
     create_dir(&dir.file(files::RESULT_DIR))?;
     let labels_path = dir.result_labels();
     io::write_npy_i32(&labels_path, clustered.labels.view())?;
@@ -170,7 +175,7 @@ pub fn pick(
         classes: Some(clustered.classes),
         classes_chosen: Some(clustered.chosen),
         silhouette: Some(clustered.silhouette),
-        classes_without_interior: interior_radius.map(|_| clustered.without_interior.clone()),
+        classes_without_interior: clustered.chosen.then(|| clustered.without_interior.clone()),
         separability: Some(eta),
         criterion: Some(CRITERION.to_owned()),
         labels: Some(format!("{}/{}", files::RESULT_DIR, files::RESULT_LABELS)),
