@@ -374,6 +374,11 @@ pub struct TrainArgs {
     /// each onto the measured lattice (see `data.register` in config.toml).
     #[arg(long)]
     pub no_register: bool,
+    /// Cut the patches from the image as recorded instead of first removing
+    /// the scan drift along its rows, measured on its lattice (see
+    /// `data.dedrift` in config.toml).
+    #[arg(long)]
+    pub no_dedrift: bool,
     /// Min-max scale each patch on its own (default: the whole image).
     #[arg(long)]
     pub per_patch_norm: bool,

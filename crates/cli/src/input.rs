@@ -5,7 +5,9 @@ use anyhow::{Context, Result};
 use ndarray::Array2;
 use phyvae_data::patches::{PatchGrid, PatchSet, labels_at_patch_centres};
 use phyvae_data::{Image, io};
+use phyvae_imaging::scan;
 use phyvae_run::config::DataConfig;
+use phyvae_run::metrics::ScanDrift;
 use std::path::{Path, PathBuf};
 
 use crate::cli::InputArgs;
@@ -76,16 +78,37 @@ pub fn read_truth(path: Option<&PathBuf>, grid: &PatchGrid) -> Result<Option<Arr
 }
 
 /// Cuts the patches with a progress line (nothing is written: a run that
-/// fails here leaves no folder behind).
+/// fails here leaves no folder behind), after removing the scan drift along
+/// the rows when `d.dedrift` says so; returns the patches and the drift
+/// removed.
 pub fn patches_for(
     img: &phyvae_data::Image,
     d: &DataConfig,
     progress: Progress,
-) -> Result<PatchSet> {
+) -> Result<(PatchSet, Option<ScanDrift>)> {
     let st = progress.step("cutting patches");
     let grid = PatchGrid::new(img.rows(), img.cols(), d.window, d.step)?;
+    let dedrifted;
+    let mut drift = None;
+    let img = if d.dedrift {
+        let cell = d
+            .register
+            .iter()
+            .map(|k| 1.0 / k[0].hypot(k[1]))
+            .fold(0.0, f64::max);
+        let shifts = scan::row_drift(img.pixels.view(), &d.register, cell)?;
+        drift = ScanDrift::of(&shifts);
+        dedrifted = Image {
+            pixels: scan::shift_rows(img.pixels.view(), &shifts)?,
+            pixel_size: img.pixel_size.clone(),
+            source: img.source.clone(),
+        };
+        &dedrifted
+    } else {
+        img
+    };
     let mut patches = PatchSet::from_image(img, grid, d.scaling(), d.level)?;
     patches.register(&d.register)?;
     st.done();
-    Ok(patches)
+    Ok((patches, drift))
 }

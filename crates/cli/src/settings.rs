@@ -140,6 +140,7 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     // baseline needs no registration, and it has no decoder.
     if a.model != Some(ModelArg::Fft) {
         c.data.register.clone_from(&s.register);
+        c.data.dedrift = s.dedrift;
         c.model.coord_frequencies.clone_from(&s.coord_frequencies);
     }
     c.auto = Some(s);
@@ -333,6 +334,10 @@ fn apply_flags(
     set(&mut c.retries, a.retries);
     if a.no_register {
         c.data.register.clear();
+        c.data.dedrift = false;
+    }
+    if a.no_dedrift {
+        c.data.dedrift = false;
     }
     match a.coords {
         Some(CoordsArg::Raw) => c.model.coord_frequencies.clear(),

@@ -100,6 +100,68 @@ fn train_writes_every_output_and_its_config_reproduces_the_run() {
     );
 }
 
+/// On an image whose peaks lie on one lattice of two directions the scan
+/// drift is removed by default: config.toml records it, metrics.json gives
+/// the drift removed, and the saved model's `encode` removes it too;
+/// `--no-dedrift` cuts the image as recorded.
+#[test]
+fn scan_drift_is_removed_on_one_lattice_and_can_be_left() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("img");
+    ok(&[
+        "synth",
+        "suite",
+        "--family",
+        "motif",
+        "--seed",
+        "3",
+        "--size",
+        "96",
+        "--out",
+        s(&dir),
+    ]);
+    let img = dir.join("image.npy");
+    let run = |name: &str, extra: &[&str]| {
+        let out = d.path().join(name);
+        let mut args = vec!["train", s(&img), "--out", s(&out)];
+        args.extend(SMALL);
+        args.extend(extra);
+        let m = ok(&args);
+        let cfg: toml::Value =
+            toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
+        (out, m, cfg)
+    };
+    let (a, m, cfg) = run("a", &[]);
+    assert_eq!(
+        cfg["data"]["register"].as_array().unwrap().len(),
+        2,
+        "{cfg}"
+    );
+    assert_eq!(cfg["data"]["dedrift"].as_bool(), Some(true), "{cfg}");
+    let drift = &m["scan_drift"];
+    let (rms, max) = (
+        drift["rms_px"].as_f64().unwrap(),
+        drift["max_px"].as_f64().unwrap(),
+    );
+    assert!(rms.is_finite() && rms <= max, "{drift}");
+    let e = d.path().join("e");
+    let j = ok(&["encode", s(&img), "--model", s(&a), "--out", s(&e)]);
+    assert_eq!(j["scan_drift"], m["scan_drift"]);
+    assert_eq!(
+        std::fs::read(a.join("latents.npy")).unwrap(),
+        std::fs::read(e.join("latents.npy")).unwrap()
+    );
+
+    let (_, m, cfg) = run("b", &["--no-dedrift"]);
+    assert!(cfg["data"].get("dedrift").is_none(), "{cfg}");
+    assert!(m.get("scan_drift").is_none(), "{m}");
+    assert_eq!(
+        cfg["data"]["register"].as_array().unwrap().len(),
+        2,
+        "{cfg}"
+    );
+}
+
 /// `--coords lattice` gives the decoder Fourier features at the measured
 /// lattice: config.toml records their frequencies, reproduces the run, and
 /// the saved model encodes the image again.

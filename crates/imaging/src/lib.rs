@@ -18,7 +18,8 @@
 //! - [`lattice`]: lattice periods and directions from the averaged power spectrum, noise level;
 //! - [`fft_features`]: sliding-window Fourier descriptors of patches (classical baseline);
 //! - [`cluster`]: PCA, k-means and Gaussian mixtures with BIC, for the classical baseline;
-//! - [`pick`]: the unsupervised pick of a result (Otsu separability, clustering of maps).
+//! - [`pick`]: the unsupervised pick of a result (Otsu separability, clustering of maps);
+//! - [`scan`]: the drift of a raster scan along its rows, measured on the lattice and removed.
 
 pub mod background;
 pub mod chan_vese;
@@ -34,6 +35,7 @@ pub mod physics;
 pub mod pick;
 pub mod pipeline;
 mod real;
+pub mod scan;
 pub mod threshold;
 
 pub use error::ImagingError;

@@ -739,7 +739,7 @@ fn settings_items(run: &RunData) -> Vec<Item> {
         .filter(|c| !fft || c.name.starts_with("data."))
         .map(|c| vec![c.name.clone(), c.value.clone(), c.reason.clone()])
         .collect();
-    vec![
+    let mut items = vec![
         Item::Text(
             "Settings taken from the image (a flag on the command line wins over any of them):"
                 .into(),
@@ -748,7 +748,19 @@ fn settings_items(run: &RunData) -> Vec<Item> {
             ["setting", "value", "reason"].map(String::from).to_vec(),
             rows,
         ),
-    ]
+    ];
+    if let Some(d) = &run.metrics.scan_drift {
+        items.push(Item::Text(drift_text(d)));
+    }
+    items
+}
+
+/// The scan drift a run removed, in words.
+fn drift_text(d: &phyvae_run::metrics::ScanDrift) -> String {
+    format!(
+        "Scan drift removed before the patches were cut: rows moved by {:.2} px root mean square, {:.2} px at most, {:.3} px per row at the steepest.",
+        d.rms_px, d.max_px, d.max_shear
+    )
 }
 
 /// Normal quantiles of the manifold grid's ends (pyroVED `manifold2d`: 0.05 and 0.95).
@@ -1223,6 +1235,19 @@ mod tests {
         );
         r.classes_chosen = Some(false);
         assert!(segmentation_fact(&r).ends_with("(given)"));
+    }
+
+    #[test]
+    fn the_drift_removed_is_stated() {
+        let d = phyvae_run::metrics::ScanDrift {
+            rms_px: 1.234,
+            max_px: 2.5,
+            max_shear: 0.0456,
+        };
+        assert_eq!(
+            drift_text(&d),
+            "Scan drift removed before the patches were cut: rows moved by 1.23 px root mean square, 2.50 px at most, 0.046 px per row at the steepest."
+        );
     }
 
     #[test]

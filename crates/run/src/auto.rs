@@ -17,6 +17,7 @@
 //! | retries | [`RETRIES`]: a run whose content latents collapsed trains again from scratch with the next seed and half the learning rate | collapse is mostly an unlucky start: on the training images another seed, or a lower rate, separated the phases of an image on which the first attempt had collapsed |
 //! | registration | the patches' origins moved onto the lattice of the strongest peak and the strongest other peak of a similar period at least 30 degrees away, refined to the primitive lattice when another peak lies half- or a third-way between them ([`refine_basis`]; one peak alone: along it); none without a peak; VAE only | patches of one phase then show the lattice at one position in the cell, so the model need not learn the translation first |
 //! | decoder coordinates | with [`LATTICE_FEATURES`], Fourier features at the registration wavevectors ([`lattice_frequencies`]); else the raw coordinates | see [`LATTICE_FEATURES`] |
+//! | scan drift | removed, row by row, when every peak lies on one lattice of two directions ([`ImageFacts::one_lattice`], two registration wavevectors); VAE only | a drift that changes over tens of rows shears the lattice from patch to patch, and on phases that differ only in what the cell holds (an intensity, a motif) the content latents code that shear as well; a second lattice would make a row's phase mean nothing |
 //! | map low-pass | a Gaussian of [`LOWPASS_CELLS`] `* P` px on every map before segmentation; none without a lattice peak | a map that follows the position of its patch in the lattice oscillates at the lattice period; the low-pass removes that and keeps regions of a few cells |
 //!
 //! Without a lattice peak `P` is taken as [`FALLBACK_PERIOD`]. Every choice
@@ -358,6 +359,10 @@ pub struct AutoSettings {
     /// Wavevectors of the patches' lattice registration (empty: none).
     #[serde(default)]
     pub register: Vec<[f64; 2]>,
+    /// Whether the scan drift along the rows is removed before the patches
+    /// are cut.
+    #[serde(default)]
+    pub dedrift: bool,
     /// Retries of a collapsed run.
     #[serde(default)]
     pub retries: usize,
@@ -457,6 +462,13 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, method: Method) -> Auto
                 .join(" and ")
         ),
     };
+    let dedrift = one_lattice && register.len() == 2;
+    let dedrift_reason = match method {
+        Method::Fft => "the baseline's |FFT| does not see the shear of a drifting scan".to_owned(),
+        Method::Vae if dedrift => "every peak on one lattice of two directions: each row's displacement along the scan is measured on that lattice and the row moved back, so that a drifting scan does not shear the lattice from patch to patch (a shear the content latents would code as well as the phases)".to_owned(),
+        Method::Vae if register.len() == 2 => "peaks off the lattice (a second lattice): a row's phase would mix both lattices, so the drift is not measured".to_owned(),
+        Method::Vae => "fewer than two lattice directions: a row's drift cannot be told from the lattice's own position".to_owned(),
+    };
     let lattice = if found {
         format!(
             "lattice peaks at {}; unit cell {cell:.1} px",
@@ -507,6 +519,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, method: Method) -> Auto
             format!("{register:?}"),
             register_reason,
         ),
+        choice("data.dedrift", dedrift, dedrift_reason),
         choice(
             "model.coord_frequencies",
             format!("{coord_frequencies:?}"),
@@ -553,6 +566,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, method: Method) -> Auto
         steps: STEPS,
         lowpass_px,
         register,
+        dedrift,
         retries: RETRIES,
         coord_frequencies,
         choices,
@@ -641,7 +655,7 @@ mod tests {
         // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
         // quarter of the window, i.e. half a cell.
         assert!((a.shift_prior - 0.5).abs() < 1e-6);
-        assert_eq!(a.choices.len(), 11);
+        assert_eq!(a.choices.len(), 12);
         assert_eq!(a.retries, RETRIES);
         // Half the 12 px cell.
         assert_eq!(a.lowpass_px, 6.0);
@@ -682,6 +696,9 @@ mod tests {
         // Registered to the two cosines' wavevectors, (1/12, 0) and (0, 1/12)
         // in some order and sign.
         assert_eq!(a.register.len(), 2, "{:?}", a.register);
+        // One lattice of two directions: the drift is removed (VAE only).
+        assert!(a.dedrift);
+        assert!(!choose(&f, None, Method::Fft).dedrift);
         for k in &a.register {
             let (big, small) = (k[0].abs().max(k[1].abs()), k[0].abs().min(k[1].abs()));
             assert!((big - 1.0 / 12.0).abs() < 2e-3 && small < 2e-3, "{k:?}");

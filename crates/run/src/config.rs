@@ -899,6 +899,12 @@ pub struct DataConfig {
     /// and the paper's): the regular grid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub register: Vec<[f64; 2]>,
+    /// Remove the scan drift along the rows before the patches are cut: each
+    /// row moves back by its displacement measured on the lattice of the two
+    /// `register` wavevectors ([`phyvae_imaging::scan`]). False (the default,
+    /// and the paper's): the image as recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dedrift: bool,
 }
 
 impl Default for DataConfig {
@@ -910,6 +916,7 @@ impl Default for DataConfig {
             per_patch_norm: false,
             level: Levelling::None,
             register: Vec::new(),
+            dedrift: false,
         }
     }
 }
@@ -1156,6 +1163,13 @@ impl RunConfig {
                 // check_wavevectors fails only with InvalidParameter.
                 other => RunError::Write(other),
             });
+        }
+        if self.data.dedrift && self.data.register.len() != 2 {
+            return Err(invalid(
+                "dedrift",
+                self.data.dedrift,
+                "needs the two lattice wavevectors of data.register",
+            ));
         }
         if !(self.lowpass_px.is_finite() && self.lowpass_px >= 0.0) {
             return Err(invalid("lowpass_px", self.lowpass_px, "finite and >= 0"));
@@ -1464,6 +1478,17 @@ mod tests {
         let mut parallel = ok.clone();
         parallel.data.register = vec![[0.1, 0.0]];
         parallel.validate().unwrap();
+        assert_eq!(
+            with(&|c| {
+                c.data.register = vec![[0.1, 0.0]];
+                c.data.dedrift = true;
+            }),
+            "dedrift"
+        );
+        let mut dedrift = ok.clone();
+        dedrift.data.register = vec![[0.1, 0.0], [0.0, 0.1]];
+        dedrift.data.dedrift = true;
+        dedrift.validate().unwrap();
         assert_eq!(with(&|c| c.lowpass_px = f64::NAN), "lowpass_px");
         let mut bad = ok.clone();
         bad.sigma_color = 0.0;

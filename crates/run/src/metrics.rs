@@ -127,6 +127,39 @@ pub struct ResultMetrics {
     pub baseline: Option<BaselineCheck>,
 }
 
+/// The scan drift along the rows that a run removed
+/// (`phyvae_imaging::scan::row_drift`, without its straight-line part).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScanDrift {
+    /// Root mean square of the rows' displacements, px.
+    pub rms_px: f64,
+    /// Largest displacement of a row, px.
+    pub max_px: f64,
+    /// Largest change of the displacement from one row to the next (the
+    /// steepest shear of the lattice), px per row.
+    pub max_shear: f64,
+}
+
+impl ScanDrift {
+    /// The summary of the row displacements `shifts` (px, one per row);
+    /// `None` without rows.
+    #[must_use]
+    pub fn of(shifts: &[f64]) -> Option<Self> {
+        if shifts.is_empty() {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let rms = (shifts.iter().map(|s| s * s).sum::<f64>() / shifts.len() as f64).sqrt();
+        Some(Self {
+            rms_px: rms,
+            max_px: shifts.iter().fold(0.0, |m, s| m.max(s.abs())),
+            max_shear: shifts
+                .windows(2)
+                .fold(0.0, |m, w| m.max((w[1] - w[0]).abs())),
+        })
+    }
+}
+
 /// A second opinion on a VAE's result: the classical baseline (`|FFT|` of
 /// Hann-windowed patches, PCA, k-means, as `--model fft`) run on the same
 /// image inside the VAE's run, and how far the two segmentations agree.
@@ -255,6 +288,10 @@ pub struct Metrics {
     pub result: Option<ResultMetrics>,
     /// The settings measured on the image and chosen from it.
     pub settings: Option<AutoSettings>,
+    /// The scan drift along the rows removed before the patches were cut
+    /// (`data.dedrift`); absent when none was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_drift: Option<ScanDrift>,
     /// Seconds of the whole command.
     pub seconds: f64,
     /// The report written for the run.
@@ -320,6 +357,16 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drift_is_summarised_by_hand() {
+        // Shifts 0, 1, -1, 0: rms sqrt(2 / 4), largest 1, steepest step 2.
+        let d = ScanDrift::of(&[0.0, 1.0, -1.0, 0.0]).unwrap();
+        assert!((d.rms_px - 0.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(d.max_px, 1.0);
+        assert_eq!(d.max_shear, 2.0);
+        assert_eq!(ScanDrift::of(&[]), None);
+    }
 
     #[test]
     fn round_trip_and_sorted_keys() {

@@ -209,7 +209,7 @@ pub fn train_image(
             settings::ResumeChanges::default(),
         )
     };
-    let patches = patches_for(&img, &cfg.data, progress)?;
+    let (patches, drift) = patches_for(&img, &cfg.data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
     if cfg.method != Method::Fft {
         let need = MemoryEstimate::train(&cfg.model, &cfg.train, img.pixels.dim(), patches.len());
@@ -254,6 +254,7 @@ pub fn train_image(
     let mut metrics = base_metrics(
         &a.input, &img, &cfg.data, &patches, &names, &content, progress,
     );
+    metrics.scan_drift = drift;
     let train_start = Instant::now();
     let mut epochs_run = 0;
     // A collapsed attempt trains again from scratch (cfg.retries), unless
@@ -412,7 +413,7 @@ pub fn encode_image(
         (&params, c.result.classes, c.train.seed)
     });
     let dir = RunDir::new(&a.run.out);
-    let patches = patches_for(&img, &data, progress)?;
+    let (patches, drift) = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
     let need = MemoryEstimate::encode(model.config(), img.pixels.dim(), patches.len());
     check_memory(&need, &device)?;
@@ -425,6 +426,7 @@ pub fn encode_image(
     let content = names[n_special..].to_vec();
     write_model_figures(&dir, &model, &maps)?;
     let mut metrics = base_metrics(&a.input, &img, &data, &patches, &names, &content, progress);
+    metrics.scan_drift = drift;
     let diagnosis = diagnose(
         maps.mean.view(),
         &RunFacts {

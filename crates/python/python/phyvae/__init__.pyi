@@ -98,6 +98,7 @@ def train(
     step: Optional[int] = None,
     lowpass: Optional[float] = None,
     no_register: bool = False,
+    no_dedrift: bool = False,
     per_patch_norm: bool = False,
     level: Optional[str] = None,
     seed: Optional[int] = None,
