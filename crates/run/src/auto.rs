@@ -655,7 +655,25 @@ mod tests {
         // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
         // quarter of the window, i.e. half a cell.
         assert!((a.shift_prior - 0.5).abs() < 1e-6);
-        assert_eq!(a.choices.len(), 12);
+        // One choice for each row of the module's table, in its order.
+        let names: Vec<&str> = a.choices.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "data.window",
+                "data.step",
+                "model.translation_prior",
+                "lowpass_px",
+                "data.register",
+                "data.dedrift",
+                "model.coord_frequencies",
+                "train.beta",
+                "train.batch_size",
+                "train.lr",
+                "train.steps",
+                "retries",
+            ]
+        );
         assert_eq!(a.retries, RETRIES);
         // Half the 12 px cell.
         assert_eq!(a.lowpass_px, 6.0);
