@@ -655,7 +655,8 @@ mod tests {
         // 12 / 24 = 0.5: a shift of 1 moves the [-1, 1] grid by 0.5, i.e. a
         // quarter of the window, i.e. half a cell.
         assert!((a.shift_prior - 0.5).abs() < 1e-6);
-        // One choice for each row of the module's table, in its order.
+        // One choice for each automatic setting, in the order config.toml
+        // and the report list them.
         let names: Vec<&str> = a.choices.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
