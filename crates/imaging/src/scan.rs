@@ -97,21 +97,17 @@ pub fn row_drift(
             re[[y, 0]] = sr * c + si * s;
             im[[y, 0]] = si * c - sr * s;
         }
+        // A column of one pixel: the 2-D filter smooths along the rows only.
         let (re, im) = (
             gaussian(re.view(), sigma_rows)?,
             gaussian(im.view(), sigma_rows)?,
         );
-        let mut out = Vec::with_capacity(h);
-        let mut offset = 0.0;
-        let mut last = f64::NAN;
-        for y in 0..h {
-            let p = im[[y, 0]].atan2(re[[y, 0]]);
-            if !last.is_nan() {
-                let jump = p + offset - last;
-                offset -= tau * (jump / tau).round();
-            }
-            last = p + offset;
-            out.push(last);
+        // Each row's phase, moved by the multiple of 2 pi that brings it
+        // nearest to the previous row's.
+        let mut out: Vec<f64> = Vec::with_capacity(h);
+        for (&r, &i) in re.iter().zip(&im) {
+            let p = i.atan2(r);
+            out.push(out.last().map_or(p, |&q| p - tau * ((p - q) / tau).round()));
         }
         Ok(out)
     };
