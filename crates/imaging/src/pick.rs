@@ -18,8 +18,9 @@
 //!   Gaussian, and BIC then adds components to describe one phase's shape.)
 //!   Given an interior radius (half a window, in grid cells), a count above 2
 //!   is only eligible when every class has an interior, cells whose whole
-//!   neighbourhood of that radius carries their class: a class without one
-//!   is a band of patches straddling a boundary, not a phase.
+//!   neighbourhood of that radius carries their class, making up at least
+//!   [`MIN_INTERIOR_SHARE`] of the class: a class without one is a band of
+//!   patches straddling a boundary, not a phase.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -31,6 +32,14 @@ use crate::{Real, Result};
 pub const MAX_AUTO_CLASSES: usize = 4;
 /// k-means restarts of the result clustering.
 const N_INIT: usize = 8;
+/// Smallest share of a class's cells that must be interior for an automatic
+/// count above 2 (besides [`MIN_INTERIOR_CELLS`]). A phase band `w` cells
+/// wide has `(w - 2 radius) / w` of its cells interior, at least
+/// `1 / (2 radius + 1)` (0.2 at radius 2, 0.14 at 3) once it is a window
+/// wide; a band of patches straddling a boundary has none, except where the
+/// grid's edge clips the neighbourhood of its cells (a boundary running close
+/// to the edge), which gives it a few.
+pub const MIN_INTERIOR_SHARE: f64 = 0.1;
 /// Most cells the silhouette is computed on (it costs `O(n^2)`).
 pub const SILHOUETTE_SAMPLES: usize = 2000;
 
@@ -97,7 +106,8 @@ pub struct Clustered {
     /// Mean silhouette of the result (on the sampled cells), in `[-1, 1]`.
     pub silhouette: f64,
     /// Class counts the automatic choice set aside because one of their
-    /// classes had no interior (fewer than [`MIN_INTERIOR_CELLS`] cells whose
+    /// classes had too small an interior (fewer than [`MIN_INTERIOR_CELLS`]
+    /// cells, or under [`MIN_INTERIOR_SHARE`] of the class, whose
     /// neighbourhood of the interior radius carries their class), in
     /// increasing order; empty when the count was given or without a radius.
     pub without_interior: Vec<usize>,
@@ -112,7 +122,8 @@ pub struct Clustered {
 /// `2..=MAX_AUTO_CLASSES` with the highest mean silhouette (a tie goes to the
 /// smaller count). With `interior_radius` (half the patch window, in
 /// grid cells), a count above 2 is eligible only when each of its classes has
-/// at least [`MIN_INTERIOR_CELLS`] interior cells, cells whose every
+/// at least [`MIN_INTERIOR_CELLS`] interior cells, and at least
+/// [`MIN_INTERIOR_SHARE`] of its cells interior: cells whose every
 /// neighbour within that radius (Chebyshev distance, inside the grid) is of
 /// their class. Why: the map values of a
 /// patch that straddles a boundary lie between the two phases', and the
@@ -187,14 +198,18 @@ pub fn cluster_maps(
         let s = mean_silhouette(&x, &km.labels, &sample);
         let wide = interior_radius.is_none_or(|radius| {
             let mut interior = vec![0usize; k.min(n)];
+            let mut size = vec![0usize; k.min(n)];
             for (&l, inside) in km
                 .labels
                 .iter()
                 .zip(interior_mask(&km.labels, (gh, gw), radius))
             {
                 interior[l] += usize::from(inside);
+                size[l] += 1;
             }
-            interior.iter().all(|&c| c >= MIN_INTERIOR_CELLS)
+            interior.iter().zip(&size).all(|(&c, &s)| {
+                c >= MIN_INTERIOR_CELLS && c as f64 >= MIN_INTERIOR_SHARE * s as f64
+            })
         });
         Ok((km.labels, s, wide))
     };
@@ -615,6 +630,48 @@ mod tests {
         let chosen = cluster_maps(&[m.view()], None, Some(2), 1).unwrap();
         assert_eq!(chosen.classes, 3);
         assert_eq!(chosen.labels, three.labels);
+    }
+
+    #[test]
+    fn a_band_with_interior_only_at_the_edge_is_not_counted() {
+        // 32 x 24: a phase at 0 on the left, one at 10 on the right, and
+        // between them a straddling band at 5, 3 columns wide (8 to 10),
+        // that widens to 8 columns (6 to 13) over its first 4 rows, against
+        // the grid's top edge. There the clipped neighbourhood of radius 2
+        // of rows 0 and 1, columns 8 to 11, holds only band: 8 interior cells
+        // (at least MIN_INTERIOR_CELLS) of 4 * 8 + 28 * 3 = 116, a share of
+        // 0.069.
+        let m = Array2::from_shape_fn((32, 24), |(r, c)| {
+            let (lo, hi) = if r < 4 { (6, 14) } else { (8, 11) };
+            let v = if c < lo {
+                0.0
+            } else if c < hi {
+                5.0
+            } else {
+                10.0
+            };
+            v + 0.3 * ((r * 7 + c * 3) % 5) as f32
+        });
+        let given = cluster_maps(&[m.view()], Some(3), None, 1).unwrap();
+        let band = given.labels[[10, 9]];
+        let labels: Vec<usize> = given.labels.iter().map(|&l| l as usize).collect();
+        let mask = interior_mask(&labels, (32, 24), 2);
+        let cells = labels.iter().filter(|&&l| l == band as usize).count();
+        let inside = labels
+            .iter()
+            .zip(&mask)
+            .filter(|&(&l, &i)| i && l == band as usize)
+            .count();
+        assert_eq!((inside, cells), (8, 116));
+        assert!(inside >= MIN_INTERIOR_CELLS);
+        assert!((inside as f64) < MIN_INTERIOR_SHARE * cells as f64);
+        // The silhouette alone counts the band; its small share of interior
+        // cells sets the count aside.
+        let alone = cluster_maps(&[m.view()], None, None, 1).unwrap();
+        assert_eq!(alone.classes, 3);
+        let ruled = cluster_maps(&[m.view()], None, Some(2), 1).unwrap();
+        assert_eq!(ruled.classes, 2);
+        assert!(ruled.without_interior.contains(&3));
     }
 
     #[test]

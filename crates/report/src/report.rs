@@ -596,7 +596,7 @@ fn segmentation_fact(r: &phyvae_run::metrics::ResultMetrics) -> String {
     let how = if r.classes_chosen == Some(true) {
         let set_aside = match r.classes_without_interior.as_deref() {
             Some(ks) if !ks.is_empty() => format!(
-                "; {} set aside: a class without an interior half a window from the others is a band along a boundary, not a phase",
+                "; {} set aside: a class without an interior half a window from the others (a tenth of its cells at least) is a band along a boundary, not a phase",
                 ks.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
@@ -1226,7 +1226,7 @@ mod tests {
         };
         assert_eq!(
             segmentation_fact(&r),
-            "k-means on the low-passed maps z1, z2 into 2 classes (chosen by the mean silhouette, 0.80; 3 and 4 set aside: a class without an interior half a window from the others is a band along a boundary, not a phase)"
+            "k-means on the low-passed maps z1, z2 into 2 classes (chosen by the mean silhouette, 0.80; 3 and 4 set aside: a class without an interior half a window from the others (a tenth of its cells at least) is a band along a boundary, not a phase)"
         );
         r.classes_without_interior = Some(Vec::new());
         assert_eq!(

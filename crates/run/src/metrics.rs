@@ -101,8 +101,9 @@ pub struct ResultMetrics {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub silhouette: Option<f64>,
     /// Class counts the automatic choice set aside because one of their
-    /// classes had no interior half a window from the others: a band of
-    /// patches straddling a boundary, not a phase
+    /// classes had no interior half a window from the others (or one under a
+    /// tenth of the class): a band of patches straddling a boundary, not a
+    /// phase
     /// (`phyvae_imaging::pick::cluster_maps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes_without_interior: Option<Vec<usize>>,

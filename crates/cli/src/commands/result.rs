@@ -40,7 +40,7 @@ use crate::commands::output::create_dir;
 use crate::commands::segment::upscale_for;
 
 /// The criterion, as metrics.json and the report state it.
-pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid; a count above 2 chosen only when every class has an interior half a window from the others (a class without one is a band of patches straddling a boundary)";
+pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid; a count above 2 chosen only when every class has an interior half a window from the others, a tenth of its cells at least (a class without one is a band of patches straddling a boundary), and then the count of highest silhouette however small its lead";
 
 /// How the result clustering weighs the candidate maps against each other.
 /// Either way it clusters the low-passed maps ([`Segmentations::lowpassed`]),
