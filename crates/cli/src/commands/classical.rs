@@ -93,6 +93,8 @@ pub fn run(
         // (on the validation split it helped the VAE, and moved the baseline
         // both ways).
         false,
+        // Principal components drift within a phase (see the constant).
+        phyvae_imaging::pick::SILHOUETTE_MARGIN,
         cfg.train.seed,
         truth,
         &metrics.maps,
@@ -190,6 +192,7 @@ pub fn second_opinion(
         &views,
         classes,
         Some(window.div_ceil(2 * step.max(1))),
+        phyvae_imaging::pick::SILHOUETTE_MARGIN,
         seed,
     )?;
     // The baseline's cell whose centre is nearest each result cell's centre:

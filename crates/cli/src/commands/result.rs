@@ -117,7 +117,8 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 /// `labels.png`, and returns metrics.json's `"result"` with the labels. An
 /// automatic class count above 2 needs an interior in every class (cells at
 /// least `interior_radius` grid cells from another class, half a window;
-/// [`cluster_maps`]); with `recentre`, the k-means classes are then
+/// [`cluster_maps`], a larger count winning by more than `margin` in mean
+/// silhouette); with `recentre`, the k-means classes are then
 /// re-centred on those interiors ([`refine_by_interiors`]). Without
 /// candidates the result is `null` with `reason`, and nothing is written.
 ///
@@ -131,6 +132,7 @@ pub fn pick(
     classes: Option<usize>,
     interior_radius: usize,
     recentre: bool,
+    margin: f64,
     seed: u64,
     truth: Option<&Array2<i32>>,
     per_map: &PerMap,
@@ -156,7 +158,7 @@ pub fn pick(
     }
     let weighted = weighted_maps(&usable, weighting);
     let maps: Vec<ArrayView2<'_, f32>> = weighted.iter().map(|m| m.view()).collect();
-    let mut clustered = cluster_maps(&maps, classes, Some(interior_radius), seed)?;
+    let mut clustered = cluster_maps(&maps, classes, Some(interior_radius), margin, seed)?;
     if recentre {
         clustered.labels = refine_by_interiors(&maps, clustered.labels.view(), interior_radius)?;
     }
