@@ -24,6 +24,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::Result;
+use crate::background::level_plane;
 use crate::error::ImagingError;
 use crate::filters::gaussian;
 
@@ -113,31 +114,12 @@ pub fn row_drift(
     };
     let (p1, p2) = (phase(g1)?, phase(g2)?);
     // g . u = -phi / 2 pi for both wavevectors; Cramer's rule for u_x.
-    let ux: Vec<f64> = p1
-        .iter()
-        .zip(&p2)
-        .map(|(&a, &b)| {
-            let (r1, r2) = (-a / tau, -b / tau);
-            (g1[0] * r2 - g2[0] * r1) / det
-        })
-        .collect();
-    Ok(without_line(&ux))
-}
-
-/// `v` minus its least-squares straight line over the indices.
-fn without_line(v: &[f64]) -> Vec<f64> {
-    #[allow(clippy::cast_precision_loss)]
-    let n = v.len() as f64;
-    #[allow(clippy::cast_precision_loss)]
-    let xs = || (0..v.len()).map(|i| i as f64);
-    let mx = xs().sum::<f64>() / n;
-    let my = v.iter().sum::<f64>() / n;
-    let sxx: f64 = xs().map(|x| (x - mx) * (x - mx)).sum();
-    let sxy: f64 = xs().zip(v).map(|(x, &y)| (x - mx) * (y - my)).sum();
-    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    xs().zip(v)
-        .map(|(x, &y)| y - my - slope * (x - mx))
-        .collect()
+    let ux = Array2::from_shape_fn((h, 1), |(y, _)| {
+        let (r1, r2) = (-p1[y] / tau, -p2[y] / tau);
+        (g1[0] * r2 - g2[0] * r1) / det
+    });
+    // The least-squares plane of one column is the straight line over rows.
+    Ok(level_plane(ux.view())?.iter().copied().collect())
 }
 
 /// `img` with row `y` moved by `-shifts[y]` px along `x`: the value at
@@ -216,15 +198,16 @@ mod tests {
         let d = |y: f64| 1.5 * (std::f64::consts::TAU * y / 64.0).sin() + 0.01 * y;
         let img = drifted(128, d);
         let got = row_drift(img.view(), &SQUARE, 1.0).unwrap();
-        let expected = without_line(&(0..128).map(|y| d(f64::from(y))).collect::<Vec<_>>());
+        let line = Array2::from_shape_fn((128, 1), |(y, _)| d(y as f64));
+        let expected = level_plane(line.view()).unwrap();
         // Away from the first and last rows (where the smoothing sees only one
         // side), within 0.05 px.
         for y in 8..120 {
             assert!(
-                (got[y] - expected[y]).abs() < 0.05,
+                (got[y] - expected[[y, 0]]).abs() < 0.05,
                 "row {y}: {} vs {}",
                 got[y],
-                expected[y]
+                expected[[y, 0]]
             );
         }
         // A lattice without drift has none.
