@@ -389,8 +389,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Times to train again from scratch, with the next seed and half the
-    /// learning rate, when the content latents collapse (0 to 3; default 1,
-    /// the paper's preset 0).
+    /// learning rate, when the content latents collapse or their maps show
+    /// no regions (0 to 3; default 1, the paper's preset 0).
     #[arg(long)]
     pub retries: Option<usize>,
     /// Write the full latent maps every N epochs to OUT/snapshots (default:

@@ -403,6 +403,18 @@ fn write_npy_f32(path: &Path, rows: usize, cols: usize, pixels: &[f32]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Uniform draws in (0, 1) from a fixed linear congruential generator
+/// (Knuth's MMIX constants), so that a test image needs no random crate.
+fn uniforms(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+}
+
 /// An image of one phase (a square lattice of period 10 px under Gaussian
 /// noise of half its amplitude) has no regions: the FFT baseline's principal
 /// components are noise, and the run says so instead of presenting their
@@ -411,14 +423,8 @@ fn write_npy_f32(path: &Path, rows: usize, cols: usize, pixels: &[f32]) {
 fn an_image_of_one_phase_has_no_regions() {
     let d = tempfile::tempdir().unwrap();
     let n = 192;
-    // Box-Muller on a fixed linear congruential generator (Knuth's MMIX constants).
-    let mut state: u64 = 7;
-    let mut uniform = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    // Box-Muller on a fixed generator.
+    let mut uniform = uniforms(7);
     let tau = std::f64::consts::TAU;
     let pixels: Vec<f32> = (0..n * n)
         .map(|i| {
@@ -439,6 +445,56 @@ fn an_image_of_one_phase_has_no_regions() {
     assert!(stderr.contains("no map splits into regions"), "{stderr}");
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("Not a result"));
+}
+
+/// A VAE on an image of one phase whose atoms differ in brightness at random
+/// (Gaussian atoms of sigma 2 px on a square lattice of 10 px, amplitudes
+/// uniform in [0.2, 1.8]): its content latents code each patch's brightness,
+/// so they are active, but their maps are one population of noisy values.
+/// The run finds no regions, trains again from scratch with the next seed and
+/// half the rate, finds none again, and says so; `--retries 0` trains once.
+#[test]
+fn a_run_without_regions_is_trained_again_and_then_said_to_have_none() {
+    let d = tempfile::tempdir().unwrap();
+    let n = 224;
+    let mut uniform = uniforms(4);
+    let atoms: Vec<(f64, f64, f64)> = (0..=n / 10)
+        .flat_map(|i| (0..=n / 10).map(move |j| ((10 * i) as f64, (10 * j) as f64)))
+        .map(|(y, x)| (y, x, 0.2 + 1.6 * uniform()))
+        .collect();
+    let pixels: Vec<f32> = (0..n * n)
+        .map(|p| {
+            let (y, x) = ((p / n) as f64, (p % n) as f64);
+            atoms
+                .iter()
+                .map(|(ay, ax, a)| a * (-((y - ay).powi(2) + (x - ax).powi(2)) / 8.0).exp())
+                .sum::<f64>() as f32
+        })
+        .collect();
+    let img = d.path().join("one.npy");
+    write_npy_f32(&img, n, n, &pixels);
+    let out = d.path().join("run");
+    let (m, stderr, report) = train(&img, &out, &["--steps", "150"]);
+    assert_eq!(kinds(&m), vec!["no-regions"], "{}", m["diagnosis"]);
+    let attempts = m["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{}", m["attempts"]);
+    assert_eq!(
+        attempts[0]["diagnosis"]["findings"][0]["kind"],
+        "no-regions"
+    );
+    assert!(
+        stderr.contains("warning: no map splits into regions (seed 0, learning rate 0.005); training again from scratch with seed 1 and learning rate 0.0025"),
+        "{stderr}"
+    );
+    assert!(
+        report
+            .contains("Earlier attempts: seed 0, learning rate 0.005: no map splits into regions")
+    );
+    assert!(report.contains("Not a result"));
+    let once = d.path().join("once");
+    let (m, _, _) = train(&img, &once, &["--steps", "150", "--retries", "0"]);
+    assert_eq!(kinds(&m), vec!["no-regions"], "{}", m["diagnosis"]);
+    assert!(m.get("attempts").is_none(), "{}", m["attempts"]);
 }
 
 /// A VAE stopped after 200 steps, with a narrow network, has not learned the

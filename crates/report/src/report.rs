@@ -518,7 +518,7 @@ fn segmentation_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-/// The diagnosis box: a failed run says so before anything else. Collapsed
+/// The diagnosis box: a failed run says so before anything else. Failed
 /// attempts that were trained again are listed after it.
 fn diagnosis_items(run: &RunData) -> Vec<Item> {
     let mut items = verdict_items(run);
@@ -527,8 +527,13 @@ fn diagnosis_items(run: &RunData) -> Vec<Item> {
         let tried: Vec<String> = attempts
             .iter()
             .map(|t| {
+                let what = t
+                    .diagnosis
+                    .findings
+                    .first()
+                    .map_or("failed", |f| f.kind.title());
                 format!(
-                    "seed {}, learning rate {}: collapsed after {} epochs",
+                    "seed {}, learning rate {}: {what}, after {} epochs",
                     t.seed, t.lr, t.epochs
                 )
             })

@@ -970,7 +970,7 @@ pub struct ResultConfig {
     pub classes: Option<usize>,
 }
 
-/// Most retries of a collapsed run ([`RunConfig::retries`]).
+/// Most retries of a failed run ([`RunConfig::retries`]).
 pub const MAX_RETRIES: usize = 3;
 
 /// Everything that defines a run (written as `config.toml`; `--config`
@@ -1000,7 +1000,8 @@ pub struct RunConfig {
     pub result: ResultConfig,
     /// How many times a VAE run trains again from scratch when the diagnosis
     /// finds its content latents collapsed (posterior collapse, see
-    /// [`crate::diagnose`]), each time with the next seed and half the
+    /// [`crate::diagnose`]) or its content maps showing no regions
+    /// ([`crate::diagnose::FindingKind::NoRegions`]), each time with the next seed and half the
     /// learning rate; at most [`MAX_RETRIES`]. 0: never (the library default
     /// and the paper's preset); the automatic settings choose
     /// [`crate::auto::RETRIES`]. The retries are deterministic, so this file

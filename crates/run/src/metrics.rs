@@ -278,7 +278,8 @@ pub struct Metrics {
     /// Whether the latents learned anything (`None`: a run made before runs
     /// were diagnosed).
     pub diagnosis: Option<Diagnosis>,
-    /// The training attempts that were diagnosed as collapsed and trained
+    /// The training attempts that were diagnosed as failed (collapsed, or no
+    /// regions) and trained
     /// again from scratch ([`crate::config::RunConfig::retries`]), in order;
     /// the run's model, maps and `diagnosis` are those of the attempt after
     /// the last of them.

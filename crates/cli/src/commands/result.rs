@@ -26,11 +26,11 @@
 //! knowing the truth is measured.
 
 use anyhow::Result;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
 use phyvae_imaging::pick::{cluster_maps, refine_by_interiors, separability};
-use phyvae_imaging::pipeline::{Segmentations, min_max_scaled};
+use phyvae_imaging::pipeline::{Segmentations, VisualizeParams, min_max_scaled, otsu_split};
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::{self, RunDir};
@@ -195,6 +195,36 @@ pub fn pick(
         r.score = Some(s);
     }
     Ok((r, Some(clustered.labels)))
+}
+
+/// The separability `eta` of each candidate of [`pick`] among the latent
+/// `maps` (grid rows x columns x latents, named `names`): the content
+/// latents `diagnosis` found active, Otsu-split as [`pick`] measures them
+/// (a flat map is left out). The run loop measures these before anything is
+/// written, so that an attempt whose maps show no regions
+/// ([`Diagnosis::check_separation`]) can train again.
+///
+/// # Errors
+/// When a map holds a non-finite value.
+pub fn separabilities(
+    diagnosis: &Diagnosis,
+    names: &[String],
+    maps: ArrayView3<'_, f32>,
+    params: &VisualizeParams,
+) -> Result<std::collections::BTreeMap<String, f64>> {
+    let mut eta = std::collections::BTreeMap::new();
+    for (c, (latent, name)) in diagnosis.latents.iter().zip(names).enumerate() {
+        if !(latent.content && latent.active) || c >= maps.len_of(Axis(2)) {
+            continue;
+        }
+        if let Some(split) = otsu_split(maps.index_axis(Axis(2), c), params)? {
+            eta.insert(
+                name.clone(),
+                separability(split.denoised.view(), split.otsu.view())?,
+            );
+        }
+    }
+    Ok(eta)
 }
 
 /// The per-map metrics as metrics.json holds them.

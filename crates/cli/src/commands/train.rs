@@ -46,7 +46,7 @@ fn check_memory(estimate: &MemoryEstimate, device: &Device) -> Result<()> {
     Ok(())
 }
 
-/// The training settings of the attempt after a collapsed one: the next
+/// The training settings of the attempt after a failed one: the next
 /// seed and half the learning rate (see `RunConfig::retries`).
 fn retry_config(tried: &TrainConfig) -> TrainConfig {
     TrainConfig {
@@ -260,8 +260,10 @@ pub fn train_image(
     metrics.scan_drift = drift;
     let train_start = Instant::now();
     let mut epochs_run = 0;
-    // A collapsed attempt trains again from scratch (cfg.retries), unless
-    // this command resumes one.
+    // An attempt whose content latents collapsed, or whose maps show no
+    // regions, trains again from scratch (cfg.retries), unless this command
+    // resumes one.
+    let params = cfg.visualize_params()?;
     let (model, maps, history, diagnosis) = loop {
         let done_before = trainer.epochs_done();
         let outcome = progress.train(&mut trainer, &dir);
@@ -288,18 +290,29 @@ pub fn train_image(
             history: &history,
             physics_from_epoch: cfg.physics_from(),
         };
-        let diagnosis = diagnose(maps.mean.view(), &facts);
-        if a.resume
-            || metrics.attempts.len() >= cfg.retries
-            || !diagnosis.has(FindingKind::Collapsed)
-        {
+        let mut diagnosis = diagnose(maps.mean.view(), &facts);
+        diagnosis.check_separation(&result::separabilities(
+            &diagnosis,
+            &names,
+            maps.mean.view(),
+            &params,
+        )?);
+        let failed = [FindingKind::Collapsed, FindingKind::NoRegions]
+            .into_iter()
+            .find(|&k| diagnosis.has(k));
+        let Some(failed) = failed.filter(|_| !a.resume && metrics.attempts.len() < cfg.retries)
+        else {
             break (model, maps, history, diagnosis);
-        }
+        };
         let next = retry_config(&tried);
         if progress.prints_results() {
             eprintln!(
-                "warning: the content latents collapsed (seed {}, learning rate {}); training again from scratch with seed {} and learning rate {}",
-                tried.seed, tried.lr, next.seed, next.lr
+                "warning: {} (seed {}, learning rate {}); training again from scratch with seed {} and learning rate {}",
+                failed.title(),
+                tried.seed,
+                tried.lr,
+                next.seed,
+                next.lr
             );
         }
         metrics.attempts.push(Attempt {
@@ -318,7 +331,6 @@ pub fn train_image(
     save_model(&model, dir.root(), &cfg.data)?;
     phyvae_data::fault::point("run.encoded");
     write_model_figures(&dir, &model, &maps)?;
-    let params = cfg.visualize_params()?;
     let what = (&params, cfg.result.classes, cfg.train.seed);
     let reason = "no content latent carries information (see the diagnosis)";
     maps_and_result(
