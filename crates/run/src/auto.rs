@@ -546,7 +546,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, method: Method) -> Auto
         choice(
             "train.steps",
             STEPS,
-            "a length in optimiser steps, not epochs: a small image gives few batches per epoch"
+            "a length in optimiser steps, not epochs: a small image gives few batches per epoch (`--steps`; train.epochs records them as the whole epochs that cover them)"
                 .into(),
         ),
         choice(
