@@ -281,4 +281,46 @@ mod tests {
         assert_eq!(equal[0], array![[0.0_f32, 1.0], [1.0, 0.0]]);
         assert_eq!(equal[1], array![[1.0_f32, 0.0], [1.0, 1.0]]);
     }
+
+    #[test]
+    fn separabilities_measure_only_the_active_content_maps_that_vary() {
+        use phyvae_run::diagnose::LatentFacts;
+        let latent = |name: &str, content: bool, active: bool| LatentFacts {
+            name: name.into(),
+            content,
+            kl: None,
+            variance: 0.0,
+            range: 0.0,
+            active,
+        };
+        // dx: a shift latent (two halves, but never a candidate); z1: two
+        // halves; z2: the same halves, but the diagnosis found it inactive;
+        // z3: active but flat.
+        let diagnosis = Diagnosis {
+            latents: vec![
+                latent("dx", false, true),
+                latent("z1", true, true),
+                latent("z2", true, false),
+                latent("z3", true, true),
+            ],
+            ..Diagnosis::default()
+        };
+        let names: Vec<String> = ["dx", "z1", "z2", "z3"].map(String::from).into();
+        let maps = ndarray::Array3::from_shape_fn((8, 8, 4), |(_, j, c)| match c {
+            3 => 0.5_f32,
+            _ => {
+                if j < 4 {
+                    -1.0
+                } else {
+                    1.0
+                }
+            }
+        });
+        let eta =
+            separabilities(&diagnosis, &names, maps.view(), &VisualizeParams::default()).unwrap();
+        assert_eq!(eta.keys().collect::<Vec<_>>(), vec!["z1"]);
+        // Two halves of one value each: the Otsu split explains (nearly) all
+        // the variance, whatever the bilateral step does at the edge.
+        assert!(eta["z1"] > 0.9, "{eta:?}");
+    }
 }
