@@ -3,6 +3,7 @@ identity with the command."""
 
 import _thread
 import ast
+import signal
 import threading
 import time
 from pathlib import Path
@@ -174,7 +175,17 @@ def test_progress_and_quiet(small, capfd):
     assert "training" in err
 
 
-def test_ctrl_c_stops_training_and_keeps_the_checkpoint(small, tmp_path):
+@pytest.fixture
+def python_handles_sigint():
+    """SIGINT handled by Python while the test runs. A shell starts a
+    background job with SIGINT ignored, and `_thread.interrupt_main` then
+    does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_training_and_keeps_the_checkpoint(small, tmp_path, python_handles_sigint):
     out = tmp_path / "stopped"
     timer = threading.Timer(2.0, _thread.interrupt_main)
     settings = {**TINY, "epochs": 2000}
