@@ -198,30 +198,27 @@ pub fn pick(
 }
 
 /// The separability `eta` of each candidate of [`pick`] among the latent
-/// `maps` (grid rows x columns x latents, named `names`): the content
-/// latents `diagnosis` found active, Otsu-split as [`pick`] measures them
-/// (a flat map is left out). The run loop measures these before anything is
-/// written, so that an attempt whose maps show no regions
-/// ([`Diagnosis::check_separation`]) can train again.
+/// `maps` (grid rows x columns x latents, in the order of
+/// `diagnosis.latents`): the content latents `diagnosis` found active,
+/// Otsu-split as [`pick`] measures them (a flat map is left out). The run
+/// loop measures these before anything is written, so that an attempt whose
+/// maps show no regions ([`Diagnosis::check_separation`]) can train again.
 ///
 /// # Errors
 /// When a map holds a non-finite value.
 pub fn separabilities(
     diagnosis: &Diagnosis,
-    names: &[String],
     maps: ArrayView3<'_, f32>,
     params: &VisualizeParams,
 ) -> Result<std::collections::BTreeMap<String, f64>> {
     let mut eta = std::collections::BTreeMap::new();
-    for (c, (latent, name)) in diagnosis.latents.iter().zip(names).enumerate() {
-        if !(latent.content && latent.active) || c >= maps.len_of(Axis(2)) {
+    for (latent, map) in diagnosis.latents.iter().zip(maps.axis_iter(Axis(2))) {
+        if !(latent.content && latent.active) {
             continue;
         }
-        if let Some(split) = otsu_split(maps.index_axis(Axis(2), c), params)? {
-            eta.insert(
-                name.clone(),
-                separability(split.denoised.view(), split.otsu.view())?,
-            );
+        if let Some(split) = otsu_split(map, params)? {
+            let e = separability(split.denoised.view(), split.otsu.view())?;
+            eta.insert(latent.name.clone(), e);
         }
     }
     Ok(eta)
@@ -305,7 +302,6 @@ mod tests {
             ],
             ..Diagnosis::default()
         };
-        let names: Vec<String> = ["dx", "z1", "z2", "z3"].map(String::from).into();
         let maps = ndarray::Array3::from_shape_fn((8, 8, 4), |(_, j, c)| match c {
             3 => 0.5_f32,
             _ => {
@@ -316,8 +312,7 @@ mod tests {
                 }
             }
         });
-        let eta =
-            separabilities(&diagnosis, &names, maps.view(), &VisualizeParams::default()).unwrap();
+        let eta = separabilities(&diagnosis, maps.view(), &VisualizeParams::default()).unwrap();
         assert_eq!(eta.keys().collect::<Vec<_>>(), vec!["z1"]);
         // Two halves of one value each: the Otsu split explains (nearly) all
         // the variance, whatever the bilateral step does at the edge.

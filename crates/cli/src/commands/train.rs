@@ -293,7 +293,6 @@ pub fn train_image(
         let mut diagnosis = diagnose(maps.mean.view(), &facts);
         diagnosis.check_separation(&result::separabilities(
             &diagnosis,
-            &names,
             maps.mean.view(),
             &params,
         )?);
