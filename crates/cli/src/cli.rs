@@ -389,8 +389,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Times to train again from scratch, with the next seed and half the
-    /// learning rate, when the content latents collapse or their maps show
-    /// no regions (0 to 3; default 1, the paper's preset 0).
+    /// learning rate (after a collapse also half the KL scale), when the
+    /// content latents collapse, their maps show no regions, or a clear
+    /// classical baseline agrees with the result only in part (then the
+    /// attempt that agrees more is kept) (0 to 3; default 1, the paper's
+    /// preset 0).
     #[arg(long)]
     pub retries: Option<usize>,
     /// Write the full latent maps every N epochs to OUT/snapshots (default:

@@ -527,11 +527,13 @@ fn diagnosis_items(run: &RunData) -> Vec<Item> {
         let tried: Vec<String> = attempts
             .iter()
             .map(|t| {
-                let what = t
-                    .diagnosis
-                    .findings
-                    .first()
-                    .map_or("failed", |f| f.kind.title());
+                let what = match (t.diagnosis.findings.first(), t.agreement) {
+                    (Some(f), _) => f.kind.title().to_owned(),
+                    (None, Some(agreement)) => format!(
+                        "its result agreed with the classical baseline at an adjusted Rand index of {agreement:.2}, less than the kept attempt's"
+                    ),
+                    (None, None) => "failed".to_owned(),
+                };
                 format!(
                     "seed {}, learning rate {}: {what}, after {} epochs",
                     t.seed, t.lr, t.epochs
@@ -539,7 +541,7 @@ fn diagnosis_items(run: &RunData) -> Vec<Item> {
             })
             .collect();
         items.push(Item::Text(format!(
-            "This run trained {} times from scratch; the maps are those of the last attempt. Earlier attempts: {}.",
+            "This run trained {} times from scratch and kept one attempt; the maps are the kept attempt's. Thrown away: {}.",
             attempts.len() + 1,
             tried.join("; ")
         )));

@@ -355,6 +355,26 @@ pub enum BetaSchedule {
 }
 
 impl BetaSchedule {
+    /// The schedule with every scale multiplied by `factor` (the same ramp
+    /// length): a weaker KL term, as a retry after a posterior collapse uses.
+    #[must_use]
+    pub fn scaled(&self, factor: f32) -> Self {
+        match *self {
+            BetaSchedule::Constant { beta } => BetaSchedule::Constant {
+                beta: beta * factor,
+            },
+            BetaSchedule::Ramp {
+                start,
+                end,
+                ramp_epochs,
+            } => BetaSchedule::Ramp {
+                start: start * factor,
+                end: end * factor,
+                ramp_epochs,
+            },
+        }
+    }
+
     /// The scale for `epoch` (0-based).
     #[must_use]
     pub fn at(&self, epoch: usize) -> f32 {
@@ -1001,8 +1021,12 @@ pub struct RunConfig {
     /// How many times a VAE run trains again from scratch when the diagnosis
     /// finds its content latents collapsed (posterior collapse, see
     /// [`crate::diagnose`]) or its content maps showing no regions
-    /// ([`crate::diagnose::FindingKind::NoRegions`]), each time with the next seed and half the
-    /// learning rate; at most [`MAX_RETRIES`]. 0: never (the library default
+    /// ([`crate::diagnose::FindingKind::NoRegions`]), or when a clear classical
+    /// baseline agrees with its result only in part
+    /// ([`crate::diagnose::train_again_for_agreement`]; the run then keeps the
+    /// attempt that agrees more), each time with the next seed and half the
+    /// learning rate (after a collapse also half the KL scale); at most
+    /// [`MAX_RETRIES`]. 0: never (the library default
     /// and the paper's preset); the automatic settings choose
     /// [`crate::auto::RETRIES`]. The retries are deterministic, so this file
     /// reproduces the whole sequence. A resumed run finishes the attempt its
@@ -1423,6 +1447,20 @@ mod tests {
         assert!(BetaSchedule::parse("a:b", 3).is_err());
         assert!(BetaSchedule::parse("0.1:1:3", 3).is_err());
         assert!(BetaSchedule::parse("1:2:3:4", 9).is_err());
+    }
+
+    #[test]
+    fn a_scaled_beta_schedule_keeps_its_ramp() {
+        assert_eq!(
+            BetaSchedule::Constant { beta: 0.05 }.scaled(0.5),
+            BetaSchedule::Constant { beta: 0.025 }
+        );
+        // 0.1 -> 1 over 10 epochs, halved: 0.05 -> 0.5 over 10 epochs, so
+        // epoch 9 (the ramp's end) is at 0.5 and epoch 0 at 0.05.
+        let s = BetaSchedule::parse("0.1:1:10", 20).unwrap().scaled(0.5);
+        assert_eq!(s.at(0), 0.05);
+        assert_eq!(s.at(9), 0.5);
+        assert_eq!(s.at(19), 0.5);
     }
 
     #[test]

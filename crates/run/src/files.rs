@@ -59,6 +59,10 @@ pub const SNAPSHOTS_DIR: &str = "snapshots";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// `checkpoint.safetensors` inside `checkpoint/`.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// `held.safetensors` inside `checkpoint/`: the checkpoint of an attempt held
+/// against the next one (it returns to [`CHECKPOINT`] when that attempt is
+/// kept, so that `--resume` continues the model the run kept).
+pub const HELD_CHECKPOINT: &str = "held.safetensors";
 /// `report.html`.
 pub const REPORT: &str = "report.html";
 /// `figures/`: the report's PNG figures.

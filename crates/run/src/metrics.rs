@@ -310,8 +310,13 @@ pub struct Attempt {
     pub lr: f64,
     /// Epochs it trained.
     pub epochs: usize,
-    /// Why it was thrown away.
+    /// Its diagnosis: why it was thrown away when it failed.
     pub diagnosis: Diagnosis,
+    /// When it did not fail: how far its result agreed with the classical
+    /// baseline (adjusted Rand index). It was thrown away because another
+    /// attempt agreed more (`phyvae_run::diagnose::train_again_for_agreement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<f64>,
 }
 
 impl Metrics {

@@ -24,8 +24,8 @@ use phyvae_data::patches::{PatchGrid, PatchSet};
 use phyvae_imaging::cluster::{Pca, pca};
 use phyvae_imaging::fft_features::window_spectra;
 use phyvae_imaging::metrics::adjusted_rand_index;
-use phyvae_imaging::pick::{cluster_maps, separability};
-use phyvae_imaging::pipeline::{VisualizeParams, min_max_scaled, otsu_split};
+use phyvae_imaging::pick::separability;
+use phyvae_imaging::pipeline::{VisualizeParams, otsu_split};
 use phyvae_run::config::{Method, RunConfig};
 use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::RunDir;
@@ -85,16 +85,10 @@ pub fn run(
     let (picked, _) = result::pick(
         &dir,
         &candidates,
-        result::Weighting::Equal,
+        result::Clustering::BASELINE,
         cfg.result.classes,
         // Half a window in grid cells.
         grid.window().div_ceil(2 * grid.step().max(1)),
-        // The spectra of a straddling patch mix about linearly: no re-centring
-        // (on the validation split it helped the VAE, and moved the baseline
-        // both ways).
-        false,
-        // Principal components drift within a phase (see the constant).
-        phyvae_imaging::pick::SILHOUETTE_MARGIN,
         cfg.train.seed,
         truth,
         &metrics.maps,
@@ -141,29 +135,62 @@ fn component_maps(
     Ok((maps, p))
 }
 
-/// The classical baseline as a second opinion on a VAE's `result` labels
-/// (on `grid`, over `image`): the baseline's segmentation of the same
-/// image with a `window`-px window at the grid's step, made as `--model fft`
-/// makes it (components low-passed, denoised and split with `params`
-/// ([`otsu_split`]) for their separability, their low-passed maps
-/// clustered with equal weights into `classes` classes or as many as the
-/// silhouette prefers among the counts whose classes have interiors half a
-/// window wide), read at the centres of `grid`'s cells, and its
-/// agreement with `result` (adjusted Rand index). A `window` the image cannot
-/// hold (an encoded image smaller than the one the window was chosen on)
-/// gives way to `grid`'s. `None` when every component map is flat.
+/// The classical baseline's segmentation of an image, read on a VAE run's
+/// patch grid: the second opinion a VAE's result is held against.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    /// Its labels at the centres of the run grid's cells.
+    pub labels: Array2<i32>,
+    /// Its window, px.
+    pub window: usize,
+    /// Its step, px (the run's).
+    pub step: usize,
+    /// Its classes.
+    pub classes: usize,
+    /// The separability of its clearest component map.
+    pub separability: f64,
+}
+
+impl Baseline {
+    /// How far `result` (labels on the same grid) agrees with it (adjusted
+    /// Rand index), as metrics.json records it.
+    ///
+    /// # Errors
+    /// When the shapes differ.
+    pub fn check(&self, result: ArrayView2<'_, i32>) -> Result<BaselineCheck> {
+        Ok(BaselineCheck {
+            window: self.window,
+            step: self.step,
+            classes: self.classes,
+            separability: self.separability,
+            agreement: adjusted_rand_index(result, self.labels.view())?,
+        })
+    }
+}
+
+/// The classical baseline as a second opinion on a VAE run over `image` with
+/// patches on `grid`: its segmentation of the same image with a `window`-px
+/// window at the grid's step, made as `--model fft` makes it (components
+/// low-passed, denoised and split with `params` ([`otsu_split`]) for their
+/// separability, their low-passed maps clustered as
+/// [`Clustering::BASELINE`](result::Clustering::BASELINE) says into `classes`
+/// classes or as many as the silhouette prefers among the counts whose
+/// classes have interiors half a window wide), read at the centres of
+/// `grid`'s cells ([`Baseline::check`] then measures the agreement). A
+/// `window` the image cannot hold (an encoded image smaller than the one the
+/// window was chosen on) gives way to `grid`'s. `None` when every component
+/// map is flat.
 ///
 /// # Errors
 /// When the descriptors, the PCA, a segmentation or the clustering fails.
 pub fn second_opinion(
     image: ArrayView2<'_, f32>,
     grid: &PatchGrid,
-    result: ArrayView2<'_, i32>,
     window: usize,
     params: &VisualizeParams,
     classes: Option<usize>,
     seed: u64,
-) -> Result<Option<BaselineCheck>> {
+) -> Result<Option<Baseline>> {
     let step = grid.step();
     let (rows, cols) = image.dim();
     let window = if window <= rows.min(cols) {
@@ -182,19 +209,14 @@ pub fn second_opinion(
         if best.is_nan() || eta > best {
             best = eta;
         }
-        lowpassed.push(min_max_scaled(seg.lowpassed.view()));
+        lowpassed.push(seg.lowpassed);
     }
     if lowpassed.is_empty() {
         return Ok(None);
     }
-    let views: Vec<ArrayView2<'_, f32>> = lowpassed.iter().map(|m| m.view()).collect();
-    let clustered = cluster_maps(
-        &views,
-        classes,
-        Some(window.div_ceil(2 * step.max(1))),
-        phyvae_imaging::pick::SILHOUETTE_MARGIN,
-        seed,
-    )?;
+    let refs: Vec<&Array2<f32>> = lowpassed.iter().collect();
+    let clustered =
+        result::Clustering::BASELINE.run(&refs, classes, window.div_ceil(2 * step.max(1)), seed)?;
     // The baseline's cell whose centre is nearest each result cell's centre:
     // with one step, the two grids differ by (window - result window) / 2 px.
     let (bh, bw) = clustered.labels.dim();
@@ -205,16 +227,15 @@ pub fn second_opinion(
         let j = j.round().max(0.0) as usize;
         j.min(n - 1)
     };
-    let baseline = Array2::from_shape_fn(result.dim(), |(r, c)| {
+    let labels = Array2::from_shape_fn((grid.gh(), grid.gw()), |(r, c)| {
         clustered.labels[[at(r, bh), at(c, bw)]]
     });
-    let agreement = adjusted_rand_index(result, baseline.view())?;
-    Ok(Some(BaselineCheck {
+    Ok(Some(Baseline {
+        labels,
         window,
         step,
         classes: clustered.classes,
         separability: best,
-        agreement,
     }))
 }
 
@@ -234,10 +255,9 @@ mod tests {
         });
         let grid = PatchGrid::new(48, 48, 16, 4).unwrap();
         let result = Array2::from_shape_fn((grid.gh(), grid.gw()), |(_, c)| i32::from(c >= 4));
-        let check = second_opinion(
+        let baseline = second_opinion(
             image.view(),
             &grid,
-            result.view(),
             64,
             &VisualizeParams::default(),
             Some(2),
@@ -245,6 +265,8 @@ mod tests {
         )
         .unwrap()
         .unwrap();
+        assert_eq!(baseline.labels.dim(), (grid.gh(), grid.gw()));
+        let check = baseline.check(result.view()).unwrap();
         assert_eq!((check.window, check.step), (16, 4));
         assert!((-1.0..=1.0).contains(&check.agreement), "{check:?}");
     }

@@ -29,7 +29,7 @@ use anyhow::Result;
 use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
-use phyvae_imaging::pick::{cluster_maps, refine_by_interiors, separability};
+use phyvae_imaging::pick::{Clustered, cluster_maps, refine_by_interiors, separability};
 use phyvae_imaging::pipeline::{Segmentations, VisualizeParams, min_max_scaled, otsu_split};
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
@@ -61,19 +61,71 @@ pub enum Weighting {
     Equal,
 }
 
-/// The maps the result clustering sees, from each candidate's low-passed
-/// map, as `weighting` says.
-fn weighted_maps(candidates: &[&MapResult<'_>], weighting: Weighting) -> Vec<Array2<f32>> {
-    candidates
-        .iter()
-        .map(|c| {
-            let m = &c.seg.lowpassed;
-            match weighting {
-                Weighting::OwnUnits => m.clone(),
-                Weighting::Equal => min_max_scaled(m.view()),
-            }
-        })
-        .collect()
+impl Weighting {
+    /// The map `m` as the clustering sees it.
+    fn apply(self, m: &Array2<f32>) -> Array2<f32> {
+        match self {
+            Self::OwnUnits => m.clone(),
+            Self::Equal => min_max_scaled(m.view()),
+        }
+    }
+}
+
+/// How the result's k-means runs: how it weighs the maps, whether it
+/// re-centres the classes on their interiors ([`refine_by_interiors`]), and
+/// the silhouette lead a count above 2 needs ([`cluster_maps`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clustering {
+    /// How the maps are weighed against each other.
+    pub weighting: Weighting,
+    /// Whether the classes are re-centred on their interiors.
+    pub recentre: bool,
+    /// Silhouette lead a count above 2 needs over a smaller one.
+    pub margin: f64,
+}
+
+impl Clustering {
+    /// A VAE's latents: in their own units, re-centred (patches straddling a
+    /// boundary must not pull a centroid), and no silhouette margin: two of
+    /// three phases can lie close in the latents (see
+    /// [`SILHOUETTE_MARGIN`](phyvae_imaging::pick::SILHOUETTE_MARGIN)).
+    pub const VAE: Self = Self {
+        weighting: Weighting::OwnUnits,
+        recentre: true,
+        margin: 0.0,
+    };
+
+    /// The classical baseline's principal components: each scaled to
+    /// `[0, 1]`, not re-centred (the spectra of a straddling patch mix about
+    /// linearly; on the validation split re-centring helped the VAE and moved
+    /// the baseline both ways), and the silhouette margin, as the components
+    /// drift within a phase.
+    pub const BASELINE: Self = Self {
+        weighting: Weighting::Equal,
+        recentre: false,
+        margin: phyvae_imaging::pick::SILHOUETTE_MARGIN,
+    };
+
+    /// Clusters the low-passed `maps` (one per usable candidate) into
+    /// `classes` classes or as many as the silhouette prefers, with interiors
+    /// `interior_radius` cells wide.
+    pub(crate) fn run(
+        self,
+        lowpassed: &[&Array2<f32>],
+        classes: Option<usize>,
+        interior_radius: usize,
+        seed: u64,
+    ) -> Result<Clustered> {
+        let weighted: Vec<Array2<f32>> =
+            lowpassed.iter().map(|m| self.weighting.apply(m)).collect();
+        let maps: Vec<ArrayView2<'_, f32>> = weighted.iter().map(|m| m.view()).collect();
+        let mut clustered = cluster_maps(&maps, classes, Some(interior_radius), self.margin, seed)?;
+        if self.recentre {
+            clustered.labels =
+                refine_by_interiors(&maps, clustered.labels.view(), interior_radius)?;
+        }
+        Ok(clustered)
+    }
 }
 
 /// One candidate map: its name and its segmentation pipeline's outputs.
@@ -117,9 +169,9 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 /// `labels.png`, and returns metrics.json's `"result"` with the labels. An
 /// automatic class count above 2 needs an interior in every class (cells at
 /// least `interior_radius` grid cells from another class, half a window;
-/// [`cluster_maps`], a larger count winning by more than `margin` in mean
-/// silhouette); with `recentre`, the k-means classes are then
-/// re-centred on those interiors ([`refine_by_interiors`]). Without
+/// [`cluster_maps`], a larger count winning by more than the `clustering`'s
+/// margin in mean silhouette); the [`Clustering`] also says how the maps are
+/// weighed and whether the classes are re-centred on those interiors. Without
 /// candidates the result is `null` with `reason`, and nothing is written.
 ///
 /// # Errors
@@ -128,11 +180,9 @@ fn oracle(per_map: &PerMap, result: Option<&Score>) -> Option<Oracle> {
 pub fn pick(
     dir: &RunDir,
     candidates: &[MapResult<'_>],
-    weighting: Weighting,
+    clustering: Clustering,
     classes: Option<usize>,
     interior_radius: usize,
-    recentre: bool,
-    margin: f64,
     seed: u64,
     truth: Option<&Array2<i32>>,
     per_map: &PerMap,
@@ -156,19 +206,15 @@ pub fn pick(
             best = Some((e, c.name));
         }
     }
-    let weighted = weighted_maps(&usable, weighting);
-    let maps: Vec<ArrayView2<'_, f32>> = weighted.iter().map(|m| m.view()).collect();
-    let mut clustered = cluster_maps(&maps, classes, Some(interior_radius), margin, seed)?;
-    if recentre {
-        clustered.labels = refine_by_interiors(&maps, clustered.labels.view(), interior_radius)?;
-    }
+    let lowpassed: Vec<&Array2<f32>> = usable.iter().map(|c| &c.seg.lowpassed).collect();
+    let clustered = clustering.run(&lowpassed, classes, interior_radius, seed)?;
     create_dir(&dir.file(files::RESULT_DIR))?;
     let labels_path = dir.result_labels();
     io::write_npy_i32(&labels_path, clustered.labels.view())?;
     render::write_labels_png(
         &labels_path.with_extension("png"),
         clustered.labels.view(),
-        upscale_for(maps[0]),
+        upscale_for(lowpassed[0].view()),
     )?;
     let mut r = ResultMetrics {
         map: best.map(|(_, n)| n.to_owned()),
@@ -224,6 +270,42 @@ pub fn separabilities(
     Ok(eta)
 }
 
+/// The labels [`pick`] would give a VAE's `maps` (grid rows x columns x
+/// latents, in the order of `diagnosis.latents`) with [`Clustering::VAE`],
+/// without writing anything: the run loop holds an attempt's result against
+/// the classical baseline before it keeps the attempt. `None` when no active
+/// content map varies.
+///
+/// # Errors
+/// When a map holds a non-finite value or the clustering fails.
+pub fn vae_labels(
+    diagnosis: &Diagnosis,
+    maps: ArrayView3<'_, f32>,
+    params: &VisualizeParams,
+    classes: Option<usize>,
+    interior_radius: usize,
+    seed: u64,
+) -> Result<Option<Array2<i32>>> {
+    let mut lowpassed = Vec::new();
+    for (latent, map) in diagnosis.latents.iter().zip(maps.axis_iter(Axis(2))) {
+        if !(latent.content && latent.active) {
+            continue;
+        }
+        if let Some(split) = otsu_split(map, params)? {
+            lowpassed.push(split.lowpassed);
+        }
+    }
+    if lowpassed.is_empty() {
+        return Ok(None);
+    }
+    let refs: Vec<&Array2<f32>> = lowpassed.iter().collect();
+    Ok(Some(
+        Clustering::VAE
+            .run(&refs, classes, interior_radius, seed)?
+            .labels,
+    ))
+}
+
 /// The per-map metrics as metrics.json holds them.
 pub(crate) type PerMap = std::collections::BTreeMap<String, MapMetrics>;
 
@@ -271,10 +353,16 @@ mod tests {
             });
             hi - lo
         };
-        let own = weighted_maps(&[&a, &b], Weighting::OwnUnits);
+        let own: Vec<_> = [&a, &b]
+            .iter()
+            .map(|c| Weighting::OwnUnits.apply(&c.seg.lowpassed))
+            .collect();
         assert_eq!(own[0], array![[-1.0_f32, 1.0], [1.0, -1.0]]);
         assert!((spread(&own[1]) - 0.2).abs() < 1e-6);
-        let equal = weighted_maps(&[&a, &b], Weighting::Equal);
+        let equal: Vec<_> = [&a, &b]
+            .iter()
+            .map(|c| Weighting::Equal.apply(&c.seg.lowpassed))
+            .collect();
         assert_eq!(equal[0], array![[0.0_f32, 1.0], [1.0, 0.0]]);
         assert_eq!(equal[1], array![[1.0_f32, 0.0], [1.0, 1.0]]);
     }

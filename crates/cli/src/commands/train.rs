@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ndarray::Array2;
 use phyvae_data::patches::PatchSet;
 use phyvae_imaging::pipeline::VisualizeParams;
@@ -12,10 +12,12 @@ use phyvae_model::Device;
 use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
 use phyvae_model::memory::{self, MemoryEstimate};
 use phyvae_model::train::Trainer;
+use phyvae_model::vae::Vae;
 use phyvae_run::auto;
 use phyvae_run::config::{Method, RunConfig, TrainConfig};
 use phyvae_run::diagnose::{Diagnosis, FindingKind, RunFacts, diagnose};
 use phyvae_run::files::{self, RunDir, latent_names};
+use phyvae_run::history::EpochRecord;
 use phyvae_run::metrics::{Attempt, Metrics, ResultMetrics};
 
 use crate::cli::{EncodeArgs, TrainArgs};
@@ -46,14 +48,61 @@ fn check_memory(estimate: &MemoryEstimate, device: &Device) -> Result<()> {
     Ok(())
 }
 
-/// The training settings of the attempt after a failed one: the next
-/// seed and half the learning rate (see `RunConfig::retries`).
-fn retry_config(tried: &TrainConfig) -> TrainConfig {
+/// The training settings of the attempt after `tried`: the next seed and
+/// half the learning rate (see `RunConfig::retries`); after a posterior
+/// collapse (`collapsed`) also half the KL scale, whose pressure switches the
+/// content latents off.
+fn retry_config(tried: &TrainConfig, collapsed: bool) -> TrainConfig {
     TrainConfig {
         seed: tried.seed.wrapping_add(1) % (phyvae_run::config::MAX_SEED + 1),
         lr: tried.lr / 2.0,
+        beta: if collapsed {
+            tried.beta.scaled(0.5)
+        } else {
+            tried.beta
+        },
         ..tried.clone()
     }
+}
+
+/// A trained attempt: its model, its maps, its history and what was found.
+struct Trained {
+    model: Vae,
+    maps: LatentMaps,
+    history: Vec<EpochRecord>,
+    attempt: Attempt,
+}
+
+/// Whether attempt `a` agrees more with the classical baseline than `b` (an
+/// agreement not measured counts as none).
+fn agrees_more(a: &Trained, b: &Trained) -> bool {
+    let of = |t: &Trained| t.attempt.agreement.unwrap_or(f64::NEG_INFINITY);
+    of(a) > of(b)
+}
+
+/// Moves the checkpoint at `from` to `to`, when there is one: an attempt's
+/// set aside while the next attempt trains ([`files::HELD_CHECKPOINT`]), or
+/// put back when that attempt is kept.
+fn move_checkpoint(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    if from.is_file() {
+        std::fs::rename(from, to).with_context(|| {
+            format!(
+                "moving the checkpoint {} to {}",
+                from.display(),
+                to.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes a held checkpoint whose attempt was thrown away.
+fn remove_held(held: &std::path::Path) -> Result<()> {
+    if held.is_file() {
+        std::fs::remove_file(held)
+            .with_context(|| format!("removing the checkpoint {}", held.display()))?;
+    }
+    Ok(())
 }
 
 /// When training stopped because it diverged or ran away, says so on stderr
@@ -100,6 +149,55 @@ fn encode_all(
     Ok(maps)
 }
 
+/// The classical baseline of a run's image, made when first asked for and
+/// then kept: the run loop and the result are held against the same one.
+struct SecondOpinion<'a> {
+    patches: &'a PatchSet,
+    /// The baseline's window ([`baseline_window`]).
+    window: usize,
+    params: &'a VisualizeParams,
+    classes: Option<usize>,
+    seed: u64,
+    made: Option<Option<classical::Baseline>>,
+}
+
+impl<'a> SecondOpinion<'a> {
+    fn new(
+        patches: &'a PatchSet,
+        window: usize,
+        params: &'a VisualizeParams,
+        classes: Option<usize>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            patches,
+            window,
+            params,
+            classes,
+            seed,
+            made: None,
+        }
+    }
+
+    /// The baseline (`None` when all its component maps are flat).
+    fn get(&mut self, progress: Progress) -> Result<Option<&classical::Baseline>> {
+        if self.made.is_none() {
+            let st = progress.step("the classical baseline, as a second opinion");
+            let b = classical::second_opinion(
+                self.patches.scaled_image(),
+                self.patches.grid(),
+                self.window,
+                self.params,
+                self.classes,
+                self.seed,
+            )?;
+            st.done();
+            self.made = Some(b);
+        }
+        Ok(self.made.as_ref().and_then(Option::as_ref))
+    }
+}
+
 /// Segments every map (named `names`), reports the run's `diagnosis`,
 /// picks the result; fills those fields of `metrics` and writes the run's
 /// maps.
@@ -111,12 +209,11 @@ fn maps_and_result(
     names: &[String],
     mut diagnosis: Diagnosis,
     truth: Option<&Array2<i32>>,
-    cfg: (&VisualizeParams, Option<usize>, u64),
-    baseline: (&PatchSet, usize),
+    opinion: &mut SecondOpinion<'_>,
     reason: &str,
     progress: Progress,
 ) -> Result<()> {
-    let (params, classes, seed) = cfg;
+    let (params, classes, seed) = (opinion.params, opinion.classes, opinion.seed);
     let (per_map, segs) = write_maps(
         dir,
         names,
@@ -134,13 +231,9 @@ fn maps_and_result(
     let (mut picked, labels) = result::pick(
         dir,
         &candidates,
-        result::Weighting::OwnUnits,
+        result::Clustering::VAE,
         classes,
         interior_radius,
-        true,
-        // No silhouette margin: two of three phases can lie close in the
-        // latents (see `SILHOUETTE_MARGIN`).
-        0.0,
         seed,
         truth,
         &metrics.maps,
@@ -152,18 +245,10 @@ fn maps_and_result(
     // A second opinion, on a result that did not fail: the classical
     // baseline's segmentation of the same image.
     if let Some(labels) = labels.filter(|_| diagnosis.findings.is_empty()) {
-        let (patches, window) = baseline;
-        let st = progress.step("the classical baseline, as a second opinion");
-        picked.baseline = classical::second_opinion(
-            patches.scaled_image(),
-            patches.grid(),
-            labels.view(),
-            window,
-            params,
-            classes,
-            seed,
-        )?;
-        st.done();
+        picked.baseline = opinion
+            .get(progress)?
+            .map(|b| b.check(labels.view()))
+            .transpose()?;
         if let Some(b) = &picked.baseline {
             diagnosis.check_agreement(b.agreement, b.separability);
         }
@@ -262,9 +347,21 @@ pub fn train_image(
     let mut epochs_run = 0;
     // An attempt whose content latents collapsed, or whose maps show no
     // regions, trains again from scratch (cfg.retries), unless this command
-    // resumes one.
+    // resumes one. So does one whose result a clear classical baseline
+    // agrees with only in part; the run then keeps the attempt that agrees
+    // more with it (`train_again_for_agreement`).
     let params = cfg.visualize_params()?;
-    let (model, maps, history, diagnosis) = loop {
+    let mut opinion = SecondOpinion::new(
+        &patches,
+        baseline_window(Some(&cfg), cfg.data.window),
+        &params,
+        cfg.result.classes,
+        cfg.train.seed,
+    );
+    let interior_radius = cfg.data.window.div_ceil(2 * cfg.data.step.max(1));
+    let held_path = ckpt.join(files::HELD_CHECKPOINT);
+    let mut held: Option<Trained> = None;
+    let kept = loop {
         let done_before = trainer.epochs_done();
         let outcome = progress.train(&mut trainer, &dir);
         metrics.commands = trainer.commands().to_vec();
@@ -296,41 +393,123 @@ pub fn train_image(
             maps.mean.view(),
             &params,
         )?);
+        let retry_left =
+            !a.resume && metrics.attempts.len() + usize::from(held.is_some()) < cfg.retries;
         let failed = [FindingKind::Collapsed, FindingKind::NoRegions]
             .into_iter()
             .find(|&k| diagnosis.has(k));
-        let Some(failed) = failed.filter(|_| !a.resume && metrics.attempts.len() < cfg.retries)
-        else {
-            break (model, maps, history, diagnosis);
+        let mut this = Trained {
+            model,
+            maps,
+            attempt: Attempt {
+                seed: tried.seed,
+                lr: tried.lr,
+                epochs: history.len(),
+                diagnosis,
+                agreement: None,
+            },
+            history,
         };
-        let next = retry_config(&tried);
-        if progress.prints_results() {
-            eprintln!(
-                "warning: {} (seed {}, learning rate {}); training again from scratch with seed {} and learning rate {}",
-                failed.title(),
-                tried.seed,
-                tried.lr,
-                next.seed,
-                next.lr
-            );
+        let next = retry_config(&tried, failed == Some(FindingKind::Collapsed));
+        if let Some(failed) = failed {
+            if retry_left {
+                if progress.prints_results() {
+                    let kl = if failed == FindingKind::Collapsed {
+                        ", and half the KL scale"
+                    } else {
+                        ""
+                    };
+                    eprintln!(
+                        "warning: {} (seed {}, learning rate {}); training again from scratch with seed {} and learning rate {}{kl}",
+                        failed.title(),
+                        tried.seed,
+                        tried.lr,
+                        next.seed,
+                        next.lr
+                    );
+                }
+                metrics.attempts.push(this.attempt);
+            } else if let Some(h) = held.take() {
+                // The last attempt failed: the one held against it stays.
+                move_checkpoint(&held_path, &ckpt.join(files::CHECKPOINT))?;
+                metrics.attempts.push(this.attempt);
+                break h;
+            } else {
+                break this;
+            }
+        } else {
+            // How far the attempt's result agrees with the baseline, when
+            // that can still change which attempt the run keeps.
+            if retry_left || held.is_some() {
+                let labels = result::vae_labels(
+                    &this.attempt.diagnosis,
+                    this.maps.mean.view(),
+                    &params,
+                    cfg.result.classes,
+                    interior_radius,
+                    cfg.train.seed,
+                )?;
+                if let (Some(labels), Some(b)) = (labels, opinion.get(progress)?)
+                    && b.separability >= phyvae_run::diagnose::CLEAR_BASELINE
+                {
+                    this.attempt.agreement = Some(b.check(labels.view())?.agreement);
+                }
+            }
+            // Of this attempt and the one held against it, the one that
+            // agrees more (the earlier on a tie).
+            let best = match held.take() {
+                Some(h) if !agrees_more(&this, &h) => {
+                    move_checkpoint(&held_path, &ckpt.join(files::CHECKPOINT))?;
+                    metrics.attempts.push(this.attempt);
+                    h
+                }
+                Some(h) => {
+                    remove_held(&held_path)?;
+                    metrics.attempts.push(h.attempt);
+                    this
+                }
+                None => this,
+            };
+            let separability = opinion
+                .made
+                .as_ref()
+                .and_then(Option::as_ref)
+                .map_or(f64::NAN, |b| b.separability);
+            let agreement = best.attempt.agreement.unwrap_or(f64::NAN);
+            if !(retry_left
+                && phyvae_run::diagnose::train_again_for_agreement(agreement, separability))
+            {
+                break best;
+            }
+            if progress.prints_results() {
+                eprintln!(
+                    "warning: the result (seed {}, learning rate {}) agrees with the classical baseline's segmentation at an adjusted Rand index of {agreement:.2} (below {}), and the baseline's maps are clear (separability {separability:.3}); training again from scratch with seed {} and learning rate {}, and keeping the attempt that agrees more",
+                    best.attempt.seed,
+                    best.attempt.lr,
+                    phyvae_run::diagnose::RETRY_AGREEMENT,
+                    next.seed,
+                    next.lr
+                );
+            }
+            move_checkpoint(&ckpt.join(files::CHECKPOINT), &held_path)?;
+            held = Some(best);
         }
-        metrics.attempts.push(Attempt {
-            seed: tried.seed,
-            lr: tried.lr,
-            epochs: history.len(),
-            diagnosis,
-        });
         trainer = Trainer::new(&cfg.model, &next, &patches, &device)?
             .with_checkpoints(&ckpt)?
             .with_stop(progress.stop_flag());
         trainer.set_commands(metrics.commands.clone());
     };
+    let Trained {
+        model,
+        maps,
+        history,
+        attempt: Attempt { diagnosis, .. },
+    } = kept;
     let train_secs = train_start.elapsed().as_secs_f64();
     write_history(&dir, &history)?;
     save_model(&model, dir.root(), &cfg.data)?;
     phyvae_data::fault::point("run.encoded");
     write_model_figures(&dir, &model, &maps)?;
-    let what = (&params, cfg.result.classes, cfg.train.seed);
     let reason = "no content latent carries information (see the diagnosis)";
     maps_and_result(
         &dir,
@@ -339,8 +518,7 @@ pub fn train_image(
         &names,
         diagnosis,
         truth.as_ref(),
-        what,
-        (&patches, baseline_window(Some(&cfg), cfg.data.window)),
+        &mut opinion,
         reason,
         progress,
     )?;
@@ -458,8 +636,13 @@ pub fn encode_image(
         &names,
         diagnosis,
         truth.as_ref(),
-        what,
-        (&patches, baseline_window(trained.as_ref(), data.window)),
+        &mut SecondOpinion::new(
+            &patches,
+            baseline_window(trained.as_ref(), data.window),
+            what.0,
+            what.1,
+            what.2,
+        ),
         reason,
         progress,
     )?;
