@@ -73,11 +73,11 @@ struct Trained {
     attempt: Attempt,
 }
 
-/// Whether attempt `a` agrees more with the classical baseline than `b` (an
-/// agreement not measured counts as none).
-fn agrees_more(a: &Trained, b: &Trained) -> bool {
-    let of = |t: &Trained| t.attempt.agreement.unwrap_or(f64::NEG_INFINITY);
-    of(a) > of(b)
+/// Whether an attempt whose result agrees with the classical baseline at
+/// `a` agrees more than one at `b` (an agreement not measured counts as
+/// none; a tie is not more, so the earlier attempt stays).
+fn agrees_more(a: Option<f64>, b: Option<f64>) -> bool {
+    a.unwrap_or(f64::NEG_INFINITY) > b.unwrap_or(f64::NEG_INFINITY)
 }
 
 /// Moves the checkpoint at `from` to `to`, when there is one: an attempt's
@@ -458,7 +458,7 @@ pub fn train_image(
             // Of this attempt and the one held against it, the one that
             // agrees more (the earlier on a tie).
             let best = match held.take() {
-                Some(h) if !agrees_more(&this, &h) => {
+                Some(h) if !agrees_more(this.attempt.agreement, h.attempt.agreement) => {
                     move_checkpoint(&held_path, &ckpt.join(files::CHECKPOINT))?;
                     metrics.attempts.push(this.attempt);
                     h
@@ -648,4 +648,38 @@ pub fn encode_image(
     )?;
     metrics.model = Some(a.model.clone());
     finish_run(&dir, metrics, t0, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attempt_that_agrees_more_wins_and_a_tie_keeps_the_earlier() {
+        assert!(agrees_more(Some(0.9), Some(0.8)));
+        assert!(!agrees_more(Some(0.8), Some(0.9)));
+        // a tie: the later attempt does not win
+        assert!(!agrees_more(Some(0.8), Some(0.8)));
+        // not measured counts as none
+        assert!(agrees_more(Some(0.1), None));
+        assert!(!agrees_more(None, Some(0.1)));
+        assert!(!agrees_more(None, None));
+    }
+
+    #[test]
+    fn a_retry_takes_the_next_seed_half_the_rate_and_after_a_collapse_half_beta() {
+        let tried = TrainConfig {
+            seed: 4,
+            lr: 0.004,
+            beta: phyvae_run::config::BetaSchedule::Constant { beta: 0.05 },
+            ..TrainConfig::default()
+        };
+        let next = retry_config(&tried, false);
+        assert_eq!((next.seed, next.lr, next.beta), (5, 0.002, tried.beta));
+        let next = retry_config(&tried, true);
+        assert_eq!(
+            next.beta,
+            phyvae_run::config::BetaSchedule::Constant { beta: 0.025 }
+        );
+    }
 }
