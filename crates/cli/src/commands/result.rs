@@ -30,7 +30,9 @@ use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
 use phyvae_data::io;
 use phyvae_imaging::metrics;
 use phyvae_imaging::pick::{Clustered, cluster_maps, refine_by_interiors, separability};
-use phyvae_imaging::pipeline::{Segmentations, VisualizeParams, min_max_scaled, otsu_split};
+use phyvae_imaging::pipeline::{
+    OtsuSplit, Segmentations, VisualizeParams, min_max_scaled, otsu_split,
+};
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::{self, RunDir};
@@ -243,67 +245,77 @@ pub fn pick(
     Ok((r, Some(clustered.labels)))
 }
 
-/// The separability `eta` of each candidate of [`pick`] among the latent
-/// `maps` (grid rows x columns x latents, in the order of
-/// `diagnosis.latents`): the content latents `diagnosis` found active,
-/// Otsu-split as [`pick`] measures them (a flat map is left out). The run
-/// loop measures these before anything is written, so that an attempt whose
-/// maps show no regions ([`Diagnosis::check_separation`]) can train again.
-///
-/// # Errors
-/// When a map holds a non-finite value.
-pub fn separabilities(
-    diagnosis: &Diagnosis,
-    maps: ArrayView3<'_, f32>,
-    params: &VisualizeParams,
-) -> Result<std::collections::BTreeMap<String, f64>> {
-    let mut eta = std::collections::BTreeMap::new();
-    for (latent, map) in diagnosis.latents.iter().zip(maps.axis_iter(Axis(2))) {
-        if !(latent.content && latent.active) {
-            continue;
-        }
-        if let Some(split) = otsu_split(map, params)? {
-            let e = separability(split.denoised.view(), split.otsu.view())?;
-            eta.insert(latent.name.clone(), e);
-        }
-    }
-    Ok(eta)
-}
+/// The candidates of [`pick`] among a VAE's latent `maps`, Otsu-split as
+/// [`pick`] splits them, before anything is written: the run loop measures
+/// an attempt on them (whether its maps show regions, how far its result
+/// agrees with the classical baseline) before it keeps the attempt.
+#[derive(Debug, Clone)]
+pub struct CandidateSplits(Vec<(String, OtsuSplit)>);
 
-/// The labels [`pick`] would give a VAE's `maps` (grid rows x columns x
-/// latents, in the order of `diagnosis.latents`) with [`Clustering::VAE`],
-/// without writing anything: the run loop holds an attempt's result against
-/// the classical baseline before it keeps the attempt. `None` when no active
-/// content map varies.
-///
-/// # Errors
-/// When a map holds a non-finite value or the clustering fails.
-pub fn vae_labels(
-    diagnosis: &Diagnosis,
-    maps: ArrayView3<'_, f32>,
-    params: &VisualizeParams,
-    classes: Option<usize>,
-    interior_radius: usize,
-    seed: u64,
-) -> Result<Option<Array2<i32>>> {
-    let mut lowpassed = Vec::new();
-    for (latent, map) in diagnosis.latents.iter().zip(maps.axis_iter(Axis(2))) {
-        if !(latent.content && latent.active) {
-            continue;
+impl CandidateSplits {
+    /// The content latents `diagnosis` found active among `maps` (grid rows x
+    /// columns x latents, in the order of `diagnosis.latents`), each
+    /// Otsu-split with `params`; a flat map is left out.
+    ///
+    /// # Errors
+    /// When a map holds a non-finite value.
+    pub fn new(
+        diagnosis: &Diagnosis,
+        maps: ArrayView3<'_, f32>,
+        params: &VisualizeParams,
+    ) -> Result<Self> {
+        let mut splits = Vec::new();
+        for (latent, map) in diagnosis.latents.iter().zip(maps.axis_iter(Axis(2))) {
+            if !(latent.content && latent.active) {
+                continue;
+            }
+            if let Some(split) = otsu_split(map, params)? {
+                splits.push((latent.name.clone(), split));
+            }
         }
-        if let Some(split) = otsu_split(map, params)? {
-            lowpassed.push(split.lowpassed);
+        Ok(Self(splits))
+    }
+
+    /// The separability `eta` of each candidate, as [`pick`] measures it (an
+    /// attempt whose maps show no regions, [`Diagnosis::check_separation`],
+    /// can then train again).
+    ///
+    /// # Errors
+    /// When a split's shapes disagree.
+    pub fn separabilities(&self) -> Result<std::collections::BTreeMap<String, f64>> {
+        self.0
+            .iter()
+            .map(|(name, split)| {
+                Ok((
+                    name.clone(),
+                    separability(split.denoised.view(), split.otsu.view())?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The labels [`pick`] gives these candidates with [`Clustering::VAE`]
+    /// (`classes`, `interior_radius` and `seed` as [`pick`] takes them),
+    /// without writing anything. `None` when there is no candidate.
+    ///
+    /// # Errors
+    /// When the clustering fails.
+    pub fn vae_labels(
+        &self,
+        classes: Option<usize>,
+        interior_radius: usize,
+        seed: u64,
+    ) -> Result<Option<Array2<i32>>> {
+        if self.0.is_empty() {
+            return Ok(None);
         }
+        let lowpassed: Vec<&Array2<f32>> = self.0.iter().map(|(_, s)| &s.lowpassed).collect();
+        Ok(Some(
+            Clustering::VAE
+                .run(&lowpassed, classes, interior_radius, seed)?
+                .labels,
+        ))
     }
-    if lowpassed.is_empty() {
-        return Ok(None);
-    }
-    let refs: Vec<&Array2<f32>> = lowpassed.iter().collect();
-    Ok(Some(
-        Clustering::VAE
-            .run(&refs, classes, interior_radius, seed)?
-            .labels,
-    ))
 }
 
 /// The per-map metrics as metrics.json holds them.
@@ -400,7 +412,10 @@ mod tests {
                 }
             }
         });
-        let eta = separabilities(&diagnosis, maps.view(), &VisualizeParams::default()).unwrap();
+        let eta = CandidateSplits::new(&diagnosis, maps.view(), &VisualizeParams::default())
+            .unwrap()
+            .separabilities()
+            .unwrap();
         assert_eq!(eta.keys().collect::<Vec<_>>(), vec!["z1"]);
         // Two halves of one value each: the Otsu split explains (nearly) all
         // the variance, whatever the bilateral step does at the edge.

@@ -26,7 +26,7 @@ use crate::commands::output::{
     base_metrics, create_dir, finish_run, open_run, warn_diagnosis, write_config, write_history,
     write_input, write_maps, write_metrics, write_model_figures,
 };
-use crate::commands::result::{self, informative};
+use crate::commands::result::{self, CandidateSplits, informative};
 use crate::device::{device_name, pick_device};
 use crate::input::{patches_for, read_input, read_truth};
 use crate::interrupt;
@@ -195,6 +195,31 @@ impl<'a> SecondOpinion<'a> {
             self.made = Some(b);
         }
         Ok(self.made.as_ref().and_then(Option::as_ref))
+    }
+
+    /// How far `labels` (a result on the run's grid; `None`: no result)
+    /// agree with the baseline (adjusted Rand index); `None` without a
+    /// result or a baseline.
+    fn agreement(
+        &mut self,
+        labels: Option<Array2<i32>>,
+        progress: Progress,
+    ) -> Result<Option<f64>> {
+        let Some(labels) = labels else {
+            return Ok(None);
+        };
+        self.get(progress)?
+            .map(|b| Ok(b.check(labels.view())?.agreement))
+            .transpose()
+    }
+
+    /// The separability of the baseline's clearest component map; NaN when
+    /// it was not made or all its maps are flat.
+    fn separability(&self) -> f64 {
+        self.made
+            .as_ref()
+            .and_then(Option::as_ref)
+            .map_or(f64::NAN, |b| b.separability)
     }
 }
 
@@ -388,11 +413,8 @@ pub fn train_image(
             physics_from_epoch: cfg.physics_from(),
         };
         let mut diagnosis = diagnose(maps.mean.view(), &facts);
-        diagnosis.check_separation(&result::separabilities(
-            &diagnosis,
-            maps.mean.view(),
-            &params,
-        )?);
+        let splits = CandidateSplits::new(&diagnosis, maps.mean.view(), &params)?;
+        diagnosis.check_separation(&splits.separabilities()?);
         let retry_left =
             !a.resume && metrics.attempts.len() + usize::from(held.is_some()) < cfg.retries;
         let failed = [FindingKind::Collapsed, FindingKind::NoRegions]
@@ -441,19 +463,9 @@ pub fn train_image(
             // How far the attempt's result agrees with the baseline, when
             // that can still change which attempt the run keeps.
             if retry_left || held.is_some() {
-                let labels = result::vae_labels(
-                    &this.attempt.diagnosis,
-                    this.maps.mean.view(),
-                    &params,
-                    cfg.result.classes,
-                    interior_radius,
-                    cfg.train.seed,
-                )?;
-                if let (Some(labels), Some(b)) = (labels, opinion.get(progress)?)
-                    && b.separability >= phyvae_run::diagnose::CLEAR_BASELINE
-                {
-                    this.attempt.agreement = Some(b.check(labels.view())?.agreement);
-                }
+                let labels =
+                    splits.vae_labels(cfg.result.classes, interior_radius, cfg.train.seed)?;
+                this.attempt.agreement = opinion.agreement(labels, progress)?;
             }
             // Of this attempt and the one held against it, the one that
             // agrees more (the earlier on a tie).
@@ -470,11 +482,7 @@ pub fn train_image(
                 }
                 None => this,
             };
-            let separability = opinion
-                .made
-                .as_ref()
-                .and_then(Option::as_ref)
-                .map_or(f64::NAN, |b| b.separability);
+            let separability = opinion.separability();
             let agreement = best.attempt.agreement.unwrap_or(f64::NAN);
             if !(retry_left
                 && phyvae_run::diagnose::train_again_for_agreement(agreement, separability))
@@ -601,9 +609,9 @@ pub fn encode_image(
         Some(c) => c.visualize_params()?,
         None => VisualizeParams::default(),
     };
-    let what = trained.as_ref().map_or((&params, None, 0), |c| {
-        (&params, c.result.classes, c.train.seed)
-    });
+    let (classes, seed) = trained
+        .as_ref()
+        .map_or((None, 0), |c| (c.result.classes, c.train.seed));
     let dir = RunDir::new(&a.run.out);
     let (patches, drift) = patches_for(&img, &data, progress)?;
     let truth = read_truth(a.run.truth.as_ref(), patches.grid())?;
@@ -639,9 +647,9 @@ pub fn encode_image(
         &mut SecondOpinion::new(
             &patches,
             baseline_window(trained.as_ref(), data.window),
-            what.0,
-            what.1,
-            what.2,
+            &params,
+            classes,
+            seed,
         ),
         reason,
         progress,
