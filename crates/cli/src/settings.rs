@@ -136,6 +136,7 @@ fn base(a: &TrainArgs, img: &phyvae_data::Image) -> Result<RunConfig> {
     c.train.lr = s.lr;
     c.lowpass_px = s.lowpass_px;
     c.retries = s.retries;
+    c.data.level = s.level;
     // |FFT| does not change with the patch's position in the cell: the
     // baseline needs no registration, and it has no decoder.
     if a.model != Some(ModelArg::Fft) {

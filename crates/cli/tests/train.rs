@@ -162,6 +162,46 @@ fn scan_drift_is_removed_on_one_lattice_and_can_be_left() {
     );
 }
 
+/// A lattice under a tilt that dwarfs it (a topograph as recorded) is
+/// levelled by a plane before the patches are cut, and says why; a flat one
+/// is not; `--level` wins.
+#[test]
+fn a_tilted_image_is_levelled_by_a_plane_and_the_flag_wins() {
+    let d = tempfile::tempdir().unwrap();
+    let lattice = |r: usize, c: usize| {
+        let tau = std::f32::consts::TAU;
+        (tau * r as f32 / 8.0).cos() * (tau * c as f32 / 8.0).cos()
+    };
+    // The ramp spans 40 times the lattice's amplitude of 1: the plane
+    // explains almost all of the variance.
+    let tilted = ndarray::Array2::from_shape_fn((96, 96), |(r, c)| {
+        lattice(r, c) + 40.0 * (r + c) as f32 / 190.0
+    });
+    let flat = ndarray::Array2::from_shape_fn((96, 96), |(r, c)| lattice(r, c));
+    let level = |pixels: &ndarray::Array2<f32>, name: &str, extra: &[&str]| {
+        let img = d.path().join(format!("{name}.npy"));
+        phyvae_data::io::write_npy_f32(&img, pixels.view()).unwrap();
+        let out = d.path().join(name);
+        let mut args = vec!["train", s(&img), "--out", s(&out)];
+        args.extend(extra);
+        ok(&args);
+        let cfg: toml::Value =
+            toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
+        let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+        (cfg["data"]["level"].as_str().unwrap().to_owned(), report)
+    };
+    let (vae, report) = level(&tilted, "vae", &SMALL);
+    assert_eq!(vae, "plane");
+    assert!(
+        report.contains("a least-squares plane explains"),
+        "the report gives no reason for the levelling"
+    );
+    assert_eq!(level(&tilted, "fft", &["--model", "fft"]).0, "plane");
+    assert_eq!(level(&flat, "flat", &["--model", "fft"]).0, "none");
+    let given = [&["--model", "fft", "--level", "none"][..]].concat();
+    assert_eq!(level(&tilted, "given", &given).0, "none");
+}
+
 /// `--coords lattice` gives the decoder Fourier features at the measured
 /// lattice: config.toml records their frequencies, reproduces the run, and
 /// the saved model encodes the image again.
