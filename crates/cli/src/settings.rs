@@ -224,7 +224,22 @@ pub fn resume(
         );
     }
     let t = &recorded.train;
-    let epochs = epochs_asked(a, img, &recorded, None)?.filter(|&e| e != t.epochs);
+    // More steps continue in epochs of the recorded length.
+    let epochs = match (a.epochs, a.steps) {
+        (Some(e), _) => Some(e),
+        (None, Some(steps)) => {
+            let grid = PatchGrid::new(
+                img.rows(),
+                img.cols(),
+                recorded.data.window,
+                recorded.data.step,
+            )?;
+            let per_epoch = auto::batches_per_epoch(grid.len(), t.batch_size, t.batches_per_epoch);
+            Some(steps.div_ceil(per_epoch).max(1))
+        }
+        (None, None) => None,
+    }
+    .filter(|&e| e != t.epochs);
     let current = t.lr_changes.last().map_or(t.lr, |c| c.lr);
     let lr = match a.lr {
         Some(v) if v > current => {
@@ -242,20 +257,21 @@ pub fn resume(
     Ok((recorded, ResumeChanges { epochs, lr }))
 }
 
-/// The epochs the command line asks for: `--epochs`, else `--steps` (or the
-/// `measured` steps) as the whole epochs that cover them on `c`'s patch
-/// grid and batch size; `None` when neither is given.
+/// The length the command line asks for, `(epochs, batches_per_epoch)`:
+/// `--epochs` (with `c`'s cap on the batches of an epoch), else `--steps`
+/// (or the `measured` steps) on `c`'s patch grid and batch size
+/// ([`auto::length_for_steps`]); `None` when neither is given.
 fn epochs_asked(
     a: &TrainArgs,
     img: &phyvae_data::Image,
     c: &RunConfig,
     measured: Option<usize>,
-) -> Result<Option<usize>> {
+) -> Result<Option<(usize, Option<usize>)>> {
     Ok(match (a.epochs, a.steps.or(measured)) {
-        (Some(e), _) => Some(e),
+        (Some(e), _) => Some((e, c.train.batches_per_epoch)),
         (None, Some(steps)) => {
             let grid = PatchGrid::new(img.rows(), img.cols(), c.data.window, c.data.step)?;
-            Some(auto::epochs_for_steps(
+            Some(auto::length_for_steps(
                 steps,
                 grid.len(),
                 c.train.batch_size,
@@ -366,14 +382,15 @@ fn apply_flags(
     }
     set(&mut c.data.level, a.level);
     set(&mut c.train.batch_size, a.batch);
-    // The length: --epochs, else --steps (or the measured steps) as whole epochs.
+    // The length: --epochs, else --steps (or the measured steps) as epochs.
     let epochs = if resuming {
         None
     } else {
         epochs_asked(a, img, &c, measured)?
     };
-    if let Some(v) = epochs {
+    if let Some((v, cap)) = epochs {
         c.train.epochs = v;
+        c.train.batches_per_epoch = cap;
         // A ramp over "all epochs" follows the new epoch count.
         if a.beta.is_none()
             && let BetaSchedule::Ramp { ramp_epochs, .. } = &mut c.train.beta

@@ -83,12 +83,13 @@ fn settings_come_from_the_lattice_and_flags_win() {
     let k = cfg["model"]["translation_prior"].as_float().unwrap();
     assert!((k - cell / window as f64).abs() < 1e-3, "k {k}");
     assert_eq!(cfg["train"]["beta"]["type"].as_str(), Some("constant"));
-    // 20 steps over ceil(patches / 16) batches per epoch: whole epochs.
+    // 20 steps: fewer than 4 whole epochs of ceil(patches / 16) batches fit,
+    // so 4 epochs of 20 / 4 = 5 batches each, exactly 20 steps.
     let batches = m["patches"].as_u64().unwrap().div_ceil(16);
-    assert_eq!(
-        m["epochs"].as_u64().unwrap(),
-        20u64.div_ceil(batches).max(1)
-    );
+    assert!(4 * batches > 20, "{batches} batches per epoch");
+    assert_eq!(m["epochs"].as_u64(), Some(4));
+    assert_eq!(m["steps"].as_u64(), Some(20));
+    assert_eq!(cfg["train"]["batches_per_epoch"].as_integer(), Some(5));
     // Every choice has a reason, in config.toml and in the report.
     assert!(config.contains("reason"), "{config}");
     assert!(report.contains("Settings taken from the image"));

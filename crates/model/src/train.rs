@@ -8,6 +8,8 @@
 //!   the batch's encoder means reshaped to `d x d` with no gradient and the
 //!   loss is `L_sh (w + Psi)`; a last batch that is not `d^2` gets Psi = 0, as
 //!   in the authors' code.
+//! - `TrainConfig::batches_per_epoch` caps an epoch at its first batches
+//!   (a fresh random subset of the patches every epoch, from the same order).
 //! - [`PhysicsMode::Gradient`]: the same shuffled batches for `L_sh`, and
 //!   with each batch one `d x d` tile of the patch grid (`d^2 = batch_size`)
 //!   at a random origin, encoded alongside it: Psi is computed on the tile's
@@ -529,12 +531,14 @@ impl<'p> Trainer<'p> {
         save_tensors_atomic(&tensors, path)
     }
 
-    /// The batches of epoch `e` (patch indices), in training order.
+    /// The batches of epoch `e` (patch indices), in training order: the
+    /// first `batches_per_epoch` of them when the configuration caps them.
     fn batches(&self, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.patches.len()).collect();
         order.shuffle(rng);
         order
             .chunks(self.train.batch_size)
+            .take(self.train.batches_per_epoch.unwrap_or(usize::MAX))
             .map(<[usize]>::to_vec)
             .collect()
     }

@@ -395,3 +395,34 @@ fn gradient_mode_warms_up_then_adds_psi_and_resumes_bit_identically() {
         without_time(resumed.history())
     );
 }
+
+/// A cap on the batches of an epoch trains that many batches, each epoch
+/// its own draw, and is resumed like any run.
+#[test]
+fn an_epoch_cap_trains_that_many_batches_of_a_fresh_draw() {
+    let (img, _) = two_lattices();
+    let ps = patches(&img);
+    let all = ps.len().div_ceil(16);
+    assert!(all > 3, "the test needs more than 3 batches, has {all}");
+    let mut tc = train(2);
+    tc.batches_per_epoch = Some(3);
+    let mut seen = Vec::new();
+    let mut t = Trainer::new(&model(), &tc, &ps, &Device::Cpu).unwrap();
+    t.run(&mut |e| {
+        if let phyvae_model::train::TrainEvent::EpochStarted { batches, .. } = e {
+            seen.push(batches);
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, vec![3, 3]);
+    // Without the cap, every patch once.
+    let mut seen = Vec::new();
+    let mut t = Trainer::new(&model(), &train(1), &ps, &Device::Cpu).unwrap();
+    t.run(&mut |e| {
+        if let phyvae_model::train::TrainEvent::EpochStarted { batches, .. } = e {
+            seen.push(batches);
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, vec![all]);
+}

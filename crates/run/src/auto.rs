@@ -15,7 +15,7 @@
 //! | shift prior `k` | `P / window` | a shift latent of +-1 moves the decoder grid by half a period, so every lattice position is reachable within one prior standard deviation |
 //! | beta | [`BETA`] constant | a ramp to 1 switches the content latents off on noisy images (posterior collapse); a small constant keeps them on |
 //! | batch, learning rate | [`BATCH`], [`LR`] | |
-//! | length | [`STEPS`] optimiser steps, as whole epochs | a small image gives few batches per epoch, so a length in epochs under-trains it |
+//! | length | [`STEPS`] optimiser steps, as whole epochs, or as [`MIN_EPOCHS`] capped epochs when fewer whole ones fit ([`length_for_steps`]) | a small image gives few batches per epoch, so a length in epochs under-trains it; a large one gives so many that one epoch overshoots the budget |
 //! | retries | [`RETRIES`]: a run whose content latents collapsed, whose maps show no regions, or whose result a clear classical baseline agrees with only in part ([`crate::diagnose::train_again_for_agreement`]; the run then keeps the attempt that agrees more), trains again from scratch with the next seed and half the learning rate (after a collapse also half the KL scale) | all three are mostly an unlucky start: on the training images another seed, or a lower rate, separated the phases of an image on which the first attempt had collapsed; on a holdout image whose first attempt put the phases in a shift latent (no regions in the content maps), the retry separated them; of nine stored suite runs that a clear baseline agreed with only in part, a second attempt raised the mean ARI by 0.065 and lowered none |
 //! | registration | the patches' origins moved onto the lattice of the strongest peak and the strongest other peak of a similar period at least 30 degrees away, refined to the primitive lattice when another peak lies half- or a third-way between them ([`refine_basis`]; one peak alone: along it); none without a peak; VAE only | patches of one phase then show the lattice at one position in the cell, so the model need not learn the translation first |
 //! | decoder coordinates | with [`LATTICE_FEATURES`], Fourier features at the registration wavevectors ([`lattice_frequencies`]); else the raw coordinates | see [`LATTICE_FEATURES`] |
@@ -70,6 +70,11 @@ pub const BATCH: usize = 16;
 pub const LR: f64 = 5e-3;
 /// Optimiser steps of a run.
 pub const STEPS: usize = 2000;
+/// Fewest epochs of a run given in steps ([`length_for_steps`]): a loss curve
+/// with a trend, a diagnosis with a history and a checkpoint to resume from
+/// before the end. Every suite image (256 px, at most 421 batches of every
+/// patch) and the bundled Au image (233) keep whole epochs.
+pub const MIN_EPOCHS: usize = 4;
 /// Retries of a run whose content latents collapsed, whose maps show no
 /// regions, or whose result a clear baseline agrees with only in part
 /// ([`crate::config::RunConfig::retries`]).
@@ -591,7 +596,7 @@ pub fn choose(facts: &ImageFacts, window: Option<usize>, method: Method) -> Auto
         choice(
             "train.steps",
             STEPS,
-            "a length in optimiser steps, not epochs: a small image gives few batches per epoch (`--steps`; train.epochs records them as the whole epochs that cover them)"
+            "a length in optimiser steps, not epochs: a small image gives few batches per epoch (`--steps`; train.epochs records them as the whole epochs that cover them, or, where fewer than 4 whole epochs fit, as 4 or more epochs of a fresh random draw of steps / 4 batches each, train.batches_per_epoch)"
                 .into(),
         ),
         choice(
@@ -645,6 +650,37 @@ pub fn lattice_frequencies(wavevectors: &[[f64; 2]], window: usize) -> Vec<[f32;
 pub fn epochs_for_steps(steps: usize, patches: usize, batch: usize) -> usize {
     let per_epoch = patches.div_ceil(batch.max(1)).max(1);
     steps.div_ceil(per_epoch).max(1)
+}
+
+/// Batches in an epoch over `patches` patches in batches of `batch`, at most
+/// `cap` ([`crate::config::TrainConfig::batches_per_epoch`]).
+#[must_use]
+pub fn batches_per_epoch(patches: usize, batch: usize, cap: Option<usize>) -> usize {
+    let all = patches.div_ceil(batch.max(1)).max(1);
+    cap.map_or(all, |c| all.min(c.max(1)))
+}
+
+/// The length of a run of `steps` optimiser steps over `patches` patches in
+/// batches of `batch`: `(epochs, batches_per_epoch)`.
+///
+/// Whole epochs of every patch ([`epochs_for_steps`], no cap) when at least
+/// [`MIN_EPOCHS`] of them fit in `steps`; otherwise epochs of
+/// `ceil(steps / MIN_EPOCHS)` batches each (a fresh random subset of the
+/// patches every epoch), as many as cover `steps`. Whole epochs overshoot the
+/// budget by up to one epoch, which on a large image is most of the run: a
+/// 2048 x 2048 px image cut every 8 px has 64 009 patches, 4 001 batches of 16,
+/// twice the default budget in one epoch.
+#[must_use]
+pub fn length_for_steps(steps: usize, patches: usize, batch: usize) -> (usize, Option<usize>) {
+    let per_epoch = patches.div_ceil(batch.max(1)).max(1);
+    if per_epoch.saturating_mul(MIN_EPOCHS) <= steps {
+        return (epochs_for_steps(steps, patches, batch), None);
+    }
+    let cap = steps.div_ceil(MIN_EPOCHS).max(1);
+    if cap >= per_epoch {
+        return (epochs_for_steps(steps, patches, batch), None);
+    }
+    (steps.div_ceil(cap).max(1), Some(cap))
 }
 
 #[cfg(test)]
@@ -727,6 +763,21 @@ mod tests {
         // Half the 12 px cell.
         assert_eq!(a.lowpass_px, 6.0);
         assert_eq!(choose_(&facts(None, 512)).lowpass_px, 0.0);
+    }
+
+    #[test]
+    fn a_run_keeps_whole_epochs_unless_fewer_than_four_fit_its_steps() {
+        // The Au image: 3 721 patches, 233 batches of 16; 4 x 233 <= 2000,
+        // so whole epochs, 9 of them (8 would be 1 864 steps).
+        assert_eq!(length_for_steps(2000, 3721, 16), (9, None));
+        // 2048 px cut every 8 px by 40 px windows: 253^2 = 64 009 patches,
+        // 4 001 batches; capped at 2000 / 4 = 500 batches, 4 epochs.
+        assert_eq!(length_for_steps(2000, 64_009, 16), (4, Some(500)));
+        // 10 steps over 3 batches: a cap of 3 would be every batch anyway.
+        assert_eq!(length_for_steps(10, 48, 16), (4, None));
+        assert_eq!(batches_per_epoch(100, 16, None), 7);
+        assert_eq!(batches_per_epoch(100, 16, Some(3)), 3);
+        assert_eq!(batches_per_epoch(100, 16, Some(10)), 7);
     }
 
     #[test]

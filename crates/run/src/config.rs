@@ -741,6 +741,16 @@ pub struct TrainConfig {
     pub decoder: DecoderBackend,
     /// Encode the full latent maps after every `n`-th epoch (0: never).
     pub snapshot_every: usize,
+    /// At most this many batches per epoch: each epoch trains on the first
+    /// `batches_per_epoch * batch_size` patches of its own random order, a
+    /// fresh subset every epoch. `None` (the default, and the paper's): every
+    /// patch once per epoch. The automatic settings set it on an image whose
+    /// every patch would make an epoch longer than a quarter of the run's
+    /// step budget ([`crate::auto::length_for_steps`]), so that a large image still
+    /// trains for the budget with a loss curve, a diagnosis and checkpoints
+    /// per epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_per_epoch: Option<usize>,
     /// Learning rates that replace [`lr`](Self::lr) from a given epoch on,
     /// in epoch order (written as `[[train.lr_changes]]`; `phyvae train
     /// --resume --lr` records one). Empty: `lr` for every epoch.
@@ -769,6 +779,7 @@ impl Default for TrainConfig {
             physics: PhysicsConfig::default(),
             decoder: DecoderBackend::Auto,
             snapshot_every: 0,
+            batches_per_epoch: None,
             lr_changes: Vec::new(),
         }
     }
@@ -792,6 +803,9 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             return Err(invalid("batch_size", self.batch_size, "must be at least 1"));
+        }
+        if self.batches_per_epoch == Some(0) {
+            return Err(invalid("batches_per_epoch", 0, "must be at least 1"));
         }
         if self.seed > MAX_SEED {
             return Err(invalid(
@@ -1389,6 +1403,10 @@ mod tests {
         assert_eq!(with(&|c| c.epochs = 0), "epochs");
         assert_eq!(with(&|c| c.batch_size = 0), "batch_size");
         assert_eq!(with(&|c| c.batch_size = 50), "batch_size");
+        assert_eq!(
+            with(&|c| c.batches_per_epoch = Some(0)),
+            "batches_per_epoch"
+        );
         assert_eq!(with(&|c| c.lr = 0.0), "lr");
         assert_eq!(with(&|c| c.seed = MAX_SEED + 1), "seed");
         assert_eq!(

@@ -530,10 +530,22 @@ pub fn train_image(
         reason,
         progress,
     )?;
-    let patches_seen = epochs_run * patches.len();
+    let per_epoch = patches.len().min(
+        cfg.train
+            .batches_per_epoch
+            .map_or(usize::MAX, |b| b.saturating_mul(cfg.train.batch_size)),
+    );
+    let patches_seen = epochs_run * per_epoch;
     metrics.parameters = Some(model.store().num_params());
     metrics.epochs = Some(history.len());
-    metrics.steps = Some(history.len() * patches.len().div_ceil(cfg.train.batch_size));
+    metrics.steps = Some(
+        history.len()
+            * auto::batches_per_epoch(
+                patches.len(),
+                cfg.train.batch_size,
+                cfg.train.batches_per_epoch,
+            ),
+    );
     metrics.last_epoch = history.last().cloned();
     metrics.training_seconds = Some(train_secs);
     metrics.patches_per_second = Some(if train_secs > 0.0 {
