@@ -192,6 +192,20 @@ pub struct PatchSet {
     /// Per-patch origin offsets `(rows, cols)` of [`PatchSet::register`];
     /// empty: the regular grid.
     offsets: Vec<(i32, i32)>,
+    /// The wavevectors of [`PatchSet::register`] (empty: none).
+    wavevectors: Vec<[f64; 2]>,
+}
+
+/// One corner of the lattice cell around each patch's grid origin
+/// ([`PatchSet::lattice_corners`]): the origin offsets that put every patch on
+/// that corner, and each patch's bilinear weight for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatticeCorner {
+    /// Origin offset `(rows, cols)` of each patch at this corner.
+    pub offsets: Vec<(i32, i32)>,
+    /// Each patch's weight for this corner; a patch's weights over all
+    /// corners sum to 1.
+    pub weights: Vec<f32>,
 }
 
 impl PatchSet {
@@ -265,6 +279,7 @@ impl PatchSet {
             min,
             max,
             offsets: Vec::new(),
+            wavevectors: Vec::new(),
         })
     }
 
@@ -373,6 +388,7 @@ impl PatchSet {
         check_wavevectors(wavevectors)?;
         if wavevectors.is_empty() {
             self.offsets.clear();
+            self.wavevectors.clear();
             return Ok(());
         }
         let w = self.grid.window();
@@ -421,7 +437,145 @@ impl PatchSet {
             offsets.push(nearest_registered(wavevectors, frac, at, (max_r, max_c)));
         }
         self.offsets = offsets;
+        self.wavevectors = wavevectors.to_vec();
         Ok(())
+    }
+
+    /// The corners of the lattice cell around each patch's grid origin, for
+    /// latent maps interpolated between lattice points; empty before
+    /// [`PatchSet::register`].
+    ///
+    /// Registration moves a patch from its grid origin `o` to the nearest
+    /// lattice point `p = o + d`, so neighbouring patches of one phase that
+    /// move to the same point encode alike, and a map holds one value per
+    /// lattice point where the grid is finer than the lattice: a staircase
+    /// whose steps are a cell wide. The cell around `o` has the corners
+    /// `p + i s1 a1 + j s2 a2` (`i, j` in `{0, 1}`; one wavevector: `p + i s1
+    /// a1`), where `a1, a2` are the real-space basis of the wavevectors
+    /// (`k_m . a_n = delta_mn`), `u_m = k_m . (o - p)` are `o`'s coordinates in
+    /// it and `s_m = sign(u_m)`; corner `(i, j)` weighs
+    /// `|u1|^i (1 - |u1|)^(1 - i)` times the same in `u2` (bilinear, with `u`
+    /// clamped to `[-1, 1]`). Corner 0 is the registration itself. Offsets are
+    /// rounded to whole pixels; a corner whose window would leave the image
+    /// gets weight 0 and the registration's offset, and the weights of each
+    /// patch are scaled to sum to 1.
+    #[must_use]
+    pub fn lattice_corners(&self) -> Vec<LatticeCorner> {
+        let k = &self.wavevectors;
+        if self.offsets.is_empty() || k.is_empty() {
+            return Vec::new();
+        }
+        let basis: Vec<[f64; 2]> = match k.as_slice() {
+            [a] => {
+                let n2 = a[0] * a[0] + a[1] * a[1];
+                vec![[a[0] / n2, a[1] / n2]]
+            }
+            [a, b] => {
+                // The columns of [a; b]^-1.
+                let det = a[0] * b[1] - a[1] * b[0];
+                vec![[b[1] / det, -b[0] / det], [-a[1] / det, a[0] / det]]
+            }
+            _ => return Vec::new(),
+        };
+        let corners: Vec<[usize; 2]> = if basis.len() == 1 {
+            vec![[0, 0], [1, 0]]
+        } else {
+            vec![[0, 0], [1, 0], [0, 1], [1, 1]]
+        };
+        let w = self.grid.window();
+        let (rows, cols) = self.scaled.dim();
+        #[allow(clippy::cast_possible_wrap)]
+        let (max_r, max_c) = ((rows - w) as i64, (cols - w) as i64);
+        let mut out: Vec<LatticeCorner> = corners
+            .iter()
+            .map(|_| LatticeCorner {
+                offsets: Vec::with_capacity(self.len()),
+                weights: Vec::with_capacity(self.len()),
+            })
+            .collect();
+        for (index, &(dr, dc)) in self.offsets.iter().enumerate() {
+            let (gr, gc) = self.grid.position(index);
+            let (r0, c0) = self.grid.origin(gr, gc);
+            let d = (f64::from(dr), f64::from(dc));
+            // o - p = -d in lattice coordinates.
+            let u: Vec<f64> = k
+                .iter()
+                .map(|km| (-(km[0] * d.0 + km[1] * d.1)).clamp(-1.0, 1.0))
+                .collect();
+            let mut weights = Vec::with_capacity(corners.len());
+            let mut offsets = Vec::with_capacity(corners.len());
+            for corner in &corners {
+                let (mut er, mut ec) = d;
+                let mut weight = 1.0_f64;
+                for (m, (&on, a)) in corner.iter().zip(&basis).enumerate() {
+                    if on == 1 {
+                        er += u[m].signum() * a[0];
+                        ec += u[m].signum() * a[1];
+                        weight *= u[m].abs();
+                    } else {
+                        weight *= 1.0 - u[m].abs();
+                    }
+                }
+                #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+                let (r, c) = (r0 as i64 + er.round() as i64, c0 as i64 + ec.round() as i64);
+                if (0..=max_r).contains(&r) && (0..=max_c).contains(&c) {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+                    offsets.push(((r - r0 as i64) as i32, (c - c0 as i64) as i32));
+                    weights.push(weight);
+                } else {
+                    offsets.push((dr, dc));
+                    weights.push(0.0);
+                }
+            }
+            let total: f64 = weights.iter().sum();
+            if total <= 0.0 {
+                weights.iter_mut().for_each(|v| *v = 0.0);
+                weights[0] = 1.0;
+            } else {
+                weights.iter_mut().for_each(|v| *v /= total);
+            }
+            for ((corner, o), wgt) in out.iter_mut().zip(offsets).zip(weights) {
+                corner.offsets.push(o);
+                #[allow(clippy::cast_possible_truncation)]
+                corner.weights.push(wgt as f32);
+            }
+        }
+        out
+    }
+
+    /// The same patches with origin `offsets` (one per patch, as
+    /// [`PatchSet::offsets`]), e.g. a [`LatticeCorner`]'s; a copy of the
+    /// scaled image.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`] (`offsets`) when there is not one per
+    /// patch or a window would leave the image.
+    pub fn with_offsets(&self, offsets: &[(i32, i32)]) -> Result<Self> {
+        if offsets.len() != self.len() {
+            return Err(DataError::InvalidParameter {
+                name: "offsets",
+                value: offsets.len().to_string(),
+                rule: "one origin offset per patch",
+            });
+        }
+        let w = self.grid.window();
+        let (rows, cols) = self.scaled.dim();
+        for (index, &(dr, dc)) in offsets.iter().enumerate() {
+            let (gr, gc) = self.grid.position(index);
+            let (r0, c0) = self.grid.origin(gr, gc);
+            let r = r0.checked_add_signed(dr as isize);
+            let c = c0.checked_add_signed(dc as isize);
+            if !matches!((r, c), (Some(r), Some(c)) if r + w <= rows && c + w <= cols) {
+                return Err(DataError::InvalidParameter {
+                    name: "offsets",
+                    value: format!("patch {index}: ({dr}, {dc})"),
+                    rule: "every moved window must lie inside the image",
+                });
+            }
+        }
+        let mut set = self.clone();
+        set.offsets = offsets.to_vec();
+        Ok(set)
     }
 
     /// Patch `index` as a view into the globally scaled image (no copy).
@@ -887,6 +1041,104 @@ mod tests {
             assert_eq!(dr, 0);
             assert_eq!(set.origin(i).unwrap().1 % 8, 3);
         }
+    }
+
+    #[test]
+    fn lattice_corners_interpolate_between_the_two_nearest_fringes() {
+        // Fringes along x with period 4, maxima at c = 0 (mod 4); 8 px windows
+        // every px along a row. By hand: a patch at c = 1 registers to c = 0
+        // (offset -1) and lies a quarter period past it, so corner 0 (c = 0)
+        // weighs 3/4 and corner 1 (c = 4, offset +3) 1/4; at c = 3 it
+        // registers to c = 4 (offset +1), a quarter before it: 3/4 there and
+        // 1/4 at c = 0 (offset -3); at c = 4 it stays, weight 1.
+        let tau = std::f32::consts::TAU;
+        let img = Array2::from_shape_fn((8, 24), |(_, c)| (tau * c as f32 / 4.0).cos());
+        let grid = PatchGrid::new(8, 24, 8, 1).unwrap();
+        let mut set =
+            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        assert!(set.lattice_corners().is_empty());
+        set.register(&[[0.0, 0.25]]).unwrap();
+        let corners = set.lattice_corners();
+        assert_eq!(corners.len(), 2);
+        assert_eq!(corners[0].offsets, set.offsets());
+        let at = |i: usize| {
+            (
+                corners[0].offsets[i].1,
+                corners[0].weights[i],
+                corners[1].offsets[i].1,
+                corners[1].weights[i],
+            )
+        };
+        assert_eq!(at(1), (-1, 0.75, 3, 0.25));
+        assert_eq!(at(3), (1, 0.75, -3, 0.25));
+        assert_eq!(at(4).0, 0);
+        assert_eq!(at(4).1, 1.0);
+        // Every corner's window is inside the image, and each patch's
+        // weights sum to 1.
+        for i in 0..set.len() {
+            let (_, w0, _, w1) = at(i);
+            assert!((w0 + w1 - 1.0).abs() < 1e-6, "patch {i}");
+        }
+        set.with_offsets(&corners[1].offsets).unwrap();
+    }
+
+    #[test]
+    fn lattice_corners_on_two_wavevectors_are_bilinear() {
+        let tau = std::f32::consts::TAU;
+        let img = Array2::from_shape_fn((64, 64), |(r, c)| {
+            (tau * c as f32 / 10.0).cos() + (tau * r as f32 / 10.0).cos()
+        });
+        let grid = PatchGrid::new(64, 64, 20, 3).unwrap();
+        let mut set =
+            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        set.register(&[[0.1, 0.0], [0.0, 0.1]]).unwrap();
+        let corners = set.lattice_corners();
+        assert_eq!(corners.len(), 4);
+        // Patch (1, 1) has its origin at (3, 3): registered to (0, 0), 0.3
+        // of a cell along each axis, so (0, 0) 0.49, (10, 0) and (0, 10)
+        // 0.21 each, (10, 10) 0.09.
+        let i = set.grid().gw() + 1;
+        let got: Vec<((i32, i32), f32)> = corners
+            .iter()
+            .map(|k| (k.offsets[i], k.weights[i]))
+            .collect();
+        let want = [
+            ((-3, -3), 0.49),
+            ((7, -3), 0.21),
+            ((-3, 7), 0.21),
+            ((7, 7), 0.09),
+        ];
+        for ((o, w), (wo, ww)) in got.iter().zip(want) {
+            assert_eq!(*o, wo);
+            assert!((w - ww).abs() < 1e-6, "{got:?}");
+        }
+        for k in &corners {
+            set.with_offsets(&k.offsets).unwrap();
+        }
+    }
+
+    #[test]
+    fn offsets_that_do_not_fit_are_refused() {
+        let img = Array2::from_shape_fn((16, 16), |(r, c)| (r * c) as f32);
+        let grid = PatchGrid::new(16, 16, 8, 4).unwrap();
+        let set = PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        let n = set.len();
+        let name = |e: DataError| match e {
+            DataError::InvalidParameter { name, .. } => name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            name(set.with_offsets(&vec![(0, 0); n - 1]).unwrap_err()),
+            "offsets"
+        );
+        let mut out = vec![(0, 0); n];
+        out[n - 1] = (1, 0);
+        assert_eq!(name(set.with_offsets(&out).unwrap_err()), "offsets");
+        out[n - 1] = (0, 0);
+        out[0] = (0, -1);
+        assert_eq!(name(set.with_offsets(&out).unwrap_err()), "offsets");
+        let moved = set.with_offsets(&vec![(0, 0); n]).unwrap();
+        assert_eq!(moved.origin(0).unwrap(), (0, 0));
     }
 
     #[test]

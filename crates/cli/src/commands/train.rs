@@ -9,7 +9,7 @@ use ndarray::Array2;
 use phyvae_data::patches::PatchSet;
 use phyvae_imaging::pipeline::VisualizeParams;
 use phyvae_model::Device;
-use phyvae_model::infer::{LatentMaps, encode_patches_with_progress, load_model, save_model};
+use phyvae_model::infer::{LatentMaps, encode_between_lattice_points, load_model, save_model};
 use phyvae_model::memory::{self, MemoryEstimate};
 use phyvae_model::train::Trainer;
 use phyvae_model::vae::Vae;
@@ -135,14 +135,17 @@ fn record_stop(
     Ok(())
 }
 
-/// Encodes every patch with a progress bar.
+/// Encodes every patch with a progress bar, registered patches between the
+/// lattice points around their grid origins
+/// ([`phyvae_model::infer::encode_between_lattice_points`]).
 fn encode_all(
     model: &phyvae_model::vae::Vae,
     patches: &PatchSet,
     progress: Progress,
 ) -> Result<LatentMaps> {
-    let st = progress.bar("encoding", patches.len() as u64);
-    let maps = encode_patches_with_progress(model, patches, ENCODE_BATCH, &mut |done, _| {
+    let corners = patches.lattice_corners().len().max(1);
+    let st = progress.bar("encoding", (corners * patches.len()) as u64);
+    let maps = encode_between_lattice_points(model, patches, ENCODE_BATCH, &mut |done, _| {
         st.bar().set_position(done as u64);
     })?;
     st.done();
