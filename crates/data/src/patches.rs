@@ -529,7 +529,7 @@ impl PatchSet {
             }
             let total: f64 = weights.iter().sum();
             if total <= 0.0 {
-                weights.iter_mut().for_each(|v| *v = 0.0);
+                // Every weight is 0: the registration alone.
                 weights[0] = 1.0;
             } else {
                 weights.iter_mut().for_each(|v| *v /= total);
@@ -543,14 +543,14 @@ impl PatchSet {
         out
     }
 
-    /// The same patches with origin `offsets` (one per patch, as
-    /// [`PatchSet::offsets`]), e.g. a [`LatticeCorner`]'s; a copy of the
-    /// scaled image.
+    /// Moves every patch to origin `offsets` (one per patch, as
+    /// [`PatchSet::offsets`]), e.g. a [`LatticeCorner`]'s; the wavevectors
+    /// stay those of [`PatchSet::register`].
     ///
     /// # Errors
     /// [`DataError::InvalidParameter`] (`offsets`) when there is not one per
-    /// patch or a window would leave the image.
-    pub fn with_offsets(&self, offsets: &[(i32, i32)]) -> Result<Self> {
+    /// patch or a window would leave the image; the set is then unchanged.
+    pub fn set_offsets(&mut self, offsets: &[(i32, i32)]) -> Result<()> {
         if offsets.len() != self.len() {
             return Err(DataError::InvalidParameter {
                 name: "offsets",
@@ -573,9 +573,9 @@ impl PatchSet {
                 });
             }
         }
-        let mut set = self.clone();
-        set.offsets = offsets.to_vec();
-        Ok(set)
+        self.offsets.clear();
+        self.offsets.extend_from_slice(offsets);
+        Ok(())
     }
 
     /// Patch `index` as a view into the globally scaled image (no copy).
@@ -991,17 +991,21 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn registration_moves_every_origin_onto_the_lattice() {
-        // cos(2 pi x / 10) + cos(2 pi y / 10): maxima (phase 0) where both
-        // coordinates are multiples of 10; the step of 3 px is not.
+    /// cos(2 pi x / 10) + cos(2 pi y / 10) on 64 x 64 px, 20 px windows
+    /// every 3 px: maxima (phase 0) where both coordinates are multiples of
+    /// 10; the step is not.
+    fn fringes_every_10_px() -> PatchSet {
         let tau = std::f32::consts::TAU;
         let img = Array2::from_shape_fn((64, 64), |(r, c)| {
             (tau * c as f32 / 10.0).cos() + (tau * r as f32 / 10.0).cos()
         });
         let grid = PatchGrid::new(64, 64, 20, 3).unwrap();
-        let mut set =
-            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap()
+    }
+
+    #[test]
+    fn registration_moves_every_origin_onto_the_lattice() {
+        let mut set = fringes_every_10_px();
         assert!(set.offsets().is_empty());
         let before: Vec<_> = (0..set.len()).map(|i| set.origin(i).unwrap()).collect();
         assert!(before.iter().any(|&(r, c)| r % 10 != 0 || c % 10 != 0));
@@ -1079,18 +1083,12 @@ mod tests {
             let (_, w0, _, w1) = at(i);
             assert!((w0 + w1 - 1.0).abs() < 1e-6, "patch {i}");
         }
-        set.with_offsets(&corners[1].offsets).unwrap();
+        set.set_offsets(&corners[1].offsets).unwrap();
     }
 
     #[test]
     fn lattice_corners_on_two_wavevectors_are_bilinear() {
-        let tau = std::f32::consts::TAU;
-        let img = Array2::from_shape_fn((64, 64), |(r, c)| {
-            (tau * c as f32 / 10.0).cos() + (tau * r as f32 / 10.0).cos()
-        });
-        let grid = PatchGrid::new(64, 64, 20, 3).unwrap();
-        let mut set =
-            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        let mut set = fringes_every_10_px();
         set.register(&[[0.1, 0.0], [0.0, 0.1]]).unwrap();
         let corners = set.lattice_corners();
         assert_eq!(corners.len(), 4);
@@ -1113,7 +1111,7 @@ mod tests {
             assert!((w - ww).abs() < 1e-6, "{got:?}");
         }
         for k in &corners {
-            set.with_offsets(&k.offsets).unwrap();
+            set.set_offsets(&k.offsets).unwrap();
         }
     }
 
@@ -1121,24 +1119,25 @@ mod tests {
     fn offsets_that_do_not_fit_are_refused() {
         let img = Array2::from_shape_fn((16, 16), |(r, c)| (r * c) as f32);
         let grid = PatchGrid::new(16, 16, 8, 4).unwrap();
-        let set = PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
+        let mut set =
+            PatchSet::new(img.view(), grid, Scaling::GlobalMinMax, Levelling::None).unwrap();
         let n = set.len();
         let name = |e: DataError| match e {
             DataError::InvalidParameter { name, .. } => name,
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            name(set.with_offsets(&vec![(0, 0); n - 1]).unwrap_err()),
+            name(set.set_offsets(&vec![(0, 0); n - 1]).unwrap_err()),
             "offsets"
         );
         let mut out = vec![(0, 0); n];
         out[n - 1] = (1, 0);
-        assert_eq!(name(set.with_offsets(&out).unwrap_err()), "offsets");
+        assert_eq!(name(set.set_offsets(&out).unwrap_err()), "offsets");
         out[n - 1] = (0, 0);
         out[0] = (0, -1);
-        assert_eq!(name(set.with_offsets(&out).unwrap_err()), "offsets");
-        let moved = set.with_offsets(&vec![(0, 0); n]).unwrap();
-        assert_eq!(moved.origin(0).unwrap(), (0, 0));
+        assert_eq!(name(set.set_offsets(&out).unwrap_err()), "offsets");
+        set.set_offsets(&vec![(0, 0); n]).unwrap();
+        assert_eq!(set.origin(0).unwrap(), (0, 0));
     }
 
     #[test]

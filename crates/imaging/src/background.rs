@@ -132,7 +132,9 @@ pub fn plane_share<T: Real>(img: ArrayView2<'_, T>) -> Result<f64> {
     let (rows, cols) = img.dim();
     #[allow(clippy::cast_precision_loss)]
     let n = (rows * cols) as f64;
-    let mean = img.iter().map(|v| v.f64()).sum::<f64>() / n;
+    // The plane passes through the image's mean at the centre of the grid.
+    #[allow(clippy::cast_precision_loss)]
+    let mean = p.at((rows as f64 - 1.0) / 2.0, (cols as f64 - 1.0) / 2.0);
     let total = img.iter().map(|v| (v.f64() - mean).powi(2)).sum::<f64>() / n;
     if total <= 0.0 {
         return Ok(0.0);

@@ -124,34 +124,32 @@ pub fn encode_between_lattice_points(
         return encode_patches_with_progress(model, patches, batch, progress);
     }
     let total = corners.len() * patches.len();
-    let mut acc: Option<LatentMaps> = None;
+    let grid = patches.grid();
+    let dim = (grid.gh(), grid.gw(), model.config().n_total());
+    let mut acc = LatentMaps {
+        mean: Array3::zeros(dim),
+        sd: Array3::zeros(dim),
+    };
+    // One copy of the set, moved to each corner in turn.
+    let mut set = patches.clone();
     for (ci, corner) in corners.iter().enumerate() {
-        let set = patches.with_offsets(&corner.offsets)?;
+        set.set_offsets(&corner.offsets)?;
         let done = ci * patches.len();
         let m = encode_patches_with_progress(model, &set, batch, &mut |d, _| {
             progress(done + d, total);
         })?;
-        let acc = acc.get_or_insert_with(|| LatentMaps {
-            mean: Array3::zeros(m.mean.dim()),
-            sd: Array3::zeros(m.sd.dim()),
-        });
         for (index, &wgt) in corner.weights.iter().enumerate() {
             if wgt == 0.0 {
                 continue;
             }
-            let (r, c) = patches.grid().position(index);
-            for j in 0..m.mean.dim().2 {
+            let (r, c) = grid.position(index);
+            for j in 0..dim.2 {
                 acc.mean[[r, c, j]] += wgt * m.mean[[r, c, j]];
                 acc.sd[[r, c, j]] += wgt * m.sd[[r, c, j]];
             }
         }
     }
-    // `corners` is not empty, so the accumulator exists.
-    acc.ok_or(ModelError::InvalidParameter {
-        name: "patches",
-        value: "no lattice corner".into(),
-        rule: "a registered patch set has corners",
-    })
+    Ok(acc)
 }
 
 /// Inverse of the standard normal CDF (Acklam's rational approximation,
@@ -530,14 +528,7 @@ mod tests {
     #[test]
     fn codes_between_lattice_points_are_the_neighbours_codes_weighted() {
         use phyvae_data::patches::{Levelling, PatchGrid, Scaling};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let cfg = ModelConfig {
-            kind: ModelKind::Shift,
-            window: 8,
-            hidden: 8,
-            ..ModelConfig::default()
-        };
-        let m = Vae::new(&cfg, &Device::Cpu, &mut rng).unwrap();
+        let (cfg, m) = tiny_model(8, 1);
         // Fringes of period 4 along x with a slow ramp, so that windows at
         // different lattice points differ; maxima at c = 0 (mod 4).
         let tau = std::f32::consts::TAU;
@@ -564,16 +555,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn manifold_has_d_by_d_patches_in_unit_range() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// An untrained sh-VAE of hidden width 8 on `window`-px patches,
+    /// initialised from `seed`.
+    fn tiny_model(window: usize, seed: u64) -> (ModelConfig, Vae) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let cfg = ModelConfig {
             kind: ModelKind::Shift,
-            window: 4,
+            window,
             hidden: 8,
             ..ModelConfig::default()
         };
         let m = Vae::new(&cfg, &Device::Cpu, &mut rng).unwrap();
+        (cfg, m)
+    }
+
+    #[test]
+    fn manifold_has_d_by_d_patches_in_unit_range() {
+        let (_, m) = tiny_model(4, 0);
         let img = manifold2d(&m, 3).unwrap();
         assert_eq!(img.dim(), (12, 12));
         assert!(img.iter().all(|&v| (0.0..=1.0).contains(&v)));

@@ -672,12 +672,10 @@ pub fn batches_per_epoch(patches: usize, batch: usize, cap: Option<usize>) -> us
 /// twice the default budget in one epoch.
 #[must_use]
 pub fn length_for_steps(steps: usize, patches: usize, batch: usize) -> (usize, Option<usize>) {
-    let per_epoch = patches.div_ceil(batch.max(1)).max(1);
-    if per_epoch.saturating_mul(MIN_EPOCHS) <= steps {
-        return (epochs_for_steps(steps, patches, batch), None);
-    }
+    // A cap of at least every batch (always so when MIN_EPOCHS whole epochs
+    // fit) is no cap.
     let cap = steps.div_ceil(MIN_EPOCHS).max(1);
-    if cap >= per_epoch {
+    if cap >= batches_per_epoch(patches, batch, None) {
         return (epochs_for_steps(steps, patches, batch), None);
     }
     (steps.div_ceil(cap).max(1), Some(cap))

@@ -143,9 +143,9 @@ fn encode_all(
     patches: &PatchSet,
     progress: Progress,
 ) -> Result<LatentMaps> {
-    let corners = patches.lattice_corners().len().max(1);
-    let st = progress.bar("encoding", (corners * patches.len()) as u64);
-    let maps = encode_between_lattice_points(model, patches, ENCODE_BATCH, &mut |done, _| {
+    let st = progress.bar("encoding", patches.len() as u64);
+    let maps = encode_between_lattice_points(model, patches, ENCODE_BATCH, &mut |done, total| {
+        st.bar().set_length(total as u64);
         st.bar().set_position(done as u64);
     })?;
     st.done();
@@ -533,22 +533,15 @@ pub fn train_image(
         reason,
         progress,
     )?;
-    let per_epoch = patches.len().min(
-        cfg.train
-            .batches_per_epoch
-            .map_or(usize::MAX, |b| b.saturating_mul(cfg.train.batch_size)),
+    let batches = auto::batches_per_epoch(
+        patches.len(),
+        cfg.train.batch_size,
+        cfg.train.batches_per_epoch,
     );
-    let patches_seen = epochs_run * per_epoch;
+    let patches_seen = epochs_run * patches.len().min(batches * cfg.train.batch_size);
     metrics.parameters = Some(model.store().num_params());
     metrics.epochs = Some(history.len());
-    metrics.steps = Some(
-        history.len()
-            * auto::batches_per_epoch(
-                patches.len(),
-                cfg.train.batch_size,
-                cfg.train.batches_per_epoch,
-            ),
-    );
+    metrics.steps = Some(history.len() * batches);
     metrics.last_epoch = history.last().cloned();
     metrics.training_seconds = Some(train_secs);
     metrics.patches_per_second = Some(if train_secs > 0.0 {
