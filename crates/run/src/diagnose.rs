@@ -103,8 +103,13 @@ pub const CLEAR_BASELINE: f64 = 0.9;
 /// scored a median ARI of 0.82 against the truth (0.57 to 0.94), the 134 that
 /// agreed more a median of 0.96. A second attempt of those 9, keeping the one
 /// that agreed more, raised the ARI by 0.065 on average and lowered none
-/// (BENCHMARKS.md).
-pub const RETRY_AGREEMENT: f64 = 0.85;
+/// (BENCHMARKS.md). The bound was then raised from 0.85 to 0.95: of the
+/// 36 runs with a clear baseline on the suite's tuning images (the train
+/// split and holdout 601 to 605, sh-VAE at the defaults), the 9 that agreed
+/// at 0.85 to 0.95 gained 0.005 on average from a second attempt (6 up by
+/// 0.003 to 0.018, one down by 0.018), and the bundled Au image's first
+/// attempt (agreement 0.91, its boundary one to two cells off) gained 0.041.
+pub const RETRY_AGREEMENT: f64 = 0.95;
 
 /// Whether a VAE attempt whose result agrees with the classical baseline at
 /// `agreement` (adjusted Rand index), the baseline's clearest component map
@@ -827,6 +832,8 @@ mod tests {
     fn an_attempt_trains_again_only_against_a_clear_baseline_it_contradicts() {
         // clear baseline, agreement below the bound
         assert!(train_again_for_agreement(0.8, 0.95));
+        // a boundary moved by a cell or two, as on the bundled Au image
+        assert!(train_again_for_agreement(0.91, 0.95));
         assert!(train_again_for_agreement(MIN_AGREEMENT, CLEAR_BASELINE));
         // agreement at the bound
         assert!(!train_again_for_agreement(RETRY_AGREEMENT, 0.95));
