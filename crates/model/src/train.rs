@@ -68,7 +68,7 @@ use crate::{ModelError, Result};
 use phyvae_run::config::{
     LrChange, ModelConfig, PhysicsKind, PhysicsMode, TrainConfig, exact_sqrt,
 };
-use phyvae_run::diagnose::RunawayWatch;
+use phyvae_run::diagnose::{RunawayWatch, Saturation};
 use phyvae_run::history::EpochRecord;
 
 /// Name of the byte tensor holding the trainer state inside a checkpoint.
@@ -154,7 +154,30 @@ pub struct Trainer<'p> {
     x_buf: Vec<f32>,
     /// Gradient mode: the Psi tile's patches, `d^2 x N` (empty otherwise).
     tile_buf: Vec<f32>,
+    /// Batches in a row, up to the latest, over which every latent's mean
+    /// was the same for every patch.
+    flat_batches: usize,
+    /// When training stopped early because the encoder saturated.
+    saturated: Option<Saturation>,
 }
+
+/// Variance over a batch below which a latent's encoder mean counts as the
+/// same for every patch (latent units, whose prior has variance 1). A
+/// learning encoder spreads its shift latents alone over hundredths to
+/// tenths; one whose first-layer units have all saturated gives every patch
+/// the same code to within rounding (variances of 1e-17 to 1e-11 over the
+/// whole image on a collapsed start of the bundled Au image).
+pub const FLAT_BATCH_VARIANCE: f64 = 1e-10;
+
+/// Batches in a row with every latent flat ([`FLAT_BATCH_VARIANCE`]) after
+/// which an attempt stops at the end of its epoch. Patches lie in `[0, 1]`,
+/// so the gradient of a first-layer weight row of the encoder has one sign
+/// along the row, and Adam's early steps can push every tanh unit into
+/// saturation for every patch; there its derivative is 0 in `f32`, no
+/// gradient reaches the first layer again, and the encoder codes every patch
+/// alike for good. Training on would cost the rest of the step budget for
+/// nothing.
+pub const SATURATED_BATCHES: usize = 100;
 
 fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
@@ -257,6 +280,8 @@ impl<'p> Trainer<'p> {
             psi_graph,
             x_buf,
             tile_buf,
+            flat_batches: 0,
+            saturated: None,
         })
     }
 
@@ -450,7 +475,9 @@ impl<'p> Trainer<'p> {
         Ok(())
     }
 
-    /// Trains until the configured number of epochs is done.
+    /// Trains until the configured number of epochs is done, or until the
+    /// end of the epoch in which the encoder is found saturated
+    /// ([`Trainer::saturated`]).
     ///
     /// # Errors
     /// [`ModelError::Diverged`] on a non-finite loss or gradient (parameters
@@ -463,7 +490,9 @@ impl<'p> Trainer<'p> {
         self.run_epochs(left, on_event)
     }
 
-    /// Trains at most `n` more epochs (never past the configured number).
+    /// Trains at most `n` more epochs (never past the configured number),
+    /// stopping at the end of an epoch once every latent has been flat over
+    /// [`SATURATED_BATCHES`] batches in a row.
     ///
     /// # Errors
     /// As [`run`](Self::run).
@@ -490,8 +519,26 @@ impl<'p> Trainer<'p> {
                 self.checkpoint_written = true;
                 on_event(TrainEvent::CheckpointWritten { epoch, path: &path });
             }
+            if self.flat_batches >= SATURATED_BATCHES {
+                self.saturated = Some(Saturation {
+                    epoch,
+                    epochs: self.train.epochs,
+                    flat_batches: self.flat_batches,
+                });
+                break;
+            }
         }
         Ok(())
+    }
+
+    /// `Some` when training stopped before its last epoch because every
+    /// latent's mean had been the same for every patch over
+    /// [`SATURATED_BATCHES`] batches in a row: the encoder's units saturated
+    /// and it codes every patch alike for good. The run's maps are then
+    /// constant, which the diagnosis calls a collapse.
+    #[must_use]
+    pub fn saturated(&self) -> Option<Saturation> {
+        self.saturated
     }
 
     /// Stops training after the batch during which `flag` becomes true, with
@@ -579,7 +626,12 @@ impl<'p> Trainer<'p> {
         let mut sums = EpochSums::new(self.model.config().n_total());
         for (bi, idx) in batches.iter().enumerate() {
             let step = self.train_batch(&plan, bi, idx, &mut rng)?;
-            let rms = sums.add(idx.len(), &step.terms, step.psi, step.loss)?;
+            let (rms, flat) = sums.add(idx.len(), &step.terms, step.psi, step.loss)?;
+            match flat {
+                Some(true) => self.flat_batches += 1,
+                Some(false) => self.flat_batches = 0,
+                None => {}
+            }
             if let Some(what) = self.watch.check(sums.recon_mean(), rms) {
                 return Err(ModelError::RanAway {
                     epoch: e + 1,
@@ -840,11 +892,18 @@ impl EpochSums {
     }
 
     /// Adds a batch of `b` patches; returns the largest over the latents of
-    /// the root mean square of their encoder means over the batch.
-    fn add(&mut self, b: usize, terms: &LossTerms, psi: f32, loss: f32) -> Result<f64> {
+    /// the root mean square of their encoder means over the batch, and
+    /// whether every latent was flat over the batch ([`LatentStats::add`]).
+    fn add(
+        &mut self,
+        b: usize,
+        terms: &LossTerms,
+        psi: f32,
+        loss: f32,
+    ) -> Result<(f64, Option<bool>)> {
         let scalar =
             |t: &Tensor| -> Result<f64> { t.to_scalar::<f32>().map(f64::from).ctx("loss terms") };
-        let rms = self.latents.add(&terms.z_mean, &terms.z_sd)?;
+        let (rms, flat) = self.latents.add(&terms.z_mean, &terms.z_sd)?;
         let w = b as f64;
         self.recon += w * scalar(&terms.recon)?;
         self.kl += w * scalar(&terms.kl)?;
@@ -852,7 +911,7 @@ impl EpochSums {
         self.psi += w * f64::from(psi);
         self.total += w * f64::from(loss);
         self.count += b;
-        Ok(rms)
+        Ok((rms, flat))
     }
 
     /// The mean reconstruction term per patch of the batches so far.
@@ -888,6 +947,8 @@ struct LatentStats {
     sum_sq: Vec<f64>,
     /// Per latent, the sum of squared means of the latest batch (reused).
     batch_sq: Vec<f64>,
+    /// Per latent, the sum of means of the latest batch (reused).
+    batch_sum: Vec<f64>,
     count: usize,
 }
 
@@ -898,14 +959,18 @@ impl LatentStats {
             sum: vec![0.0; n],
             sum_sq: vec![0.0; n],
             batch_sq: vec![0.0; n],
+            batch_sum: vec![0.0; n],
             count: 0,
         }
     }
 
     /// Adds a batch of encoder means and standard deviations, `(B, L)` each;
     /// returns the largest over the latents of the root mean square of their
-    /// means over the batch (infinite when a mean is not finite).
-    fn add(&mut self, mean: &Tensor, sd: &Tensor) -> Result<f64> {
+    /// means over the batch (infinite when a mean is not finite), and
+    /// whether every latent's mean was the same for every patch of the
+    /// batch (a variance over the batch below [`FLAT_BATCH_VARIANCE`]; `None`
+    /// for a batch of one patch, which cannot tell).
+    fn add(&mut self, mean: &Tensor, sd: &Tensor) -> Result<(f64, Option<bool>)> {
         let l = self.kl.len();
         let mu: Vec<f32> = mean
             .flatten_all()
@@ -916,10 +981,12 @@ impl LatentStats {
             .and_then(|t| t.to_vec1())
             .ctx("latent statistics")?;
         self.batch_sq.fill(0.0);
+        self.batch_sum.fill(0.0);
         for (m_row, s_row) in mu.chunks_exact(l).zip(sd.chunks_exact(l)) {
             for j in 0..l {
                 let m = f64::from(m_row[j]);
                 self.batch_sq[j] += m * m;
+                self.batch_sum[j] += m;
                 let s = f64::from(s_row[j]);
                 self.kl[j] += 0.5 * (m * m + s * s - 2.0 * s.ln() - 1.0);
                 self.sum[j] += m;
@@ -928,7 +995,7 @@ impl LatentStats {
             self.count += 1;
         }
         let rows = (mu.len() / l.max(1)).max(1) as f64;
-        Ok(self
+        let rms = self
             .batch_sq
             .iter()
             .map(|q| {
@@ -938,7 +1005,14 @@ impl LatentStats {
                     f64::INFINITY
                 }
             })
-            .fold(0.0, f64::max))
+            .fold(0.0, f64::max);
+        let flat = (rows > 1.0).then(|| {
+            self.batch_sq
+                .iter()
+                .zip(&self.batch_sum)
+                .all(|(q, s)| q / rows - (s / rows) * (s / rows) < FLAT_BATCH_VARIANCE)
+        });
+        Ok((rms, flat))
     }
 
     fn kl(&self) -> Vec<f64> {

@@ -114,6 +114,7 @@ fn loss_falls_and_the_two_phases_separate() {
     t.run(&mut |_| {}).unwrap();
     let h = t.history();
     assert_eq!(h.len(), 8);
+    assert_eq!(t.saturated(), None);
     let maps = encode_patches(t.model(), &ps, 128).unwrap();
     let truth = labels_at_patch_centres(truth.view(), ps.grid()).unwrap();
     // Best content latent, thresholded at its Otsu level.
@@ -140,6 +141,48 @@ fn loss_falls_and_the_two_phases_separate() {
         best > 0.75,
         "content latents do not separate the phases: ARI {best}"
     );
+}
+
+/// An encoder whose first-layer units all saturate (every pre-activation at
+/// least 50 on inputs in [0, 1], where tanh is 1 in `f32` and its derivative
+/// 0) gives every patch the same code and gets no gradient: training stops
+/// at the end of the epoch in which `SATURATED_BATCHES` flat batches in a row
+/// are reached, and says so.
+#[test]
+fn a_saturated_encoder_stops_training_at_the_end_of_its_epoch() {
+    let (img, _) = two_lattices();
+    let ps = patches(&img);
+    // 441 patches in batches of 2: 220 flat batches per epoch and one of a
+    // single patch, which cannot tell.
+    let tc = TrainConfig {
+        batch_size: 2,
+        ..train(3)
+    };
+    assert_eq!(ps.len(), 441);
+    const { assert!(220 > phyvae_model::train::SATURATED_BATCHES) };
+    let mut t = Trainer::new(&model(), &tc, &ps, &Device::Cpu).unwrap();
+    for (name, var) in t.model().store().vars() {
+        if name.starts_with("encoder.fc1.") {
+            let big = candle_core::Tensor::full(50.0f32, var.dims(), &Device::Cpu).unwrap();
+            var.set(&big).unwrap();
+        }
+    }
+    t.run(&mut |_| {}).unwrap();
+    assert_eq!(t.history().len(), 1);
+    let sat = t.saturated().unwrap();
+    assert_eq!((sat.epoch, sat.epochs), (1, 3));
+    assert_eq!(sat.flat_batches, 220);
+    // every patch has the same code, to within rounding
+    let maps = encode_patches(t.model(), &ps, 128).unwrap();
+    for c in 0..4 {
+        let m = maps.mean.index_axis(Axis(2), c);
+        let (lo, hi) = m
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
+        assert!(hi - lo < 1e-5, "latent {c}: {lo} to {hi}");
+    }
 }
 
 #[test]

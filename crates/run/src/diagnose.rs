@@ -248,6 +248,24 @@ pub struct RunFacts<'a> {
     pub history: &'a [EpochRecord],
     /// Whether a physics term was used, and from which epoch (0-based) on.
     pub physics_from_epoch: Option<usize>,
+    /// When training stopped early because its encoder saturated.
+    pub saturated: Option<Saturation>,
+}
+
+/// Training stopped before its last epoch because every latent's encoder
+/// mean, the shifts included, had been the same for every patch of each
+/// batch for many batches in a row (`phyvae_model::train::SATURATED_BATCHES`):
+/// the encoder's first-layer units saturated, and it codes every patch alike
+/// for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saturation {
+    /// The last epoch trained, 1-based.
+    pub epoch: usize,
+    /// The epochs the run was to train.
+    pub epochs: usize,
+    /// The batches in a row, up to the end of that epoch, over which every
+    /// latent's mean was the same for every patch of the batch.
+    pub flat_batches: usize,
 }
 
 impl Diagnosis {
@@ -466,7 +484,20 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
                 })
                 .map(|(e, _)| e + 1)
         });
-        match was_active {
+        if let Some(sat) = run.saturated {
+            findings.push(Finding {
+                kind: FindingKind::Collapsed,
+                message: format!(
+                    "no content latent varies across the image ({}): every latent, the shifts included, gave every patch of a batch the same code for {} batches in a row, so the encoder's units saturated and training stopped after epoch {} of {}",
+                    kl.join("; "),
+                    sat.flat_batches,
+                    sat.epoch,
+                    sat.epochs
+                ),
+                advice: "lower the learning rate (--lr 1e-3); another seed (--seed) may also avoid it".into(),
+            });
+        } else {
+            match was_active {
             Some(epoch) => findings.push(Finding {
                 kind: FindingKind::FlattenedByPsi,
                 message: format!(
@@ -483,6 +514,7 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
                 ),
                 advice: "lower the learning rate (--lr 1e-3), weaken the KL term (--beta 0.02), or try a window of about two lattice periods (--window)".into(),
             }),
+        }
         }
     }
     findings.dedup_by(|a, b| a.kind == b.kind);
@@ -605,6 +637,7 @@ mod tests {
                 n_special: 2,
                 history,
                 physics_from_epoch: physics,
+                saturated: None,
             },
         )
     }
@@ -633,6 +666,35 @@ mod tests {
         assert!(!d.ok);
         assert!(d.has(FindingKind::Collapsed), "{d:?}");
         assert!(!d.has(FindingKind::FlattenedByPsi));
+    }
+
+    #[test]
+    fn a_saturated_encoder_is_a_collapse_that_says_training_stopped() {
+        // Every map constant, the shifts included.
+        let m = maps([0.0, 0.0, 0.0, 0.0]);
+        let h = vec![record(1, 10.0, vec![0.0; 4])];
+        let names = ["dx", "dy", "z1", "z2"].map(String::from);
+        let d = diagnose(
+            m.view(),
+            &RunFacts {
+                names: &names,
+                n_special: 2,
+                history: &h,
+                physics_from_epoch: None,
+                saturated: Some(Saturation {
+                    epoch: 1,
+                    epochs: 9,
+                    flat_batches: 150,
+                }),
+            },
+        );
+        assert!(d.has(FindingKind::Collapsed), "{d:?}");
+        let msg = &d.findings[0].message;
+        assert!(msg.contains("150 batches in a row"), "{msg}");
+        assert!(msg.contains("stopped after epoch 1 of 9"), "{msg}");
+        // the same maps from a run that trained to its end: a plain collapse
+        let d = check(m.view(), &h, None);
+        assert!(!d.findings[0].message.contains("saturated"), "{d:?}");
     }
 
     #[test]

@@ -407,6 +407,7 @@ pub fn train_image(
         epochs_run += trainer.epochs_done() - done_before;
         let history = trainer.history().to_vec();
         let tried = trainer.train_config().clone();
+        let saturated = trainer.saturated();
         let model = trainer.into_model();
         let maps = encode_all(&model, &patches, progress)?;
         let facts = RunFacts {
@@ -414,6 +415,7 @@ pub fn train_image(
             n_special,
             history: &history,
             physics_from_epoch: cfg.physics_from(),
+            saturated,
         };
         let mut diagnosis = diagnose(maps.mean.view(), &facts);
         let splits = CandidateSplits::new(&diagnosis, maps.mean.view(), &params)?;
@@ -444,8 +446,14 @@ pub fn train_image(
                     } else {
                         ""
                     };
+                    let stopped = saturated.map_or(String::new(), |s| {
+                        format!(
+                            "; the encoder saturated and the attempt stopped after epoch {} of {}",
+                            s.epoch, s.epochs
+                        )
+                    });
                     eprintln!(
-                        "warning: {} (seed {}, learning rate {}); training again from scratch with seed {} and learning rate {}{kl}",
+                        "warning: {}{stopped} (seed {}, learning rate {}); training again from scratch with seed {} and learning rate {}{kl}",
                         failed.title(),
                         tried.seed,
                         tried.lr,
@@ -642,6 +650,7 @@ pub fn encode_image(
             n_special,
             history: &[],
             physics_from_epoch: None,
+            saturated: None,
         },
     );
     let reason = "no content latent varies across this image (see the diagnosis)";
