@@ -484,8 +484,8 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
                 })
                 .map(|(e, _)| e + 1)
         });
-        if let Some(sat) = run.saturated {
-            findings.push(Finding {
+        findings.push(match (run.saturated, was_active) {
+            (Some(sat), _) => Finding {
                 kind: FindingKind::Collapsed,
                 message: format!(
                     "no content latent varies across the image ({}): every latent, the shifts included, gave every patch of a batch the same code for {} batches in a row, so the encoder's units saturated and training stopped after epoch {} of {}",
@@ -495,27 +495,24 @@ pub fn diagnose(means: ArrayView3<'_, f32>, run: &RunFacts<'_>) -> Diagnosis {
                     sat.epochs
                 ),
                 advice: "lower the learning rate (--lr 1e-3); another seed (--seed) may also avoid it".into(),
-            });
-        } else {
-            match was_active {
-            Some(epoch) => findings.push(Finding {
+            },
+            (None, Some(epoch)) => Finding {
                 kind: FindingKind::FlattenedByPsi,
                 message: format!(
                     "the content latents were active at epoch {epoch} and are flat at the end ({})",
                     kl.join("; ")
                 ),
                 advice: "weaken the physics term (--add-lambda smaller, or --weight), switch it on later (--physics-warmup), or train without it (--physics none)".into(),
-            }),
-            None => findings.push(Finding {
+            },
+            (None, None) => Finding {
                 kind: FindingKind::Collapsed,
                 message: format!(
                     "no content latent varies across the image ({})",
                     kl.join("; ")
                 ),
                 advice: "lower the learning rate (--lr 1e-3), weaken the KL term (--beta 0.02), or try a window of about two lattice periods (--window)".into(),
-            }),
-        }
-        }
+            },
+        });
     }
     findings.dedup_by(|a, b| a.kind == b.kind);
     Diagnosis {
