@@ -34,6 +34,7 @@ pub mod memory;
 pub mod optim;
 pub mod params;
 pub mod physics;
+pub mod refine;
 pub mod train;
 pub mod vae;
 

@@ -248,6 +248,13 @@ impl Vae {
         self.store.device()
     }
 
+    /// Whether the decoder is the spatial one (coordinates in, one pixel
+    /// out), which draws a patch at any shift of its grid.
+    #[must_use]
+    pub fn has_spatial_decoder(&self) -> bool {
+        matches!(self.decoder, Decoder::Spatial(_))
+    }
+
     /// Whether this model would use the fused kernel under `backend`.
     #[must_use]
     pub fn uses_fused(&self, backend: DecoderBackend) -> bool {

@@ -126,6 +126,30 @@ pub struct ResultMetrics {
     /// the same image ([`BaselineCheck`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineCheck>,
+    /// A VAE's boundary cells re-assigned by its decoded class templates
+    /// ([`BoundaryRefinement`]); `None` for the classical baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary_refinement: Option<BoundaryRefinement>,
+}
+
+/// What the boundary refinement of a VAE's result did
+/// (`phyvae_model::refine`): the cells near a boundary whose patch centre
+/// one class's decoded template explains clearly better than their own
+/// class's were moved to that class, when the templates recognise the
+/// interiors of every class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundaryRefinement {
+    /// Whether any cell could move (the templates passed the interior check).
+    pub applied: bool,
+    /// Cells within a window of another class, the ones that may move.
+    pub band_cells: usize,
+    /// Cells that moved to another class.
+    pub moved: usize,
+    /// Per class: the share of its sampled interior cells whose centre its
+    /// own template explains best.
+    pub interior_accuracy: Vec<f64>,
+    /// Why it was applied or not, in words.
+    pub reason: String,
 }
 
 /// The scan drift along the rows that a run removed
