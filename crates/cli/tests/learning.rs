@@ -338,6 +338,8 @@ fn the_fft_baseline_separates_two_lattices_and_picks_a_result() {
     assert_eq!(r["classes_chosen"], false);
     // A given count is not checked for interiors.
     assert!(r["classes_without_interior"].is_null(), "{r}");
+    // Principal components have no decoder to draw boundary templates with.
+    assert!(r["boundary_refinement"].is_null(), "{r}");
     assert!(r["map"].as_str().unwrap().starts_with("pc"));
     // Lattices of 12 and 14 px have different spectra: the baseline splits them.
     let ari = r["score"]["ari"].as_f64().unwrap();
@@ -535,6 +537,25 @@ fn a_result_that_disagrees_with_the_baseline_gets_a_caution() {
     // class without an interior (none or some of 3 and 4).
     let set_aside = m["result"]["classes_without_interior"].as_array().unwrap();
     assert!(set_aside.iter().all(|k| k == 3 || k == 4), "{set_aside:?}");
+    // A VAE's result says what its boundary refinement did: one interior
+    // check per class, and no more cells moved than lie near a boundary.
+    let br = &m["result"]["boundary_refinement"];
+    let classes = m["result"]["classes"].as_u64().unwrap();
+    assert_eq!(
+        br["interior_accuracy"].as_array().unwrap().len() as u64,
+        classes,
+        "{br}"
+    );
+    let applied = br["applied"].as_bool().unwrap();
+    assert_eq!(
+        br["reason"].as_str().unwrap().starts_with("applied"),
+        applied,
+        "{br}"
+    );
+    let moved = br["moved"].as_u64().unwrap();
+    assert!(moved <= br["band_cells"].as_u64().unwrap(), "{br}");
+    assert!(applied || moved == 0, "{br}");
+    assert!(report.contains("boundary cells"));
     // The baseline shows regions and disagrees with the result.
     let b = &m["result"]["baseline"];
     assert!(b["separability"].as_f64().unwrap() >= 0.72, "{b}");

@@ -625,6 +625,26 @@ fn segmentation_fact(r: &phyvae_run::metrics::ResultMetrics) -> String {
     )
 }
 
+/// What the boundary refinement of a VAE's result did, in words: its own
+/// reason, and the share of each class's sampled interior cells that its
+/// decoded template recognised.
+fn refinement_text(b: &phyvae_run::metrics::BoundaryRefinement) -> String {
+    if b.interior_accuracy.is_empty() {
+        return format!("{}.", b.reason);
+    }
+    let acc: Vec<String> = b
+        .interior_accuracy
+        .iter()
+        .enumerate()
+        .map(|(k, a)| format!("class {k} {:.0} %", 100.0 * a))
+        .collect();
+    format!(
+        "{} (interiors recognised by their own template: {}).",
+        b.reason,
+        acc.join(", ")
+    )
+}
+
 /// The result the run picked without the truth.
 fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     let Some(r) = &run.metrics.result else {
@@ -665,6 +685,9 @@ fn result_section(run: &RunData, g: &Geometry) -> Result<Vec<Item>> {
     if let Some(sep) = &r.separability {
         let v: Vec<String> = sep.iter().map(|(k, e)| format!("{k} {e:.3}")).collect();
         facts.push(("Otsu separability".to_owned(), v.join(", ")));
+    }
+    if let Some(b) = &r.boundary_refinement {
+        facts.push(("boundary cells".to_owned(), refinement_text(b)));
     }
     if let Some(b) = &r.baseline {
         facts.push((
@@ -1242,6 +1265,27 @@ mod tests {
         );
         r.classes_chosen = Some(false);
         assert!(segmentation_fact(&r).ends_with("(given)"));
+    }
+
+    #[test]
+    fn the_boundary_refinement_is_stated_with_its_interior_check() {
+        let b = phyvae_run::metrics::BoundaryRefinement {
+            applied: false,
+            band_cells: 40,
+            moved: 0,
+            interior_accuracy: vec![1.0, 0.5],
+            reason: "not applied: reason".into(),
+        };
+        assert_eq!(
+            refinement_text(&b),
+            "not applied: reason (interiors recognised by their own template: class 0 100 %, class 1 50 %)."
+        );
+        let none = phyvae_run::metrics::BoundaryRefinement {
+            interior_accuracy: Vec::new(),
+            reason: "not applied: no shift latents".into(),
+            ..b
+        };
+        assert_eq!(refinement_text(&none), "not applied: no shift latents.");
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn run(
         truth,
         &metrics.maps,
         "every principal-component map is flat: the patches' spectra do not vary",
+        None,
     )?;
     // No latents to diagnose; whether the components show regions is checked.
     let mut diagnosis = Diagnosis::default();
@@ -215,8 +216,13 @@ pub fn second_opinion(
         return Ok(None);
     }
     let refs: Vec<&Array2<f32>> = lowpassed.iter().collect();
-    let clustered =
-        result::Clustering::BASELINE.run(&refs, classes, window.div_ceil(2 * step.max(1)), seed)?;
+    let (clustered, _) = result::Clustering::BASELINE.run(
+        &refs,
+        classes,
+        window.div_ceil(2 * step.max(1)),
+        seed,
+        None,
+    )?;
     // The baseline's cell whose centre is nearest each result cell's centre:
     // with one step, the two grids differ by (window - result window) / 2 px.
     let (bh, bw) = clustered.labels.dim();

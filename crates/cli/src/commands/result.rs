@@ -13,7 +13,10 @@
 //!   prefers ([`phyvae_imaging::pick::cluster_maps`]); for a VAE the classes
 //!   are then re-centred on their interiors, half a window from any other
 //!   class ([`phyvae_imaging::pick::refine_by_interiors`]), so that patches
-//!   straddling a boundary do not pull a small region's centroid. For both
+//!   straddling a boundary do not pull a small region's centroid, and its
+//!   boundary cells are re-assigned by the model's decoded class templates
+//!   ([`phyvae_model::refine`]): the cell's label then says which phase
+//!   lies at its centre, not which one its whole patch resembles. For both
 //!   models a count above 2 is only chosen when every class has such an
 //!   interior: patches straddling a long boundary form a compact cluster of
 //!   their own, a band about a window wide with no interior, that is not a
@@ -33,16 +36,17 @@ use phyvae_imaging::pick::{Clustered, cluster_maps, refine_by_interiors, separab
 use phyvae_imaging::pipeline::{
     OtsuSplit, Segmentations, VisualizeParams, min_max_scaled, otsu_split,
 };
+use phyvae_model::refine::BoundaryRefiner;
 use phyvae_report::render;
 use phyvae_run::diagnose::Diagnosis;
 use phyvae_run::files::{self, RunDir};
-use phyvae_run::metrics::{MapMetrics, Oracle, ResultMetrics, Score};
+use phyvae_run::metrics::{BoundaryRefinement, MapMetrics, Oracle, ResultMetrics, Score};
 
 use crate::commands::output::create_dir;
 use crate::commands::segment::upscale_for;
 
 /// The criterion, as metrics.json and the report state it.
-pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid; a count above 2 chosen only when every class has an interior half a window from the others, a tenth of its cells at least (a class without one is a band of patches straddling a boundary), and then the count of highest silhouette (for principal components, only by a lead of more than 0.02: they drift within a phase)";
+pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid; a count above 2 chosen only when every class has an interior half a window from the others, a tenth of its cells at least (a class without one is a band of patches straddling a boundary), and then the count of highest silhouette (for principal components, only by a lead of more than 0.02: they drift within a phase); a VAE's cells within a window of another class then moved to the class whose decoded template explains their patch centre with an error below 75 % of their own class's, when every class's template recognises its own interior cells (95 % at least)";
 
 /// How the result clustering weighs the candidate maps against each other.
 /// Either way it clusters the low-passed maps ([`Segmentations::lowpassed`]),
@@ -110,14 +114,17 @@ impl Clustering {
 
     /// Clusters the low-passed `maps` (one per usable candidate) into
     /// `classes` classes or as many as the silhouette prefers, with interiors
-    /// `interior_radius` cells wide.
+    /// `interior_radius` cells wide; with a `refiner` (a VAE's), its boundary
+    /// cells are then re-assigned by the model's decoded class templates
+    /// ([`phyvae_model::refine`]), and what that did comes back with them.
     pub(crate) fn run(
         self,
         lowpassed: &[&Array2<f32>],
         classes: Option<usize>,
         interior_radius: usize,
         seed: u64,
-    ) -> Result<Clustered> {
+        refiner: Option<&BoundaryRefiner<'_>>,
+    ) -> Result<(Clustered, Option<BoundaryRefinement>)> {
         let weighted: Vec<Array2<f32>> =
             lowpassed.iter().map(|m| self.weighting.apply(m)).collect();
         let maps: Vec<ArrayView2<'_, f32>> = weighted.iter().map(|m| m.view()).collect();
@@ -126,7 +133,15 @@ impl Clustering {
             clustered.labels =
                 refine_by_interiors(&maps, clustered.labels.view(), interior_radius)?;
         }
-        Ok(clustered)
+        let refinement = match refiner {
+            Some(r) => {
+                let (labels, done) = r.refine(clustered.labels.view())?;
+                clustered.labels = labels;
+                Some(done)
+            }
+            None => None,
+        };
+        Ok((clustered, refinement))
     }
 }
 
@@ -189,6 +204,7 @@ pub fn pick(
     truth: Option<&Array2<i32>>,
     per_map: &PerMap,
     reason: &str,
+    refiner: Option<&BoundaryRefiner<'_>>,
 ) -> Result<(ResultMetrics, Option<Array2<i32>>)> {
     let usable: Vec<&MapResult<'_>> = candidates.iter().filter(|c| !c.seg.flat).collect();
     if usable.is_empty() {
@@ -209,7 +225,8 @@ pub fn pick(
         }
     }
     let lowpassed: Vec<&Array2<f32>> = usable.iter().map(|c| &c.seg.lowpassed).collect();
-    let clustered = clustering.run(&lowpassed, classes, interior_radius, seed)?;
+    let (clustered, boundary_refinement) =
+        clustering.run(&lowpassed, classes, interior_radius, seed, refiner)?;
     create_dir(&dir.file(files::RESULT_DIR))?;
     let labels_path = dir.result_labels();
     io::write_npy_i32(&labels_path, clustered.labels.view())?;
@@ -229,6 +246,7 @@ pub fn pick(
         separability: Some(eta),
         criterion: Some(CRITERION.to_owned()),
         labels: Some(format!("{}/{}", files::RESULT_DIR, files::RESULT_LABELS)),
+        boundary_refinement,
         ..ResultMetrics::default()
     };
     if let Some(t) = truth {
@@ -295,7 +313,7 @@ impl CandidateSplits {
     }
 
     /// The labels [`pick`] gives these candidates with [`Clustering::VAE`]
-    /// (`classes`, `interior_radius` and `seed` as [`pick`] takes them),
+    /// (`classes`, `interior_radius`, `seed` and `refiner` as [`pick`] takes them),
     /// without writing anything. `None` when there is no candidate.
     ///
     /// # Errors
@@ -305,6 +323,7 @@ impl CandidateSplits {
         classes: Option<usize>,
         interior_radius: usize,
         seed: u64,
+        refiner: Option<&BoundaryRefiner<'_>>,
     ) -> Result<Option<Array2<i32>>> {
         if self.0.is_empty() {
             return Ok(None);
@@ -312,7 +331,8 @@ impl CandidateSplits {
         let lowpassed: Vec<&Array2<f32>> = self.0.iter().map(|(_, s)| &s.lowpassed).collect();
         Ok(Some(
             Clustering::VAE
-                .run(&lowpassed, classes, interior_radius, seed)?
+                .run(&lowpassed, classes, interior_radius, seed, refiner)?
+                .0
                 .labels,
         ))
     }

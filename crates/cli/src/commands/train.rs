@@ -11,10 +11,11 @@ use phyvae_imaging::pipeline::VisualizeParams;
 use phyvae_model::Device;
 use phyvae_model::infer::{LatentMaps, encode_between_lattice_points, load_model, save_model};
 use phyvae_model::memory::{self, MemoryEstimate};
+use phyvae_model::refine::{BoundaryRefiner, template_period};
 use phyvae_model::train::Trainer;
 use phyvae_model::vae::Vae;
 use phyvae_run::auto;
-use phyvae_run::config::{Method, RunConfig, TrainConfig};
+use phyvae_run::config::{DataConfig, Method, RunConfig, TrainConfig};
 use phyvae_run::diagnose::{Diagnosis, FindingKind, RunFacts, diagnose};
 use phyvae_run::files::{self, RunDir, latent_names};
 use phyvae_run::history::EpochRecord;
@@ -152,6 +153,25 @@ fn encode_all(
     Ok(maps)
 }
 
+/// What re-assigns a VAE result's boundary cells ([`phyvae_model::refine`]):
+/// the model, the scaled image and grid of `patches`, the latent means of
+/// `maps`, and the lattice period of the registration in `data` (half the
+/// window without one).
+fn boundary_refiner<'a>(
+    model: &'a phyvae_model::vae::Vae,
+    patches: &'a PatchSet,
+    maps: &'a LatentMaps,
+    data: &DataConfig,
+) -> BoundaryRefiner<'a> {
+    BoundaryRefiner {
+        model,
+        image: patches.scaled_image(),
+        grid: patches.grid(),
+        maps: maps.mean.view(),
+        period_px: template_period(&data.register, data.window),
+    }
+}
+
 /// The classical baseline of a run's image, made when first asked for and
 /// then kept: the run loop and the result are held against the same one.
 struct SecondOpinion<'a> {
@@ -239,6 +259,7 @@ fn maps_and_result(
     truth: Option<&Array2<i32>>,
     opinion: &mut SecondOpinion<'_>,
     reason: &str,
+    refiner: Option<&BoundaryRefiner<'_>>,
     progress: Progress,
 ) -> Result<()> {
     let (params, classes, seed) = (opinion.params, opinion.classes, opinion.seed);
@@ -266,6 +287,7 @@ fn maps_and_result(
         truth,
         &metrics.maps,
         reason,
+        refiner,
     )?;
     if let Some(sep) = &picked.separability {
         diagnosis.check_separation(sep);
@@ -474,8 +496,13 @@ pub fn train_image(
             // How far the attempt's result agrees with the baseline, when
             // that can still change which attempt the run keeps.
             if retry_left || held.is_some() {
-                let labels =
-                    splits.vae_labels(cfg.result.classes, interior_radius, cfg.train.seed)?;
+                let refiner = boundary_refiner(&this.model, &patches, &this.maps, &cfg.data);
+                let labels = splits.vae_labels(
+                    cfg.result.classes,
+                    interior_radius,
+                    cfg.train.seed,
+                    Some(&refiner),
+                )?;
                 this.attempt.agreement = opinion.agreement(labels, progress)?;
             }
             // Of this attempt and the one held against it, the one that
@@ -539,6 +566,7 @@ pub fn train_image(
         truth.as_ref(),
         &mut opinion,
         reason,
+        Some(&boundary_refiner(&model, &patches, &maps, &cfg.data)),
         progress,
     )?;
     let batches = auto::batches_per_epoch(
@@ -669,6 +697,7 @@ pub fn encode_image(
             seed,
         ),
         reason,
+        Some(&boundary_refiner(&model, &patches, &maps, &data)),
         progress,
     )?;
     metrics.model = Some(a.model.clone());
