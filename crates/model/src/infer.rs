@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use ndarray::{Array2, Array3};
 use phyvae_data::atomic::write_bytes_atomic;
 use phyvae_data::patches::PatchSet;
+use phyvae_run::config::DecoderBackend;
 
 use crate::batch::patches_to_tensor;
 use crate::error::FrameworkContext;
@@ -285,14 +286,16 @@ pub fn decode_latents(model: &Vae, z: ndarray::ArrayView2<'_, f32>) -> Result<Ar
         });
     }
     let flat: Vec<f32> = z.iter().copied().collect();
-    // Decoded a few patches at a time: the reference decoder holds several
-    // (patches x pixels x hidden) activations, 1.5 GB for all 144 patches of a
-    // 48 px window at hidden width 128.
+    // Decoded a few patches at a time: a decoder holds several (patches x
+    // pixels x hidden) activations, 1.5 GB for all 144 patches of a 48 px
+    // window at hidden width 128. On the CPU the fused kernel does it (its
+    // workspace is sized for one chunk), elsewhere the reference decoder.
+    let fused = model.fused_workspace(DecoderBackend::Auto, MANIFOLD_CHUNK)?;
     let mut p: Vec<f32> = Vec::with_capacity(z.nrows() * w * w);
     for rows in flat.chunks(MANIFOLD_CHUNK * l) {
         let zt = Tensor::from_slice(rows, (rows.len() / l, l), model.device())
             .ctx("latents to decode")?;
-        let logits = model.decode(&zt, None)?;
+        let logits = model.decode(&zt, fused.as_ref())?;
         let probs = candle_nn::ops::sigmoid(&logits).ctx("sigmoid")?;
         p.extend(
             probs

@@ -37,14 +37,12 @@
 //! keeps such cells where the clustering put them unless the evidence is
 //! clear.
 
-use candle_core::Tensor;
 use ndarray::{Array2, ArrayView2, ArrayView3};
 use phyvae_data::patches::PatchGrid;
-use phyvae_run::config::DecoderBackend;
 use phyvae_run::metrics::BoundaryRefinement;
 use rayon::prelude::*;
 
-use crate::error::FrameworkContext;
+use crate::infer::decode_latents;
 use crate::vae::Vae;
 use crate::{ModelError, Result};
 
@@ -63,9 +61,6 @@ pub const INTERIOR_SAMPLE: usize = 60;
 
 /// Shifts per lattice period along each axis, at most (at least 1 px apart).
 pub const SHIFTS_PER_PERIOD: f64 = 16.0;
-
-/// Patches decoded per batch when the templates are made.
-const DECODE_BATCH: usize = 64;
 
 /// Decoded patches, `sigmoid(logit)`, of each class at each shift: `values`
 /// holds `classes x shifts x window^2` values, class-major, row-major
@@ -153,35 +148,23 @@ impl Templates {
         let per_px = 2.0 / (w.max(2) - 1) as f64 / f64::from(cfg.translation_prior);
         let shift_at = usize::from(cfg.kind.rotation());
         let shifts = offsets.len() * offsets.len();
-        let mut z = Vec::with_capacity(codes.len() * shifts * l);
-        for code in codes {
-            for &a in &offsets {
-                for &b in &offsets {
-                    let mut row = vec![0.0f32; l];
+        let mut z = Array2::<f32>::zeros((codes.len() * shifts, l));
+        for (ci, code) in codes.iter().enumerate() {
+            for (ai, &a) in offsets.iter().enumerate() {
+                for (bi, &b) in offsets.iter().enumerate() {
+                    let r = (ci * offsets.len() + ai) * offsets.len() + bi;
                     #[allow(clippy::cast_possible_truncation)]
                     {
-                        row[shift_at] = (a * per_px) as f32;
-                        row[shift_at + 1] = (b * per_px) as f32;
+                        z[[r, shift_at]] = (a * per_px) as f32;
+                        z[[r, shift_at + 1]] = (b * per_px) as f32;
                     }
-                    row[s..].copy_from_slice(code);
-                    z.extend_from_slice(&row);
+                    for (j, &c) in code.iter().enumerate() {
+                        z[[r, s + j]] = c;
+                    }
                 }
             }
         }
-        let fused = model.fused_workspace(DecoderBackend::Auto, DECODE_BATCH)?;
-        let mut values = Vec::with_capacity(codes.len() * shifts * w * w);
-        for rows in z.chunks(DECODE_BATCH * l) {
-            let zt = Tensor::from_slice(rows, (rows.len() / l, l), model.device())
-                .ctx("template latents")?;
-            let logits = model.decode(&zt, fused.as_ref())?;
-            let probs = candle_nn::ops::sigmoid(&logits).ctx("sigmoid")?;
-            values.extend(
-                probs
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .ctx("decoded templates")?,
-            );
-        }
+        let values = decode_latents(model, z.view())?.into_raw_vec_and_offset().0;
         Self::new(codes.len(), shifts, w, values)
     }
 
