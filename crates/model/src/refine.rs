@@ -244,8 +244,9 @@ pub fn central_weights(window: usize) -> Vec<f32> {
 #[must_use]
 pub fn interior_reach(window: usize, step: usize) -> f64 {
     #[allow(clippy::cast_precision_loss)]
-    let r = window as f64 / 2.0 / step.max(1) as f64;
-    r
+    {
+        window as f64 / 2.0 / step.max(1) as f64
+    }
 }
 
 /// For every cell of `labels` (row-major, `gh x gw`), the Euclidean distance
@@ -271,6 +272,14 @@ fn distance_to_other(labels: &[usize], (gh, gw): (usize, usize), reach: usize) -
             }
             best
         })
+        .collect()
+}
+
+/// The cells of `class` more than `reach + 0.5` cells from any other class
+/// (`far` from [`distance_to_other`]), in grid order.
+fn interior_cells(idx: &[usize], far: &[f64], class: usize, reach: f64) -> Vec<usize> {
+    (0..idx.len())
+        .filter(|&i| idx[i] == class && far[i] > reach + 0.5)
         .collect()
 }
 
@@ -319,9 +328,7 @@ pub fn class_codes(
     let far = distance_to_other(&idx, (gh, gw), (reach + 1.5).ceil() as usize);
     let mut codes = Vec::with_capacity(k);
     for class in 0..k {
-        let interior: Vec<usize> = (0..gh * gw)
-            .filter(|&i| idx[i] == class && far[i] > reach + 0.5)
-            .collect();
+        let interior = interior_cells(&idx, &far, class, reach);
         let cells = if interior.len() >= 3 {
             interior
         } else {
@@ -405,9 +412,7 @@ pub fn refine_boundaries(
     // The interior check.
     let mut accuracy = Vec::with_capacity(k);
     for class in 0..k {
-        let interior: Vec<usize> = (0..gh * gw)
-            .filter(|&i| idx[i] == class && far[i] > reach + 0.5)
-            .collect();
+        let interior = interior_cells(&idx, &far, class, reach);
         if interior.is_empty() {
             accuracy.push(0.0);
             continue;
@@ -583,6 +588,17 @@ mod tests {
         Array2::from_shape_fn((gh, gw), |(_, c)| i32::from(c >= at))
     }
 
+    /// [`refine_boundaries`] on an 8 x 40 px `img` with 8 px windows every
+    /// 2 px (a 1 x 17 grid; the centre of cell c at column 2c + 4).
+    fn refine_strip(
+        img: &Array2<f32>,
+        labels: &Array2<i32>,
+        templates: &Templates,
+    ) -> Result<(Array2<i32>, BoundaryRefinement)> {
+        let grid = PatchGrid::new(8, 40, 8, 2)?;
+        refine_boundaries(img.view(), &grid, labels.view(), templates)
+    }
+
     #[test]
     fn a_boundary_placed_one_cell_late_moves_back_to_the_patch_centres() {
         // 8 px windows every 2 px on 8 x 40 px: origins 0, 2, ..., 32, the
@@ -593,13 +609,7 @@ mod tests {
         assert_eq!((grid.gh(), grid.gw()), (1, 17));
         let img = two_halves(8, 40, 20, 0.2, 0.8);
         let labels = split_labels(1, 17, 9);
-        let (out, r) = refine_boundaries(
-            img.view(),
-            &grid,
-            labels.view(),
-            &flat_templates(8, 0.2, 0.8),
-        )
-        .unwrap();
+        let (out, r) = refine_strip(&img, &labels, &flat_templates(8, 0.2, 0.8)).unwrap();
         assert!(r.applied, "{r:?}");
         assert_eq!(out, split_labels(1, 17, 8), "{r:?}");
         assert_eq!(r.moved, 1);
@@ -608,16 +618,9 @@ mod tests {
 
     #[test]
     fn a_correct_boundary_stays() {
-        let grid = PatchGrid::new(8, 40, 8, 2).unwrap();
         let img = two_halves(8, 40, 20, 0.2, 0.8);
         let labels = split_labels(1, 17, 8);
-        let (out, r) = refine_boundaries(
-            img.view(),
-            &grid,
-            labels.view(),
-            &flat_templates(8, 0.2, 0.8),
-        )
-        .unwrap();
+        let (out, r) = refine_strip(&img, &labels, &flat_templates(8, 0.2, 0.8)).unwrap();
         assert_eq!(out, labels);
         assert_eq!(r.moved, 0);
         assert!(r.applied);
@@ -629,16 +632,9 @@ mod tests {
     fn templates_that_cannot_tell_the_interiors_apart_move_nothing() {
         // Both templates draw 0.5: every interior cell is a tie, which goes
         // to class 0, so class 1's interior accuracy is 0.
-        let grid = PatchGrid::new(8, 40, 8, 2).unwrap();
         let img = two_halves(8, 40, 20, 0.2, 0.8);
         let labels = split_labels(1, 17, 9);
-        let (out, r) = refine_boundaries(
-            img.view(),
-            &grid,
-            labels.view(),
-            &flat_templates(8, 0.5, 0.5),
-        )
-        .unwrap();
+        let (out, r) = refine_strip(&img, &labels, &flat_templates(8, 0.5, 0.5)).unwrap();
         assert!(!r.applied);
         assert_eq!(out, labels);
         assert_eq!(r.interior_accuracy, vec![1.0, 0.0]);
@@ -654,18 +650,11 @@ mod tests {
         // moves; v = 0.52 gives 0.0784 against 0.75 * 0.1024 = 0.0768 and
         // stays. (Cell 7, whose centre also lies in the filled columns, moves
         // with v = 0.6 as well; with 0.52 nothing moves.)
-        let grid = PatchGrid::new(8, 40, 8, 2).unwrap();
         let labels = split_labels(1, 17, 9);
         for (v, moves) in [(0.6, true), (0.52, false)] {
             let mut img = two_halves(8, 40, 20, 0.2, 0.8);
             img.slice_mut(ndarray::s![.., 16..24]).fill(v);
-            let (out, r) = refine_boundaries(
-                img.view(),
-                &grid,
-                labels.view(),
-                &flat_templates(8, 0.2, 0.8),
-            )
-            .unwrap();
+            let (out, r) = refine_strip(&img, &labels, &flat_templates(8, 0.2, 0.8)).unwrap();
             assert!(r.applied, "{r:?}");
             assert_eq!(out[[0, 8]], i32::from(moves), "v = {v}: {r:?}");
             assert_eq!(r.moved > 0, moves, "v = {v}: {r:?}");
@@ -674,36 +663,20 @@ mod tests {
 
     #[test]
     fn labels_must_fit_the_grid_and_templates() {
-        let grid = PatchGrid::new(8, 40, 8, 2).unwrap();
         let img = two_halves(8, 40, 20, 0.2, 0.8);
         let wrong = split_labels(1, 16, 8);
         assert!(matches!(
-            refine_boundaries(
-                img.view(),
-                &grid,
-                wrong.view(),
-                &flat_templates(8, 0.2, 0.8)
-            ),
+            refine_strip(&img, &wrong, &flat_templates(8, 0.2, 0.8)),
             Err(ModelError::ShapeMismatch { .. })
         ));
         let labels = split_labels(1, 17, 8);
         assert!(matches!(
-            refine_boundaries(
-                img.view(),
-                &grid,
-                labels.view(),
-                &flat_templates(6, 0.2, 0.8)
-            ),
+            refine_strip(&img, &labels, &flat_templates(6, 0.2, 0.8)),
             Err(ModelError::ShapeMismatch { .. })
         ));
         let negative = Array2::from_elem((1, 17), -1);
         assert!(matches!(
-            refine_boundaries(
-                img.view(),
-                &grid,
-                negative.view(),
-                &flat_templates(8, 0.2, 0.8)
-            ),
+            refine_strip(&img, &negative, &flat_templates(8, 0.2, 0.8)),
             Err(ModelError::InvalidParameter { name: "labels", .. })
         ));
     }
