@@ -568,7 +568,7 @@ impl<'p> Trainer<'p> {
             path: path.to_path_buf(),
             reason: format!("cannot serialise the trainer state: {e}"),
         })?;
-        let mut tensors = self.adam.state(self.model.store());
+        let mut tensors = self.adam.state(self.model.store())?;
         for (k, v) in self.model.store().tensors() {
             tensors.insert(format!("model.{k}"), v);
         }
