@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     one_candle_thread();
+    rayon_threads_named();
     let args = cli::Cli::parse();
     match commands::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,5 +33,20 @@ fn one_candle_thread() {
         // SAFETY: the first statement of `main`: no other thread exists yet
         // that could read or write the environment at the same time.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
+/// Sets `RAYON_NUM_THREADS` to the number of processors this process may
+/// use (rayon's own default, so its pool is unchanged), unless it is set.
+/// Without it, candle works out the thread count of every matrix product
+/// again by reading and parsing `/proc/cpuinfo` (candle-core 0.11
+/// `utils::get_num_threads`): about 5 % of a default run's time (BENCHMARKS.md).
+#[allow(unsafe_code)]
+fn rayon_threads_named() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        // SAFETY: called from `main` before anything has started a thread
+        // that could read or write the environment at the same time.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
     }
 }
