@@ -68,14 +68,71 @@ fn packed_order(p: &DecoderParams) -> impl Iterator<Item = f32> + '_ {
         .copied()
 }
 
+/// The arrays of `p` in packing order as slices and `b3`, when every array
+/// is in standard layout (as those the crate builds are): whole-slice copies
+/// instead of one element at a time.
+fn segments_mut(p: &mut DecoderParams) -> Option<([&mut [f32]; 8], &mut f32)> {
+    Some((
+        [
+            p.wc.as_slice_mut()?,
+            p.bc.as_slice_mut()?,
+            p.wz.as_slice_mut()?,
+            p.w1.as_slice_mut()?,
+            p.b1.as_slice_mut()?,
+            p.w2.as_slice_mut()?,
+            p.b2.as_slice_mut()?,
+            p.w3.as_slice_mut()?,
+        ],
+        &mut p.b3,
+    ))
+}
+
+/// The arrays of `p` in packing order as slices, when every array is in
+/// standard layout (see [`segments_mut`]).
+fn segments(p: &DecoderParams) -> Option<[&[f32]; 8]> {
+    Some([
+        p.wc.as_slice()?,
+        p.bc.as_slice()?,
+        p.wz.as_slice()?,
+        p.w1.as_slice()?,
+        p.b1.as_slice()?,
+        p.w2.as_slice()?,
+        p.b2.as_slice()?,
+        p.w3.as_slice()?,
+    ])
+}
+
 /// Copies a packed parameter vector into `p` (same `n`, `H`, `d`).
 fn unpack(packed: &[f32], p: &mut DecoderParams) -> Result<()> {
     let len = packed_len(p.n_latent(), p.hidden(), p.inputs());
     check_shape("packed decoder parameters", &[len], &[packed.len()])?;
-    for (dst, &src) in packed_order_mut(p).zip(packed) {
-        *dst = src;
+    if let Some((segments, b3)) = segments_mut(p) {
+        let mut rest = packed;
+        for dst in segments {
+            let (head, tail) = rest.split_at(dst.len());
+            dst.copy_from_slice(head);
+            rest = tail;
+        }
+        *b3 = rest[0];
+    } else {
+        for (dst, &src) in packed_order_mut(p).zip(packed) {
+            *dst = src;
+        }
     }
     Ok(())
+}
+
+/// `p` packed into one vector (see the module docs).
+fn pack(p: &DecoderParams) -> Vec<f32> {
+    let Some(segments) = segments(p) else {
+        return packed_order(p).collect();
+    };
+    let mut out = Vec::with_capacity(packed_len(p.n_latent(), p.hidden(), p.inputs()));
+    for s in segments {
+        out.extend_from_slice(s);
+    }
+    out.push(p.b3);
+    out
 }
 
 /// Zero-filled parameters with `n` latents, width `h` and `d` coordinate inputs.
@@ -412,7 +469,7 @@ impl CustomOp3 for DecodeOp {
         let dz = Tensor::from_vec(dz, z.shape(), dev)?; // (b, n)
         let dc: Vec<f32> = state.workspace.grad_coords().iter().copied().collect();
         let dc = Tensor::from_vec(dc, coords.shape(), dev)?; // (b, N, d)
-        let dp: Vec<f32> = packed_order(&state.grads).collect();
+        let dp = pack(&state.grads);
         let dp = Tensor::from_vec(dp, packed.shape(), dev)?; // (P)
         Ok((Some(dz), Some(dc), Some(dp)))
     }
@@ -452,5 +509,31 @@ mod tests {
             unpack(&packed[1..], &mut q),
             Err(ModelError::ShapeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn slice_copies_agree_with_the_element_order_in_any_layout() {
+        use ndarray::ShapeBuilder;
+        let column_major = |a: &Array2<f32>| {
+            let mut c = Array2::zeros(a.raw_dim().f());
+            c.assign(a);
+            c
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let p = DecoderParams::init(2, 4, &mut rng).unwrap();
+        let want: Vec<f32> = packed_order(&p).collect();
+        assert!(segments(&p).is_some());
+        assert_eq!(pack(&p), want);
+        // Wc and W1 stored column-major have no row-major slice: the
+        // element-by-element path, same order.
+        let mut t = p.clone();
+        t.wc = column_major(&p.wc);
+        t.w1 = column_major(&p.w1);
+        assert!(segments(&t).is_none());
+        assert_eq!(pack(&t), want);
+        let mut q = zero_params(2, 4, 2).unwrap();
+        q.w1 = column_major(&q.w1);
+        unpack(&want, &mut q).unwrap();
+        assert_eq!(q, p);
     }
 }
