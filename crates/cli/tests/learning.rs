@@ -336,8 +336,9 @@ fn the_fft_baseline_separates_two_lattices_and_picks_a_result() {
     let r = &m["result"];
     assert_eq!(r["classes"], 2);
     assert_eq!(r["classes_chosen"], false);
-    // A given count is not checked for interiors.
+    // A given count is not checked for interiors or steps.
     assert!(r["classes_without_interior"].is_null(), "{r}");
+    assert!(r["classes_gradual"].is_null(), "{r}");
     // Principal components have no decoder to draw boundary templates with.
     assert!(r["boundary_refinement"].is_null(), "{r}");
     assert!(r["map"].as_str().unwrap().starts_with("pc"));
@@ -537,6 +538,15 @@ fn a_result_that_disagrees_with_the_baseline_gets_a_caution() {
     // class without an interior (none or some of 3 and 4).
     let set_aside = m["result"]["classes_without_interior"].as_array().unwrap();
     assert!(set_aside.iter().all(|k| k == 3 || k == 4), "{set_aside:?}");
+    // And those set aside because two classes meet along a gradient, never
+    // a count also set aside for an interior.
+    let gradual = m["result"]["classes_gradual"].as_array().unwrap();
+    assert!(
+        gradual
+            .iter()
+            .all(|k| (k == 3 || k == 4) && !set_aside.contains(k)),
+        "{gradual:?}"
+    );
     // A VAE's result says what its boundary refinement did: one interior
     // check per class, and no more cells moved than lie near a boundary.
     let br = &m["result"]["boundary_refinement"];

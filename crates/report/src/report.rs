@@ -611,8 +611,18 @@ fn segmentation_fact(r: &phyvae_run::metrics::ResultMetrics) -> String {
             ),
             _ => String::new(),
         };
+        let gradual = match r.classes_gradual.as_deref() {
+            Some(ks) if !ks.is_empty() => format!(
+                "; {} set aside: two of their classes meet along a gradient, not at a step (a map drifting across a phase, cut into bands)",
+                ks.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            _ => String::new(),
+        };
         format!(
-            "chosen by the mean silhouette, {:.2}{set_aside}",
+            "chosen by the mean silhouette, {:.2}{set_aside}{gradual}",
             r.silhouette.unwrap_or(0.0)
         )
     } else {
@@ -1258,6 +1268,13 @@ mod tests {
             segmentation_fact(&r),
             "k-means on the low-passed maps z1, z2 into 2 classes (chosen by the mean silhouette, 0.80; 3 and 4 set aside: a class without an interior half a window from the others (a tenth of its cells at least) is a band along a boundary, not a phase)"
         );
+        r.classes_gradual = Some(vec![4]);
+        assert!(
+            segmentation_fact(&r).ends_with("not a phase; 4 set aside: two of their classes meet along a gradient, not at a step (a map drifting across a phase, cut into bands))"),
+            "{}",
+            segmentation_fact(&r)
+        );
+        r.classes_gradual = Some(Vec::new());
         r.classes_without_interior = Some(Vec::new());
         assert_eq!(
             segmentation_fact(&r),

@@ -107,6 +107,12 @@ pub struct ResultMetrics {
     /// (`phyvae_imaging::pick::cluster_maps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes_without_interior: Option<Vec<usize>>,
+    /// Class counts the automatic choice set aside because two of their
+    /// classes that touch meet along a gradient, not at a step: a map that
+    /// drifts across a phase, cut into bands
+    /// (`phyvae_imaging::pick::boundary_jump`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes_gradual: Option<Vec<usize>>,
     /// Otsu separability of each candidate map.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub separability: Option<BTreeMap<String, f64>>,

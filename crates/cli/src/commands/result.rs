@@ -46,7 +46,7 @@ use crate::commands::output::create_dir;
 use crate::commands::segment::upscale_for;
 
 /// The criterion, as metrics.json and the report state it.
-pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid; a count above 2 chosen only when every class has an interior half a window from the others, a tenth of its cells at least (a class without one is a band of patches straddling a boundary), and then the count of highest silhouette (for principal components, only by a lead of more than 0.02: they drift within a phase); a VAE's cells within a window of another class then moved to the class whose decoded template explains their patch centre with an error below 75 % of their own class's, when every class's template recognises its own interior cells (95 % at least)";
+pub const CRITERION: &str = "map: the largest Otsu separability (between-class over total variance) of its denoised map; segmentation: k-means on the low-passed maps of every informative map (a VAE's latents in their own units, principal components each scaled to [0, 1]), classes from --classes or the best mean silhouette (2 to 4); a VAE's classes then re-centred on their interiors (cells half a window from any other class), so that patches straddling a boundary do not pull a centroid; a count above 2 chosen only when every class has an interior half a window from the others, a tenth of its cells at least (a class without one is a band of patches straddling a boundary), and every two classes that touch meet at a step of at least half the gap between their centroids, extrapolated from each side's cells beyond the straddling band (a map that drifts across a phase, cut into bands, meets along a gradient), and then the count of highest silhouette (for principal components, only by a lead of more than 0.02: they drift within a phase); a VAE's cells within a window of another class then moved to the class whose decoded template explains their patch centre with an error below 75 % of their own class's, when every class's template recognises its own interior cells (95 % at least)";
 
 /// How the result clustering weighs the candidate maps against each other.
 /// Either way it clusters the low-passed maps ([`Segmentations::lowpassed`]),
@@ -243,6 +243,7 @@ pub fn pick(
         classes_chosen: Some(clustered.chosen),
         silhouette: Some(clustered.silhouette),
         classes_without_interior: clustered.chosen.then(|| clustered.without_interior.clone()),
+        classes_gradual: clustered.chosen.then(|| clustered.gradual.clone()),
         separability: Some(eta),
         criterion: Some(CRITERION.to_owned()),
         labels: Some(format!("{}/{}", files::RESULT_DIR, files::RESULT_LABELS)),
