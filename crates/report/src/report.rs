@@ -601,9 +601,10 @@ fn verdict_items(run: &RunData) -> Vec<Item> {
 /// how their number was reached.
 fn segmentation_fact(r: &phyvae_run::metrics::ResultMetrics) -> String {
     let how = if r.classes_chosen == Some(true) {
-        let set_aside = match r.classes_without_interior.as_deref() {
+        // "; 3 and 4 set aside: why", or nothing without such counts.
+        let aside = |counts: Option<&[usize]>, why: &str| match counts {
             Some(ks) if !ks.is_empty() => format!(
-                "; {} set aside: a class without an interior half a window from the others (a tenth of its cells at least) is a band along a boundary, not a phase",
+                "; {} set aside: {why}",
                 ks.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
@@ -611,16 +612,14 @@ fn segmentation_fact(r: &phyvae_run::metrics::ResultMetrics) -> String {
             ),
             _ => String::new(),
         };
-        let gradual = match r.classes_gradual.as_deref() {
-            Some(ks) if !ks.is_empty() => format!(
-                "; {} set aside: two of their classes meet along a gradient, not at a step (a map drifting across a phase, cut into bands)",
-                ks.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            ),
-            _ => String::new(),
-        };
+        let set_aside = aside(
+            r.classes_without_interior.as_deref(),
+            "a class without an interior half a window from the others (a tenth of its cells at least) is a band along a boundary, not a phase",
+        );
+        let gradual = aside(
+            r.classes_gradual.as_deref(),
+            "two of their classes meet along a gradient, not at a step (a map drifting across a phase, cut into bands)",
+        );
         format!(
             "chosen by the mean silhouette, {:.2}{set_aside}{gradual}",
             r.silhouette.unwrap_or(0.0)
