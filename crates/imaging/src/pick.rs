@@ -227,9 +227,9 @@ pub fn cluster_maps(
     let x = Array2::from_shape_fn((n, d), |(i, j)| columns[j][i]);
     let stride = n.div_ceil(SILHOUETTE_SAMPLES).max(1);
     let sample: Vec<usize> = (0..n).step_by(stride).collect();
-    // One clustering: its labels, its mean silhouette, whether every class
-    // has an interior, and whether its touching classes meet at steps.
-    let fit = |k: usize| -> Result<(Vec<usize>, f64, bool, bool)> {
+    // One clustering: its labels, its mean silhouette, and whether every
+    // class has an interior.
+    let fit = |k: usize| -> Result<(Vec<usize>, f64, bool)> {
         let km = kmeans(x.view(), k.min(n), N_INIT, seed)?;
         let s = mean_silhouette(&x, &km.labels, &sample);
         let wide = interior_radius.is_none_or(|radius| {
@@ -247,16 +247,18 @@ pub fn cluster_maps(
                 c >= MIN_INTERIOR_CELLS && c as f64 >= MIN_INTERIOR_SHARE * s as f64
             })
         });
-        let steps = !wide
-            || interior_radius.is_none_or(|radius| {
-                boundary_jump(x.view(), &km.labels, (gh, gw), radius)
-                    .is_none_or(|j| j >= MIN_BOUNDARY_JUMP)
-            });
-        Ok((km.labels, s, wide, steps))
+        Ok((km.labels, s, wide))
+    };
+    // Whether two touching classes of a clustering meet along a gradient
+    // (checked only for an automatic count above 2 with interiors).
+    let gradient = |labels: &[usize]| {
+        interior_radius.is_some_and(|radius| {
+            boundary_jump(x.view(), labels, (gh, gw), radius).is_some_and(|j| j < MIN_BOUNDARY_JUMP)
+        })
     };
     let mut without_interior = Vec::new();
     let mut gradual = Vec::new();
-    let (k, (labels, silhouette, _, _), chosen) = match classes {
+    let (k, (labels, silhouette, _), chosen) = match classes {
         Some(k) => (k.min(n), fit(k)?, false),
         None => {
             let mut best = (2, fit(2)?);
@@ -264,7 +266,7 @@ pub fn cluster_maps(
                 let f = fit(k)?;
                 if !f.2 {
                     without_interior.push(k);
-                } else if !f.3 {
+                } else if gradient(&f.0) {
                     gradual.push(k);
                 } else if f.1 > best.1.1 + margin {
                     best = (k, f);

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewD, ArrayViewMutD};
 
 use super::{DecoderGrads, DecoderParams, DecoderWorkspace, check_shape};
 use crate::error::FrameworkContext;
@@ -41,95 +41,61 @@ fn packed_len(n_latent: usize, hidden: usize, inputs: usize) -> usize {
     2 * hidden * hidden + (inputs + n_latent + 4) * hidden + 1
 }
 
-/// Every scalar of `p` in packing order (see the module docs), mutably.
-fn packed_order_mut(p: &mut DecoderParams) -> impl Iterator<Item = &mut f32> {
-    p.wc.iter_mut()
-        .chain(p.bc.iter_mut())
-        .chain(p.wz.iter_mut())
-        .chain(p.w1.iter_mut())
-        .chain(p.b1.iter_mut())
-        .chain(p.w2.iter_mut())
-        .chain(p.b2.iter_mut())
-        .chain(p.w3.iter_mut())
-        .chain(std::iter::once(&mut p.b3))
+/// The arrays of `p` in packing order (see the module docs), `b3` aside.
+fn arrays(p: &DecoderParams) -> [ArrayViewD<'_, f32>; 8] {
+    [
+        p.wc.view().into_dyn(),
+        p.bc.view().into_dyn(),
+        p.wz.view().into_dyn(),
+        p.w1.view().into_dyn(),
+        p.b1.view().into_dyn(),
+        p.w2.view().into_dyn(),
+        p.b2.view().into_dyn(),
+        p.w3.view().into_dyn(),
+    ]
 }
 
-/// Every scalar of `p` in packing order (see the module docs).
-fn packed_order(p: &DecoderParams) -> impl Iterator<Item = f32> + '_ {
-    p.wc.iter()
-        .chain(p.bc.iter())
-        .chain(p.wz.iter())
-        .chain(p.w1.iter())
-        .chain(p.b1.iter())
-        .chain(p.w2.iter())
-        .chain(p.b2.iter())
-        .chain(p.w3.iter())
-        .chain(std::iter::once(&p.b3))
-        .copied()
+/// The arrays of `p` in packing order, mutably, `b3` aside.
+fn arrays_mut(p: &mut DecoderParams) -> [ArrayViewMutD<'_, f32>; 8] {
+    [
+        p.wc.view_mut().into_dyn(),
+        p.bc.view_mut().into_dyn(),
+        p.wz.view_mut().into_dyn(),
+        p.w1.view_mut().into_dyn(),
+        p.b1.view_mut().into_dyn(),
+        p.w2.view_mut().into_dyn(),
+        p.b2.view_mut().into_dyn(),
+        p.w3.view_mut().into_dyn(),
+    ]
 }
 
-/// The arrays of `p` in packing order as slices and `b3`, when every array
-/// is in standard layout (as those the crate builds are): whole-slice copies
-/// instead of one element at a time.
-fn segments_mut(p: &mut DecoderParams) -> Option<([&mut [f32]; 8], &mut f32)> {
-    Some((
-        [
-            p.wc.as_slice_mut()?,
-            p.bc.as_slice_mut()?,
-            p.wz.as_slice_mut()?,
-            p.w1.as_slice_mut()?,
-            p.b1.as_slice_mut()?,
-            p.w2.as_slice_mut()?,
-            p.b2.as_slice_mut()?,
-            p.w3.as_slice_mut()?,
-        ],
-        &mut p.b3,
-    ))
-}
-
-/// The arrays of `p` in packing order as slices, when every array is in
-/// standard layout (see [`segments_mut`]).
-fn segments(p: &DecoderParams) -> Option<[&[f32]; 8]> {
-    Some([
-        p.wc.as_slice()?,
-        p.bc.as_slice()?,
-        p.wz.as_slice()?,
-        p.w1.as_slice()?,
-        p.b1.as_slice()?,
-        p.w2.as_slice()?,
-        p.b2.as_slice()?,
-        p.w3.as_slice()?,
-    ])
-}
-
-/// Copies a packed parameter vector into `p` (same `n`, `H`, `d`).
+/// Copies a packed parameter vector into `p` (same `n`, `H`, `d`), an array
+/// at a time (a plain copy where the array is in standard layout, as those
+/// the crate builds are).
 fn unpack(packed: &[f32], p: &mut DecoderParams) -> Result<()> {
     let len = packed_len(p.n_latent(), p.hidden(), p.inputs());
     check_shape("packed decoder parameters", &[len], &[packed.len()])?;
-    if let Some((segments, b3)) = segments_mut(p) {
-        let mut rest = packed;
-        for dst in segments {
-            let (head, tail) = rest.split_at(dst.len());
-            dst.copy_from_slice(head);
-            rest = tail;
-        }
-        *b3 = rest[0];
-    } else {
-        for (dst, &src) in packed_order_mut(p).zip(packed) {
-            *dst = src;
-        }
+    let mut rest = packed;
+    for mut dst in arrays_mut(p) {
+        let (head, tail) = rest.split_at(dst.len());
+        let src =
+            ArrayViewD::from_shape(dst.raw_dim(), head).map_err(|_| ModelError::ShapeMismatch {
+                what: "packed decoder parameters",
+                expected: dst.shape().to_vec(),
+                found: vec![head.len()],
+            })?;
+        dst.assign(&src);
+        rest = tail;
     }
+    p.b3 = rest[0];
     Ok(())
 }
 
 /// `p` packed into one vector (see the module docs).
 fn pack(p: &DecoderParams) -> Vec<f32> {
-    let Some(segments) = segments(p) else {
-        return packed_order(p).collect();
-    };
     let mut out = Vec::with_capacity(packed_len(p.n_latent(), p.hidden(), p.inputs()));
-    for s in segments {
-        out.extend_from_slice(s);
+    for a in arrays(p) {
+        out.extend(a.iter());
     }
     out.push(p.b3);
     out
@@ -480,6 +446,21 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    /// Every scalar of `p` in packing order, element by element (the
+    /// definition the module docs give).
+    fn packed_order(p: &DecoderParams) -> impl Iterator<Item = f32> + '_ {
+        p.wc.iter()
+            .chain(p.bc.iter())
+            .chain(p.wz.iter())
+            .chain(p.w1.iter())
+            .chain(p.b1.iter())
+            .chain(p.w2.iter())
+            .chain(p.b2.iter())
+            .chain(p.w3.iter())
+            .chain(std::iter::once(&p.b3))
+            .copied()
+    }
+
     #[test]
     fn packed_len_counts_every_tensor() {
         // n = 2, H = 128: Wc 256 + bc 128 + Wz 256 + W1 16384 + b1 128
@@ -522,14 +503,13 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let p = DecoderParams::init(2, 4, &mut rng).unwrap();
         let want: Vec<f32> = packed_order(&p).collect();
-        assert!(segments(&p).is_some());
+        assert!(p.wc.is_standard_layout() && p.w1.is_standard_layout());
         assert_eq!(pack(&p), want);
-        // Wc and W1 stored column-major have no row-major slice: the
-        // element-by-element path, same order.
+        // Wc and W1 stored column-major: the same packing order.
         let mut t = p.clone();
         t.wc = column_major(&p.wc);
         t.w1 = column_major(&p.w1);
-        assert!(segments(&t).is_none());
+        assert!(!t.wc.is_standard_layout() && !t.w1.is_standard_layout());
         assert_eq!(pack(&t), want);
         let mut q = zero_params(2, 4, 2).unwrap();
         q.w1 = column_major(&q.w1);
